@@ -1,0 +1,28 @@
+# The README's two commands: `make demo` (set up, classify the bundled sample with the bundled
+# model) and `make test` (set up, run the default test suite). Both create .venv when missing.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.fvdeploy-installed
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-slow clean-venv
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m fvdeploy.runtime.demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,1 @@
+"""fvdeploy.export: ONNX and TensorRT export bundles."""

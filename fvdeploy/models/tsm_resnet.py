@@ -1,0 +1,224 @@
+"""TSM ResNets on torchvision backbones, and the full-video model of "No frame left behind".
+
+Forward in named stages, so the runtime's chunking and the exported split pair reuse them:
+
+    forward_frames  stem + layer1 on every frame, temporal shift over frames     [N, T, C, h, w]
+    cluster         cluster ids + cluster means (ops.clustering)                  [N, G, C, h, w]
+    forward_clips   layer2..4 with the shift over clusters, global pool          [N, G, D]
+    forward_head    dropout + fc, per cluster                                      [N, G, classes]
+
+Mode ``full`` runs all four on every frame of a video; mode ``tsm`` takes frames that were already
+sampled (K per video, or all of them: TSM-all) and skips the clustering. With G = T both give the
+same logits on the same weights.
+
+The blocks are torchvision's own modules (so ImageNet and TSM weights load by name); the shift is
+applied in :func:`shifted_block` on the residual branch before ``conv1``, never on the identity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+from torchvision.models.resnet import BasicBlock, Bottleneck
+
+from ..config import ModelConfig
+from ..ops.clustering import aggregate_clusters, cluster_ids, effective_lengths
+from ..ops.temporal_shift import temporal_shift
+
+
+class ModelOutput(NamedTuple):
+    logits: Tensor  # [N, classes], mean over clusters (or segments) of cluster_logits
+    cluster_logits: Tensor  # [N, G, classes]
+    cluster_ids: Tensor  # [N, T] long, -1 on padding
+
+
+def shifted_block(block: nn.Module, x: Tensor, num_frames: int, lengths: Tensor | None = None) -> Tensor:
+    """A torchvision BasicBlock/Bottleneck with the residual shift (TSM "blockres")."""
+    identity = x if block.downsample is None else block.downsample(x)
+    out = block.relu(block.bn1(block.conv1(temporal_shift(x, num_frames, lengths))))
+    out = block.bn2(block.conv2(out))
+    if isinstance(block, Bottleneck):
+        out = block.bn3(block.conv3(block.relu(out)))
+    return block.relu(out + identity)
+
+
+def repeat_last_valid(frames: Tensor, lengths: Tensor) -> Tensor:
+    """Replace positions ``>= lengths[n]`` of ``frames: [N, T, ...]`` by video n's last valid frame."""
+    n, t = frames.shape[:2]
+    positions = torch.arange(t, device=frames.device)
+    src = torch.minimum(positions[None, :], (lengths.to(frames.device) - 1)[:, None])
+    flat = src + torch.arange(n, device=frames.device)[:, None] * t
+    return frames.reshape(n * t, *frames.shape[2:])[flat.reshape(-1)].reshape(frames.shape)
+
+
+def pad_frames(frames: Tensor, min_frames: int) -> Tensor:
+    """Pad the time axis of ``[N, T, ...]`` to ``min_frames`` by repeating the last frame."""
+    t = frames.shape[1]
+    if t >= min_frames:
+        return frames
+    return torch.cat([frames, frames[:, -1:].expand(-1, min_frames - t, *frames.shape[2:])], 1)
+
+
+class TSMResNet(nn.Module):
+    def __init__(self, backbone: nn.Module, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.conv1, self.bn1, self.relu, self.maxpool = backbone.conv1, backbone.bn1, backbone.relu, backbone.maxpool
+        self.layer1, self.layer2, self.layer3, self.layer4 = (
+            backbone.layer1, backbone.layer2, backbone.layer3, backbone.layer4,
+        )
+        self.dropout = nn.Dropout(config.dropout)
+        self.fc = nn.Linear(backbone.fc.in_features, config.num_classes)
+
+    # -- properties ---------------------------------------------------------------------------
+    @property
+    def num_clusters(self) -> int:
+        return self.config.num_clusters
+
+    @property
+    def frame_halo(self) -> int:
+        """Frames of context each side that stem + layer1 need: one per shifted block."""
+        return len(self.layer1)
+
+    @property
+    def feature_channels(self) -> int:
+        """Channels of a layer1 output map."""
+        last = self.layer1[-1]
+        return (last.bn3 if isinstance(last, Bottleneck) else last.bn2).num_features
+
+    # -- stages -------------------------------------------------------------------------------
+    def forward_frames(self, frames: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """Stem + layer1 on every frame. ``frames: [N, T, 3, H, W]`` -> ``[N, T, C, h, w]``.
+
+        ``lengths`` (effective, i.e. already ``>= G`` where the caller padded) ends each video's
+        shift at its own length.
+        """
+        n, t = frames.shape[:2]
+        x = self.maxpool(self.relu(self.bn1(self.conv1(frames.reshape(n * t, *frames.shape[2:])))))
+        for block in self.layer1:
+            x = shifted_block(block, x, t, lengths)
+        return x.reshape(n, t, *x.shape[1:])
+
+    def cluster(self, features: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Cluster ids (no gradient) and cluster means (with gradient) of layer1 features."""
+        g = self.config.num_clusters
+        with torch.no_grad():
+            ids = cluster_ids(features.detach(), g, self.config.method, lengths)
+        return aggregate_clusters(features, ids, g, lengths), ids
+
+    def forward_clips(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """layer2..4 over S maps per video (clusters or sampled frames) -> pooled ``[N, S, D]``.
+        ``lengths`` only for TSM-all on a padded batch (clusters are never padding)."""
+        n, s = x.shape[:2]
+        x = x.reshape(n * s, *x.shape[2:])
+        for layer in (self.layer2, self.layer3, self.layer4):
+            for block in layer:
+                x = shifted_block(block, x, s, lengths)
+        return x.mean((2, 3)).reshape(n, s, -1)
+
+    def forward_head(self, features: Tensor) -> Tensor:
+        return self.fc(self.dropout(features))
+
+    # -- whole model --------------------------------------------------------------------------
+    def forward(self, frames: Tensor, lengths: Tensor | None = None) -> ModelOutput:
+        """``frames: [N, T, 3, H, W]`` normalised; ``lengths: LongTensor[N]`` valid frames per video.
+
+        Mode ``full``: every frame, G clusters (a video shorter than G is padded by repeating its
+        last frame). Mode ``tsm``: the frames given are the sampled segments (K, or all).
+        """
+        if self.config.mode == "tsm":
+            return self.forward_tsm(frames, lengths)
+        g = self.config.num_clusters
+        frames = pad_frames(frames, g)
+        if lengths is not None:
+            frames = repeat_last_valid(frames, lengths)
+            lengths = effective_lengths(lengths.to(frames.device), g)
+        means, ids = self.cluster(self.forward_frames(frames, lengths), lengths)
+        cluster_logits = self.forward_head(self.forward_clips(means))
+        return ModelOutput(cluster_logits.mean(1), cluster_logits, ids)
+
+    def forward_tsm(self, frames: Tensor, lengths: Tensor | None = None) -> ModelOutput:
+        """TSM: every given frame through the whole network, logits averaged over frames."""
+        n, t = frames.shape[:2]
+        positions = torch.arange(t, device=frames.device)
+        if lengths is not None:
+            frames = repeat_last_valid(frames, lengths)
+        x = self.forward_frames(frames, lengths)
+        seg_logits = self.forward_head(self.forward_clips(x, lengths))
+        if lengths is None:
+            return ModelOutput(seg_logits.mean(1), seg_logits, positions.expand(n, t))
+        valid = positions[None, :] < lengths.to(frames.device)[:, None]
+        w = valid.to(seg_logits.dtype)
+        logits = (seg_logits * w[:, :, None]).sum(1) / w.sum(1, keepdim=True)
+        return ModelOutput(logits, seg_logits, torch.where(valid, positions, -1))
+
+    # -- bounded-memory stem + layer1 -----------------------------------------------------------
+    def iter_frame_features(self, chunks: Iterable[Tensor], min_frames: int = 1) -> Iterator[Tensor]:
+        """Stream stem + layer1 over a video given as chunks ``[k, 3, H, W]`` of consecutive frames.
+
+        Yields feature chunks ``[m, C, h, w]`` that, concatenated, equal ``forward_frames`` on the
+        whole video (padded to ``min_frames`` by repeating its last frame). Each computation sees
+        ``frame_halo`` extra frames on each side of what it emits, so memory stays bounded by the
+        chunk size whatever the length; the cost is ``2 * halo`` recomputed frames per chunk.
+        """
+        halo = self.frame_halo
+        buf: Tensor | None = None  # frames [start - left, end) not yet emitted, plus left context
+        left = 0  # context frames at the front of buf (already emitted)
+        seen = 0
+        for chunk in chunks:
+            if chunk.shape[0] == 0:
+                continue
+            buf = chunk if buf is None else torch.cat([buf, chunk])
+            seen += chunk.shape[0]
+            ready = buf.shape[0] - left - halo  # frames with full right context
+            if seen < min_frames or ready <= 0:
+                continue
+            out = self.forward_frames(buf[None])[0]
+            yield out[left : left + ready]
+            keep = min(halo, left + ready)
+            buf = buf[left + ready - keep :]
+            left = keep
+        if buf is None:
+            return
+        if seen < min_frames:
+            buf = torch.cat([buf, buf[-1:].expand(min_frames - seen, *buf.shape[1:])])
+        if buf.shape[0] > left:
+            yield self.forward_frames(buf[None])[0][left:]
+
+    def forward_frames_chunked(self, frames: Tensor, chunk_size: int) -> Tensor:
+        """``forward_frames`` on one video ``[T, 3, H, W]`` in chunks of ``chunk_size`` frames."""
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        return torch.cat(list(self.iter_frame_features(frames.split(chunk_size))))
+
+
+def make_backbone(block: type[nn.Module], layers: list[int], widths: tuple[int, int, int, int]) -> nn.Module:
+    """A torchvision-layout ResNet (same attribute names, so the same state-dict keys) of any width."""
+    from torchvision.models.resnet import ResNet
+
+    if widths == (64, 128, 256, 512):
+        return ResNet(block, layers)
+    net = nn.Module()
+    stem = widths[0]
+    net.conv1 = nn.Conv2d(3, stem, kernel_size=7, stride=2, padding=3, bias=False)
+    net.bn1 = nn.BatchNorm2d(stem)
+    net.relu = nn.ReLU(inplace=True)
+    net.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+    inplanes = stem
+    for i, (planes, n) in enumerate(zip(widths, layers)):
+        stride = 1 if i == 0 else 2
+        downsample = None
+        if stride != 1 or inplanes != planes * block.expansion:
+            downsample = nn.Sequential(
+                nn.Conv2d(inplanes, planes * block.expansion, 1, stride=stride, bias=False),
+                nn.BatchNorm2d(planes * block.expansion),
+            )
+        blocks = [block(inplanes, planes, stride, downsample)]
+        inplanes = planes * block.expansion
+        blocks += [block(inplanes, planes) for _ in range(1, n)]
+        setattr(net, f"layer{i + 1}", nn.Sequential(*blocks))
+    net.fc = nn.Linear(inplanes, 1000)
+    return net

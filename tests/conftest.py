@@ -1,0 +1,78 @@
+"""Markers, capability skips and shared fixtures.
+
+``slow``: deselected by default (``pytest -m slow`` runs them). ``gpu``: needs CUDA. ``tensorrt``:
+needs the tensorrt package and CUDA. Missing capabilities skip with a reason, unless
+``FVDEPLOY_REQUIRE=gpu,tensorrt`` names them: then the test fails instead (use it on GPU machines,
+so a broken CUDA install cannot pass as a skip).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+REQUIRED = {s.strip() for s in os.environ.get("FVDEPLOY_REQUIRE", "").split(",") if s.strip()}
+KNOWN_REQUIREMENTS = {"gpu", "tensorrt"}
+
+
+def pytest_configure(config):
+    unknown = REQUIRED - KNOWN_REQUIREMENTS
+    if unknown:
+        raise pytest.UsageError(f"FVDEPLOY_REQUIRE names unknown capability {sorted(unknown)}; known: gpu, tensorrt")
+
+
+def _missing(marker: str) -> str | None:
+    if marker == "gpu" and not torch.cuda.is_available():
+        return "needs a CUDA device (torch.cuda.is_available() is False)"
+    if marker == "tensorrt":
+        if importlib.util.find_spec("tensorrt") is None:
+            return "needs the tensorrt package (pip install 'fvdeploy[trt]'), not installable in this workplace"
+        if not torch.cuda.is_available():
+            return "needs a CUDA device for TensorRT"
+    return None
+
+
+def pytest_runtest_setup(item):
+    for marker in ("gpu", "tensorrt"):
+        if marker in item.keywords:
+            reason = _missing(marker)
+            if reason is None:
+                continue
+            if marker in REQUIRED:
+                pytest.fail(f"FVDEPLOY_REQUIRE={marker} but {reason}", pytrace=False)
+            pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def bigbuckbunny() -> Path:
+    path = SHARED_DATA / "bigbuckbunny.mp4"
+    if not path.is_file():
+        pytest.skip(f"{path} is absent (the shared data folder beside the repo)")
+    return path
+
+
+def tiny_config(**overrides):
+    from fvdeploy.config import InputSpec, ModelConfig
+
+    base = dict(arch="tiny", num_classes=3, labels=["a", "b", "c"], num_clusters=4, method="cumulative",
+                input=InputSpec(shorter_side=32, crop=32))
+    base.update(overrides)
+    return ModelConfig(**base)
+
+
+@pytest.fixture
+def tiny_model():
+    from fvdeploy.models import create_model
+
+    return create_model(tiny_config()).eval()

@@ -1,0 +1,1 @@
+"""fvdeploy.training: datasets, the Move4 generator and the trainer."""
