@@ -6,9 +6,13 @@ from .bundle import load_model, save_model  # noqa: E402
 from .config import InputSpec, ModelConfig  # noqa: E402
 from .errors import BackendError, ExportError, FvdeployError, ModelError, VideoError  # noqa: E402
 from .models import create_model, list_models  # noqa: E402
+from .runtime import Classifier, Segment, VideoResult  # noqa: E402
 
 __all__ = [
     "BackendError",
+    "Classifier",
+    "Segment",
+    "VideoResult",
     "ExportError",
     "FvdeployError",
     "InputSpec",

@@ -76,6 +76,9 @@ def _root(
 
 # Each part registers its commands from its own module.
 from . import info  # noqa: E402,F401
+from . import train  # noqa: E402,F401
+from . import import_checkpoint  # noqa: E402,F401
+from . import classify  # noqa: E402,F401
 
 
 def main() -> None:

@@ -16,10 +16,20 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
-import numpy as np
+# FFmpeg prints its own complaints ("moov atom not found", "huffman table decode error") straight
+# to stderr; we report each failure as one line, so keep FFmpeg quiet unless the user asks otherwise.
+# Read when OpenCV first opens a file, so it is set before cv2 is imported here.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
-from ..errors import VideoError
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from ..errors import VideoError  # noqa: E402
+
+# OpenCV's own warnings ("can't be used to capture by name", ...) would follow our one-line errors
+# on stderr; the failures they describe are reported by us.
+if hasattr(cv2, "utils") and hasattr(cv2.utils, "logging"):
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts", ".3gp")
 

@@ -26,6 +26,7 @@ from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from ..config import ModelConfig
 from ..ops.clustering import aggregate_clusters, cluster_ids, effective_lengths
+from ..ops.halo import stream_with_halo
 from ..ops.temporal_shift import temporal_shift
 
 
@@ -157,36 +158,13 @@ class TSMResNet(nn.Module):
 
     # -- bounded-memory stem + layer1 -----------------------------------------------------------
     def iter_frame_features(self, chunks: Iterable[Tensor], min_frames: int = 1) -> Iterator[Tensor]:
-        """Stream stem + layer1 over a video given as chunks ``[k, 3, H, W]`` of consecutive frames.
+        """Stream stem + layer1 over one video given as chunks ``[k, 3, H, W]`` of consecutive frames.
 
-        Yields feature chunks ``[m, C, h, w]`` that, concatenated, equal ``forward_frames`` on the
-        whole video (padded to ``min_frames`` by repeating its last frame). Each computation sees
-        ``frame_halo`` extra frames on each side of what it emits, so memory stays bounded by the
-        chunk size whatever the length; the cost is ``2 * halo`` recomputed frames per chunk.
+        Concatenated, the yielded ``[m, C, h, w]`` chunks equal ``forward_frames`` on the whole video
+        (padded to ``min_frames`` by repeating its last frame); memory is bounded by the chunk size
+        plus ``frame_halo`` frames of context each side (see ``ops.halo``).
         """
-        halo = self.frame_halo
-        buf: Tensor | None = None  # frames [start - left, end) not yet emitted, plus left context
-        left = 0  # context frames at the front of buf (already emitted)
-        seen = 0
-        for chunk in chunks:
-            if chunk.shape[0] == 0:
-                continue
-            buf = chunk if buf is None else torch.cat([buf, chunk])
-            seen += chunk.shape[0]
-            ready = buf.shape[0] - left - halo  # frames with full right context
-            if seen < min_frames or ready <= 0:
-                continue
-            out = self.forward_frames(buf[None])[0]
-            yield out[left : left + ready]
-            keep = min(halo, left + ready)
-            buf = buf[left + ready - keep :]
-            left = keep
-        if buf is None:
-            return
-        if seen < min_frames:
-            buf = torch.cat([buf, buf[-1:].expand(min_frames - seen, *buf.shape[1:])])
-        if buf.shape[0] > left:
-            yield self.forward_frames(buf[None])[0][left:]
+        return stream_with_halo(lambda x: self.forward_frames(x[None])[0], chunks, self.frame_halo, min_frames)
 
     def forward_frames_chunked(self, frames: Tensor, chunk_size: int) -> Tensor:
         """``forward_frames`` on one video ``[T, 3, H, W]`` in chunks of ``chunk_size`` frames."""

@@ -11,6 +11,8 @@ from .clustering import (
     effective_lengths,
     frame_distances,
 )
+from .halo import rechunk, stream_with_halo
+from .sampling import segment_bounds, tsm_indices
 from .temporal_shift import TemporalShift, temporal_shift
 
 __all__ = [
@@ -25,4 +27,8 @@ __all__ = [
     "effective_lengths",
     "frame_distances",
     "temporal_shift",
+    "rechunk",
+    "segment_bounds",
+    "stream_with_halo",
+    "tsm_indices",
 ]

@@ -1,0 +1,75 @@
+"""What the runtime needs from an inference backend, and device/precision resolution.
+
+The runtime drives every backend through two stages of the model (so any video length runs in
+bounded memory, and the clustering itself stays in one place, ``fvdeploy.ops``):
+
+    frame_features(frames [k, 3, S, S]) -> [k, C, h, w]   stem + layer1 over k consecutive frames,
+                                                          zero shift padding at both ends
+    clip_logits(maps [N, M, C, h, w])   -> [N, M, classes] layer2..4 + head over M maps per video
+                                                          (G cluster means, or K sampled frames)
+
+Inputs and outputs are torch tensors on ``backend.device`` (a backend that runs elsewhere copies).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+from ..config import ModelConfig
+from ..errors import BackendError
+
+BACKENDS = ("torch", "onnxruntime", "tensorrt")
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+class Backend(Protocol):
+    name: str
+    config: ModelConfig
+    device: torch.device
+    precision: str
+    provider: str  # what actually runs the math, e.g. "pytorch", "CPUExecutionProvider"
+    halo: int  # frames of context per side that frame_features needs
+    network_halo: int  # the same for frame_features followed by clip_logits (TSM-all streaming)
+    feature_shape: tuple[int, int, int]  # (C, h, w) of one layer1 map
+
+    def frame_features(self, frames: Tensor) -> Tensor: ...
+
+    def clip_logits(self, maps: Tensor) -> Tensor: ...
+
+
+@dataclass
+class DeviceSpec:
+    device: torch.device
+    precision: str
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` -> cuda:0 when CUDA works, else cpu. Asking for CUDA without it is an error."""
+    device = (device or "auto").strip().lower()
+    if device == "auto":
+        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+    if device == "cpu":
+        return torch.device("cpu")
+    if device == "cuda" or device.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise BackendError(f"--device {device}: CUDA is not available here (torch.cuda.is_available() is False)")
+        index = 0 if device == "cuda" else device.split(":", 1)[1]
+        if not str(index).isdigit() or int(index) >= torch.cuda.device_count():
+            raise BackendError(f"--device {device}: no such CUDA device ({torch.cuda.device_count()} visible)")
+        return torch.device(f"cuda:{int(index)}")
+    raise BackendError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
+
+
+def resolve_precision(precision: str | None, device: torch.device) -> str:
+    """Default fp16 on CUDA, fp32 on CPU; fp16 on CPU is refused (slow and unsupported by many kernels)."""
+    if precision is None:
+        return "fp16" if device.type == "cuda" else "fp32"
+    if precision not in PRECISIONS:
+        raise BackendError(f"unknown precision {precision!r}; choose fp32, fp16 or bf16")
+    if precision == "fp16" and device.type == "cpu":
+        raise BackendError("precision fp16 needs a CUDA device; use fp32 or bf16 on the CPU")
+    return precision

@@ -1,0 +1,176 @@
+"""``fvdeploy classify PATH...``: the main job."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from . import app, err, guarded, usage_error
+
+
+class BackendName(str, Enum):
+    torch = "torch"
+    onnxruntime = "onnxruntime"
+    tensorrt = "tensorrt"
+
+
+class Mode(str, Enum):
+    full = "full"
+    tsm = "tsm"
+
+
+class Method(str, Enum):
+    cumulative = "cumulative"
+    slope = "slope"
+    uniform = "uniform"
+
+
+class Precision(str, Enum):
+    fp32 = "fp32"
+    fp16 = "fp16"
+    bf16 = "bf16"
+
+
+def _visual_path(folder: Path, source: str, used: set[Path]) -> Path:
+    """A PNG name for this video that neither this run nor the user's folder already has."""
+    stem = Path(source).stem or "video"
+    candidate, n = folder / f"{stem}.png", 1
+    while candidate in used or candidate.exists():
+        candidate, n = folder / f"{stem}-{n}.png", n + 1
+    used.add(candidate)
+    return candidate
+
+
+@app.command()
+@guarded
+def classify(
+    paths: Annotated[Optional[list[str]], typer.Argument(help="Video files, directories (searched recursively) or globs.", show_default=False)] = None,
+    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Model folder; default: the bundled model.")] = None,
+    topk: Annotated[int, typer.Option(help="How many labels to report.", min=1)] = 5,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+    backend: Annotated[BackendName, typer.Option(help="Inference backend. No silent fallback.")] = BackendName.torch,
+    precision: Annotated[Optional[Precision], typer.Option(help="Default: fp16 on CUDA, fp32 on CPU.")] = None,
+    mode: Annotated[Optional[Mode], typer.Option(help="full: every frame, G clusters; tsm: K sampled frames. Default: as trained.")] = None,
+    segments: Annotated[Optional[int], typer.Option(help="TSM mode: frames sampled per video (0 = every frame).", min=0)] = None,
+    clusters: Annotated[Optional[int], typer.Option(help="Full mode: number of clusters G (default: as trained).", min=1)] = None,
+    method: Annotated[Optional[Method], typer.Option(help="Full mode: clustering method (default: as trained).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per video on stdout.")] = False,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write JSON Lines here (atomically).")] = None,
+    force: Annotated[bool, typer.Option(help="Overwrite an existing --output file.")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue an existing --output file, skipping inputs it records.")] = False,
+    manifest: Annotated[Optional[Path], typer.Option(help="A file with one input path per line.")] = None,
+    shard: Annotated[Optional[str], typer.Option(help="I/N: process only the I-th of N disjoint slices of the sorted inputs.")] = None,
+    visualize: Annotated[Optional[Path], typer.Option(help="Write one timeline PNG per video into this folder.")] = None,
+    max_memory: Annotated[Optional[int], typer.Option("--max-memory", help="MiB the runtime may hold beyond the model (default 1024 CPU, 2048 CUDA).", min=16)] = None,
+    chunk_size: Annotated[Optional[int], typer.Option(help="Frames per stem+layer1 call (default: from --max-memory).", min=1)] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no table.")] = False,
+) -> None:
+    """Classify videos of any length: label, top-k and per-cluster segments for each."""
+    from ..runtime.inputs import Input, expand_inputs, parse_shard, read_manifest, take_shard
+    from ..runtime.jsonl import JsonlWriter, OutputExists
+
+    names = list(paths or [])
+    if as_json and output is not None:
+        raise usage_error("--json and --output are alternatives; pick one")
+    if (force or resume) and output is None:
+        raise usage_error("--force and --resume apply to --output")
+    if force and resume:
+        raise usage_error("--force and --resume are alternatives; pick one")
+    try:
+        shard_spec = parse_shard(shard) if shard is not None else None
+    except ValueError as e:
+        raise usage_error(str(e)) from None
+    failures: list[Input] = []
+    if manifest is not None:
+        try:
+            names += read_manifest(manifest)
+        except (OSError, UnicodeDecodeError) as e:
+            failures.append(Input(str(manifest), f"{manifest}: cannot read manifest ({e.strerror or e})"))
+    if not names and not failures:
+        raise usage_error("no inputs: name video files, directories or globs, or --manifest FILE")
+    inputs = take_shard(expand_inputs(names), shard_spec)
+
+    writer = None
+    if output is not None:
+        try:
+            writer = JsonlWriter(output, force=force, resume=resume)
+        except OutputExists as e:
+            raise usage_error(str(e)) from None
+        except OSError as e:
+            raise usage_error(f"{output}: cannot write ({e.strerror or e})") from None
+        inputs = [i for i in inputs if i.path not in writer.done]
+
+    from ..runtime import Classifier
+
+    clf = Classifier.load(
+        model, device=device, backend=backend.value, mode=mode.value if mode else None, segments=segments,
+        num_clusters=clusters, method=method.value if method else None,
+        precision=precision.value if precision else None, max_memory_mib=max_memory, chunk_size=chunk_size, topk=topk,
+    )
+    if visualize is not None:
+        visualize.mkdir(parents=True, exist_ok=True)
+    show_progress = not quiet and sys.stderr.isatty()
+    rows, used_png, failed = [], set(), len(failures)
+    for bad in failures:
+        err.print(f"[red]error:[/] {bad.error}", markup=True, highlight=False, soft_wrap=True)
+
+    from contextlib import nullcontext
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=err, transient=True) if show_progress else None
+    with progress if progress is not None else nullcontext():
+        videos_task = progress.add_task("videos", total=len(inputs)) if progress else None
+        for item in inputs:
+            if item.error is not None:
+                result = None
+                error = item.error
+            else:
+                frames_task = progress.add_task(Path(item.path).name[:40], total=None) if progress else None
+
+                def on_frames(done: int, total: int, _task=frames_task) -> None:
+                    progress.update(_task, completed=done, total=total or None)
+
+                png = _visual_path(visualize, item.path, used_png) if visualize is not None else None
+                result = next(clf.classify_many([item.path], progress=on_frames if progress else None, visualize=png))
+                if progress:
+                    progress.remove_task(frames_task)
+                error = result.error
+            if progress:
+                progress.advance(videos_task)
+            if error is not None:
+                failed += 1
+                err.print(f"[red]error:[/] {error}", markup=True, highlight=False, soft_wrap=True)
+                record = {"path": item.path, "error": error}
+            else:
+                record = result.to_dict()
+                rows.append(result)
+            if writer is not None:
+                writer.write(record)
+            if as_json:
+                typer.echo(__import__("json").dumps(record))
+    if writer is not None:
+        writer.close()
+    if not as_json and not quiet and rows:
+        _print_table(rows)
+    if failed:
+        raise typer.Exit(1)
+
+
+def _print_table(results) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(show_lines=False)
+    for col in ("video", "label", "score", "frames", "segments (start-end frame: label)"):
+        table.add_column(col, overflow="fold")
+    for r in results:
+        segs = ", ".join(f"{s.start_frame}-{s.end_frame - 1}: {s.label}" for s in r.segments[:16])
+        name = r.path + (" (partial)" if r.partial else "")
+        table.add_row(name, r.label, f"{r.score:.3f}", str(r.num_frames), segs)
+    Console().print(table)

@@ -1,0 +1,132 @@
+"""Cluster means of a video of any length in bounded memory.
+
+Clustering needs every neighbour distance before it can place a boundary, and only then can the
+cluster means be taken. The accumulator receives layer1 feature chunks in order and:
+
+1. keeps every frame's neighbour distance (8 bytes a frame) and, while they fit the memory budget,
+   the features themselves: short and medium videos are decoded once and averaged exactly;
+2. beyond the budget, keeps per-chunk *sums* instead, in a bounded number of slots (neighbouring
+   slots merge when full), so what it holds no longer grows with T;
+3. at the end, cluster ids come from the distances; a cluster mean is the sum of the slots inside
+   it plus, for the at most G-1 slots that straddle a boundary, the frames recomputed from the
+   source (``recompute(start, stop) -> features``: the caller seeks, decodes and reruns stem +
+   layer1 on just those frames). The result equals the whole-video forward.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..errors import FvdeployError
+from ..ops.clustering import cluster_ids_from_distances
+
+Recompute = Callable[[int, int], Tensor]
+
+
+class MemoryBudgetExceeded(FvdeployError):
+    pass
+
+
+@dataclass
+class Slot:
+    start: int
+    stop: int
+    total: Tensor  # sum of the layer1 maps of frames [start, stop), float64
+
+
+class ClusterAccumulator:
+    def __init__(self, feature_bytes: int, store_budget: int, slot_budget: int, can_recompute: bool) -> None:
+        """``feature_bytes``: one layer1 map; ``store_budget``: bytes of features kept verbatim;
+        ``slot_budget``: bytes of slot sums (float64) once the features no longer fit."""
+        self.feature_bytes = feature_bytes
+        self.store_budget = store_budget
+        self.max_slots = max(2, slot_budget // (2 * feature_bytes))
+        self.can_recompute = can_recompute
+        self.features: list[Tensor] | None = []
+        self.stored = 0
+        self.slots: list[Slot] = []
+        self.distances: list[Tensor] = []
+        self.prev_signs: Tensor | None = None
+        self.num_frames = 0
+
+    @property
+    def streaming_sums(self) -> bool:
+        return self.features is None
+
+    def add(self, feats: Tensor) -> None:
+        """Add the layer1 maps ``[m, C, h, w]`` of the next m frames."""
+        if feats.shape[0] == 0:
+            return
+        signs = feats > 0
+        pairs = signs[1:] != signs[:-1]
+        d = pairs.flatten(1).sum(1, dtype=torch.long)
+        if self.prev_signs is not None:
+            first = (signs[0] != self.prev_signs).sum(dtype=torch.long).reshape(1)
+            d = torch.cat([first, d])
+        self.distances.append(d.cpu())
+        self.prev_signs = signs[-1].clone()
+        start = self.num_frames
+        self.num_frames += feats.shape[0]
+        if self.features is not None:
+            if self.stored + feats.numel() * feats.element_size() <= self.store_budget:
+                self.features.append(feats)
+                self.stored += feats.numel() * feats.element_size()
+                return
+            if not self.can_recompute:
+                raise MemoryBudgetExceeded(
+                    "this stream is longer than the memory budget allows for whole-video classification, "
+                    "and a stream cannot be read twice; use windowed classification (fvdeploy watch / "
+                    "Classifier.watch) or raise --max-memory"
+                )
+            self._to_slots()
+        self.slots.append(Slot(start, self.num_frames, feats.sum(0, dtype=torch.float64)))
+        self._merge()
+
+    def _to_slots(self) -> None:
+        start = 0
+        for f in self.features:
+            self.slots.append(Slot(start, start + f.shape[0], f.sum(0, dtype=torch.float64)))
+            start += f.shape[0]
+            self._merge()
+        self.features, self.stored = None, 0
+
+    def _merge(self) -> None:
+        # Merge the neighbouring pair with the fewest frames: slots stay about equally long, so
+        # the frames recomputed at the end (those of straddling slots) stay about T / max_slots each.
+        while len(self.slots) > self.max_slots:
+            sizes = [self.slots[i + 1].stop - self.slots[i].start for i in range(len(self.slots) - 1)]
+            i = min(range(len(sizes)), key=sizes.__getitem__)
+            a, b = self.slots[i], self.slots.pop(i + 1)
+            a.stop, a.total = b.stop, a.total + b.total
+
+    def finish(self, num_clusters: int, method: str, recompute: Recompute | None = None) -> tuple[Tensor, Tensor]:
+        """Cluster means ``[G, C, h, w]`` (float32) and ids ``[T]`` over all frames added."""
+        if self.num_frames < num_clusters:
+            raise ValueError(f"need at least {num_clusters} frames, got {self.num_frames} (pad before streaming)")
+        d = torch.cat(self.distances)  # num_frames - 1 neighbour distances
+        ids = cluster_ids_from_distances(d[None], num_clusters, method)[0]
+        counts = torch.bincount(ids, minlength=num_clusters).to(torch.float64)
+        if self.features is not None:
+            feats = torch.cat(self.features)
+            sums = torch.zeros((num_clusters, *feats.shape[1:]), dtype=torch.float64, device=feats.device)
+            sums.index_add_(0, ids.to(feats.device), feats.to(torch.float64))
+            means = sums / counts.to(feats.device).reshape(-1, *[1] * (feats.dim() - 1))
+            return means.to(torch.float32), ids
+        if recompute is None:
+            raise MemoryBudgetExceeded("the video outgrew the memory budget and its frames cannot be recomputed")
+        device = self.slots[0].total.device
+        sums = torch.zeros((num_clusters, *self.slots[0].total.shape), dtype=torch.float64, device=device)
+        ids_dev = ids.to(device)
+        for slot in self.slots:
+            first, last = int(ids[slot.start]), int(ids[slot.stop - 1])
+            if first == last:
+                sums[first] += slot.total
+                continue
+            feats = recompute(slot.start, slot.stop).to(torch.float64)
+            sums.index_add_(0, ids_dev[slot.start : slot.stop], feats)
+        means = sums / counts.to(device).reshape(-1, *[1] * (sums.dim() - 1))
+        return means.to(torch.float32), ids

@@ -1,0 +1,380 @@
+"""Classify videos of any length end to end: decode, preprocess, model, results.
+
+    clf = Classifier.load()                      # bundled default model, best device
+    result = clf.classify("video.mp4")           # or a uint8 array [T, H, W, 3], or an iterator
+    for r in clf.classify_many(paths): ...       # in order; bad inputs come back with .error set
+
+Mode ``full`` (the method): every frame through stem + layer1 in chunks, neighbour distances,
+G clusters, cluster means through layer2..4. Mode ``tsm``: TSM's test sampling, the centre frame of
+K equal segments (``segments=0``: every frame, TSM-all). Memory is bounded by ``max_memory_mib``
+whatever the length (see ``accumulate.py``); decoding runs in a background thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..backends import create_backend, resolve_device, resolve_precision
+from ..backends.base import Backend
+from ..bundle import read_config
+from ..config import ModelConfig
+from ..errors import BackendError, FvdeployError, VideoError
+from ..io.transforms import preprocess
+from ..io.video import BackgroundReader
+from ..ops.clustering import cluster_segments
+from ..ops.halo import rechunk, stream_with_halo
+from ..ops.sampling import segment_bounds, tsm_indices
+from .accumulate import ClusterAccumulator, MemoryBudgetExceeded
+from .models import resolve_model_path
+from .results import Segment, VideoResult
+from .sources import Source, open_source
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_MEMORY_MIB = {"cpu": 1024, "cuda": 2048}
+DECODE_QUEUE_CHUNKS = 3
+MAX_CHUNK = 64
+ProgressFn = Callable[[int, int], None]  # (frames decoded so far, frames announced or 0)
+
+
+@dataclass
+class MemoryPlan:
+    """How ``max_memory_mib`` is spent: verbatim features, slot sums, model working memory, decode."""
+
+    budget: int
+    chunk_frames: int  # frames per stem + layer1 call
+    decode_frames: int  # frames per decoded chunk
+    store_bytes: int
+    slot_bytes: int
+
+
+class Classifier:
+    def __init__(self, backend: Backend, *, max_memory_mib: int | None = None, chunk_size: int | None = None,
+                 topk: int = 5, model_path: str | None = None, memory_plan: "MemoryPlan | None" = None) -> None:
+        """``memory_plan`` fixes how the budget is split (for tests and benchmarks of the
+        bounded-memory path); by default it is derived from ``max_memory_mib`` per video."""
+        self.backend = backend
+        self.memory_plan = memory_plan
+        self.config: ModelConfig = backend.config
+        self.model_path = model_path
+        device_type = backend.device.type
+        self.max_memory_mib = int(max_memory_mib or DEFAULT_MAX_MEMORY_MIB.get(device_type, 1024))
+        if self.max_memory_mib < 16:
+            raise FvdeployError(f"--max-memory {self.max_memory_mib} MiB is too small (at least 16)")
+        self.chunk_size = chunk_size
+        self.topk = topk
+
+    # -- construction ---------------------------------------------------------------------------
+    @classmethod
+    def load(
+        cls,
+        model: str | Path | None = None,
+        device: str = "auto",
+        backend: str = "torch",
+        *,
+        mode: str | None = None,
+        segments: int | None = None,
+        num_clusters: int | None = None,
+        method: str | None = None,
+        precision: str | None = None,
+        max_memory_mib: int | None = None,
+        chunk_size: int | None = None,
+        topk: int = 5,
+    ) -> "Classifier":
+        """Load a model folder (default: the bundled model) onto a device with a backend.
+
+        ``mode``/``segments``/``num_clusters``/``method`` override how the checkpoint was trained
+        (the weights are the same for every mode)."""
+        path = resolve_model_path(model)
+        config = read_config(path)
+        changes = {k: v for k, v in dict(mode=mode, segments=segments, num_clusters=num_clusters, method=method).items()
+                   if v is not None}
+        if changes:
+            from ..errors import ModelError
+
+            try:
+                config = config.replace(**changes)
+            except ModelError as e:
+                raise ModelError(f"{path}: {e}") from None
+        dev = resolve_device(device)
+        prec = resolve_precision(precision, dev)
+        if topk < 1:
+            raise FvdeployError(f"--topk must be >= 1, got {topk}")
+        if chunk_size is not None and chunk_size < 1:
+            raise FvdeployError(f"--chunk-size must be >= 1, got {chunk_size}")
+        impl = create_backend(backend, path, dev, prec, config=config)
+        return cls(impl, max_memory_mib=max_memory_mib, chunk_size=chunk_size, topk=topk, model_path=str(path))
+
+    # -- public API -----------------------------------------------------------------------------
+    def classify(self, source, *, fps: float | None = None, color: str = "bgr", progress: ProgressFn | None = None,
+                 visualize: str | Path | None = None) -> VideoResult:
+        """Classify one video: a path, a uint8 array ``[T, H, W, 3]`` (BGR by default, as OpenCV
+        gives) or an iterator of such frames. Raises FvdeployError on bad input."""
+        t0 = time.perf_counter()
+        src = open_source(source, fps=fps, color=color)
+        thumbs = Thumbnails() if visualize is not None else None
+        if self.config.mode == "full":
+            out = self._classify_full(src, progress, thumbs)
+        else:
+            out = self._classify_tsm(src, progress, thumbs)
+        result = self._result(src, *out)
+        result.timings = {
+            "decode": round(src.decode_seconds, 4),
+            "model": round(self._model_seconds, 4),
+            "total": round(time.perf_counter() - t0, 4),
+        }
+        if visualize is not None:
+            from .visualize import plot_timeline
+
+            plot_timeline(result, thumbs, visualize)
+        return result
+
+    def classify_many(self, sources: Iterable, **kwargs) -> Iterator[VideoResult]:
+        """Classify each source in order; a bad one yields a result with ``error`` set (no raise)."""
+        for source in sources:
+            name = str(source) if isinstance(source, (str, Path)) else None
+            try:
+                yield self.classify(source, **kwargs)
+            except FvdeployError as e:
+                yield VideoResult.failed(name, str(e))
+            except Exception as e:  # a bug must not stop a batch of thousands; it is logged
+                log.exception("internal error on %s", name)
+                yield VideoResult.failed(name, f"internal error {type(e).__name__}: {e}")
+
+    @property
+    def run_info(self) -> dict:
+        b = self.backend
+        return {"backend": b.name, "provider": b.provider, "device": str(b.device), "precision": b.precision,
+                "mode": self.config.mode}
+
+    # -- planning -------------------------------------------------------------------------------
+    def plan(self, frame_bytes: int) -> MemoryPlan:
+        if self.memory_plan is not None:
+            return self.memory_plan
+        budget = self.max_memory_mib * 2**20
+        s = self.config.input.crop
+        c, h, w = self.backend.feature_shape
+        esize = 2 if self.backend.precision in ("fp16", "bf16") else 4
+        # Peak activations per frame in stem + layer1: the input, conv1/bn1 outputs, a few layer1 maps.
+        per_frame = esize * (3 * s * s + 3 * 64 * (s // 2) ** 2 + 6 * c * h * w)
+        chunk = max(1, min(MAX_CHUNK, int(0.2 * budget) // per_frame))
+        if self.chunk_size:
+            chunk = self.chunk_size
+        # Decoded frames wait in a queue, then become float for resizing: keep them to ~10%.
+        decode_cost = frame_bytes * (DECODE_QUEUE_CHUNKS + 2) + frame_bytes * 4 * 2
+        decode = max(1, min(chunk, 32, int(0.1 * budget) // max(1, decode_cost)))
+        return MemoryPlan(budget, chunk, decode, store_bytes=int(0.5 * budget), slot_bytes=int(0.15 * budget))
+
+    # -- full mode ------------------------------------------------------------------------------
+    def _prepared(self, chunks: Iterable[np.ndarray], color: str, thumbs: "Thumbnails | None",
+                  progress: ProgressFn | None, hint: int) -> Iterator[Tensor]:
+        done = 0
+        for chunk in chunks:
+            t = time.perf_counter()
+            if thumbs is not None:
+                thumbs.add(done, chunk, color)
+            frames = torch.from_numpy(np.ascontiguousarray(chunk)).to(self.backend.device, non_blocking=True)
+            x = preprocess(frames, self.config.input, color)
+            self._model_seconds += time.perf_counter() - t
+            done += len(chunk)
+            if progress is not None:
+                progress(done, hint)
+            yield x
+
+    def _timed(self, fn: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
+        def call(x: Tensor) -> Tensor:
+            t = time.perf_counter()
+            out = fn(x)
+            self._model_seconds += time.perf_counter() - t
+            return out
+
+        return call
+
+    def _decode(self, src: Source, frames_per_chunk: int):
+        if src.decoder == "opencv":
+            return BackgroundReader(src.chunks(frames_per_chunk), max_chunks=DECODE_QUEUE_CHUNKS)
+        return _Inline(src.chunks(frames_per_chunk))
+
+    def _classify_full(self, src: Source, progress, thumbs):
+        self._model_seconds = 0.0
+        g, b = self.config.num_clusters, self.backend
+        frame_bytes = src.frame_bytes or 3 * 1920 * 1080
+        plan = self.plan(frame_bytes)
+        c, h, w = b.feature_shape
+        esize = 2 if b.precision in ("fp16", "bf16") else 4
+        acc = ClusterAccumulator(c * h * w * esize, plan.store_bytes, plan.slot_bytes, can_recompute=src.rereadable)
+        features = self._timed(b.frame_features)
+        with self._decode(src, plan.decode_frames) as decoded:
+            prepared = self._prepared(decoded, src.color, thumbs, progress, src.frame_count_hint)
+            for feats in stream_with_halo(features, rechunk(prepared, plan.chunk_frames), b.halo, min_frames=g):
+                acc.add(feats)
+        num_frames = src.frames_read
+
+        def recompute(start: int, stop: int) -> Tensor:
+            lo, hi = max(0, start - b.halo), min(num_frames, stop + b.halo)
+            prepared = self._prepared(src.read_range(lo, hi, plan.decode_frames), src.color, None, None, 0)
+            out = torch.cat(list(stream_with_halo(features, rechunk(prepared, plan.chunk_frames), b.halo)))
+            return out[start - lo : stop - lo]
+
+        t = time.perf_counter()
+        means, ids = acc.finish(g, self.config.method, recompute if src.rereadable else None)
+        cluster_logits = self.backend.clip_logits(means[None].to(b.device))[0].float().cpu()
+        self._model_seconds += time.perf_counter() - t
+        segments = [(min(s, num_frames - 1), max(min(e, num_frames), min(s, num_frames - 1) + 1))
+                    for s, e in cluster_segments(ids[None])[0]]
+        return num_frames, cluster_logits, segments, thumbs
+
+    # -- tsm mode -------------------------------------------------------------------------------
+    def _classify_tsm(self, src: Source, progress, thumbs):
+        self._model_seconds = 0.0
+        k = self.config.segments
+        plan = self.plan(src.frame_bytes or 3 * 1920 * 1080)
+        if k == 0:
+            return self._classify_tsm_all(src, progress, thumbs, plan)
+        hint = src.frame_count_hint
+        wanted = set(tsm_indices(hint, k).tolist()) if hint > 0 else None
+        kept: dict[int, Tensor] = {}
+        kept_bytes, limit = 0, plan.store_bytes
+        with self._decode(src, plan.decode_frames) as decoded:
+            index = 0
+            for chunk in decoded:
+                if thumbs is not None:
+                    thumbs.add(index, chunk, src.color)
+                for j in range(len(chunk)):
+                    if wanted is None or index + j in wanted:
+                        kept[index + j] = self._prepare_one(chunk[j], src.color)
+                        kept_bytes += kept[index + j].numel() * kept[index + j].element_size()
+                        if wanted is None and kept_bytes > limit:
+                            if not src.rereadable:
+                                raise MemoryBudgetExceeded(
+                                    "this stream is longer than the memory budget allows for TSM sampling and cannot "
+                                    "be read twice; use windowed classification (fvdeploy watch) or raise --max-memory")
+                            wanted, kept = set(), {}  # re-read the K frames once the length is known
+                index += len(chunk)
+                if progress is not None:
+                    progress(index, hint)
+        num_frames = src.frames_read
+        indices = tsm_indices(num_frames, k).tolist()
+        for i in sorted(set(indices) - set(kept)):  # the container's count was wrong: fetch the rest
+            kept[i] = self._prepare_one(next(iter(src.read_range(i, i + 1, 1)))[0], src.color)
+        frames = torch.stack([kept[i] for i in indices])
+        t = time.perf_counter()
+        seg_logits = self.backend.clip_logits(self.backend.frame_features(frames)[None])[0].float().cpu()
+        self._model_seconds += time.perf_counter() - t
+        segments = [(s, max(e, s + 1)) for s, e in segment_bounds(num_frames, k)]
+        segments = [(min(s, num_frames - 1), min(max(e, min(s, num_frames - 1) + 1), num_frames)) for s, e in segments]
+        return num_frames, seg_logits, segments, thumbs
+
+    def _prepare_one(self, frame: np.ndarray, color: str) -> Tensor:
+        t = time.perf_counter()
+        x = preprocess(torch.from_numpy(np.ascontiguousarray(frame[None])).to(self.backend.device), self.config.input, color)[0]
+        self._model_seconds += time.perf_counter() - t
+        return x
+
+    def _classify_tsm_all(self, src: Source, progress, thumbs, plan: MemoryPlan):
+        """TSM-all: every frame through the whole network, streamed with the whole network's halo."""
+        b = self.backend
+
+        def per_frame_logits(x: Tensor) -> Tensor:
+            return b.clip_logits(b.frame_features(x)[None])[0].float()
+
+        logits = []
+        with self._decode(src, plan.decode_frames) as decoded:
+            prepared = self._prepared(decoded, src.color, thumbs, progress, src.frame_count_hint)
+            for out in stream_with_halo(self._timed(per_frame_logits), rechunk(prepared, plan.chunk_frames), b.network_halo):
+                logits.append(out.cpu())
+        frame_logits = torch.cat(logits)
+        # Units: runs of consecutive frames with the same top label (one entry per frame would be T long).
+        top = frame_logits.argmax(1).tolist()
+        segments, start = [], 0
+        for i in range(1, len(top) + 1):
+            if i == len(top) or top[i] != top[start]:
+                segments.append((start, i))
+                start = i
+        seg_logits = torch.stack([frame_logits[s:e].mean(0) for s, e in segments])
+        return src.frames_read, _MeanOverFrames(frame_logits.mean(0), seg_logits), segments, thumbs
+
+    # -- results --------------------------------------------------------------------------------
+    def _result(self, src: Source, num_frames: int, unit_logits, spans, thumbs) -> VideoResult:
+        labels = self.config.labels
+        if isinstance(unit_logits, _MeanOverFrames):
+            video_logits, unit_logits = unit_logits.video, unit_logits.units
+        else:
+            video_logits = unit_logits.mean(0)
+        probs = torch.softmax(video_logits.double(), 0)
+        k = min(self.topk, len(labels))
+        top = probs.topk(k)
+        unit_probs = torch.softmax(unit_logits.double(), 1)
+        fps = src.fps
+
+        def sec(frame: int) -> float | None:
+            return round(frame / fps, 4) if fps else None
+
+        segments = []
+        for (s, e), p in zip(spans, unit_probs):
+            j = int(p.argmax())
+            segments.append(Segment(int(s), int(e), sec(s), sec(e), labels[j], round(float(p[j]), 6)))
+        run = {**self.run_info, "decoder": src.decoder}
+        return VideoResult(
+            path=src.path, label=labels[int(top.indices[0])], score=round(float(top.values[0]), 6),
+            topk=[(labels[int(i)], round(float(v), 6)) for v, i in zip(top.values, top.indices)],
+            num_frames=num_frames, fps=fps, duration_s=sec(num_frames), segments=segments,
+            partial=src.partial_message is not None, error=None, run=run,
+        )
+
+
+@dataclass
+class _MeanOverFrames:
+    video: Tensor
+    units: Tensor
+
+
+class _Inline:
+    """The same context-manager shape as BackgroundReader, for sources that need no thread."""
+
+    def __init__(self, it: Iterator) -> None:
+        self.it = it
+
+    def __enter__(self):
+        return self.it
+
+    def __exit__(self, *exc) -> None:
+        close = getattr(self.it, "close", None)
+        if close is not None:
+            close()
+
+
+class Thumbnails:
+    """At most ``limit`` small frames kept at a regular stride that doubles when full, so a
+    timeline picture costs bounded memory on any length."""
+
+    def __init__(self, limit: int = 128, height: int = 72) -> None:
+        self.limit, self.height, self.stride = limit, height, 1
+        self.frames: dict[int, np.ndarray] = {}
+
+    def add(self, start: int, chunk: np.ndarray, color: str) -> None:
+        import cv2
+
+        for j, frame in enumerate(chunk):
+            i = start + j
+            if i % self.stride:
+                continue
+            h, w = frame.shape[:2]
+            small = cv2.resize(frame, (max(1, round(w * self.height / h)), self.height), interpolation=cv2.INTER_AREA)
+            self.frames[i] = small if color == "bgr" else small[:, :, ::-1]
+            if len(self.frames) > self.limit:
+                self.stride *= 2
+                self.frames = {k: v for k, v in self.frames.items() if k % self.stride == 0}
+
+    def nearest(self, index: int) -> np.ndarray | None:
+        if not self.frames:
+            return None
+        return self.frames[min(self.frames, key=lambda k: abs(k - index))]

@@ -1,0 +1,201 @@
+"""The runtime: streaming and bounded-memory classification equal the whole-video forward."""
+
+from __future__ import annotations
+
+import gc
+import resource
+
+import numpy as np
+import pytest
+import torch
+
+from clips import synthetic_frames, write_clip
+from conftest import tiny_config
+from fvdeploy.bundle import save_model
+from fvdeploy.errors import VideoError
+from fvdeploy.io import preprocess, read_video
+from fvdeploy.models import create_model
+from fvdeploy.ops import cluster_segments, tsm_indices
+from fvdeploy.runtime import Classifier
+from fvdeploy.runtime.classifier import MemoryPlan
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory):
+    torch.manual_seed(1)
+    path = tmp_path_factory.mktemp("model") / "tiny"
+    save_model(create_model(tiny_config()).eval(), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def clip90(tmp_path_factory):
+    return write_clip(tmp_path_factory.mktemp("clips") / "clip90.mp4", synthetic_frames(90, 41, 53))
+
+
+def whole_forward(model_dir, frames_bgr: np.ndarray, **config_changes):
+    """The reference: every decoded frame preprocessed at once, one forward of the model."""
+    from fvdeploy.bundle import load_model
+
+    model = load_model(model_dir)
+    if config_changes:
+        model.config = model.config.replace(**config_changes)
+    x = preprocess(torch.from_numpy(frames_bgr), model.config.input, "bgr")
+    with torch.no_grad():
+        return model, model(x[None])
+
+
+def assert_same_as_whole(result, out, labels, num_frames):
+    probs = torch.softmax(out.logits[0].double(), 0)
+    assert result.label == labels[int(probs.argmax())]
+    for label, score in result.topk:
+        assert abs(score - float(probs[labels.index(label)])) <= 1e-5
+    spans = cluster_segments(out.cluster_ids)[0]
+    spans = [(min(s, num_frames - 1), max(min(e, num_frames), min(s, num_frames - 1) + 1)) for s, e in spans]
+    assert [(s.start_frame, s.end_frame) for s in result.segments] == spans
+
+
+PLANS = {
+    "chunk1": dict(chunk_size=1),
+    "chunk7": dict(chunk_size=7),
+    "default": {},
+    # nothing stored verbatim: per-chunk sums from the start, merged down to 3 slots, the slots that
+    # straddle cluster boundaries recomputed by seeking in the file
+    "sums+merge": dict(memory_plan=MemoryPlan(budget=2**20, chunk_frames=6, decode_frames=4, store_bytes=0, slot_bytes=6 * 16 * 8 * 8 * 4)),
+}
+
+
+@pytest.mark.parametrize("plan", sorted(PLANS))
+def test_file_classification_equals_whole_video_forward(model_dir, clip90, plan):
+    frames = read_video(clip90)
+    model, out = whole_forward(model_dir, frames)
+    clf = Classifier.load(model_dir, device="cpu")
+    for key, value in PLANS[plan].items():
+        setattr(clf, key, value)
+    result = clf.classify(clip90)
+    assert result.num_frames == 90 and result.fps == 25.0 and abs(result.duration_s - 3.6) < 1e-6
+    assert_same_as_whole(result, out, model.config.labels, 90)
+    assert result.run["decoder"] == "opencv" and result.run["mode"] == "full" and not result.partial
+
+
+def test_sums_path_recomputes_only_straddling_slots(model_dir, clip90):
+    from fvdeploy.runtime import sources
+
+    seen = {}
+    real = sources.FileSource.read_range
+
+    def spy(self, start, stop, chunk_frames):
+        seen.setdefault("ranges", []).append((start, stop))
+        yield from real(self, start, stop, chunk_frames)
+
+    clf = Classifier.load(model_dir, device="cpu")
+    clf.memory_plan = PLANS["sums+merge"]["memory_plan"]
+    sources.FileSource.read_range = spy
+    try:
+        clf.classify(clip90)
+    finally:
+        sources.FileSource.read_range = real
+    g = clf.config.num_clusters
+    assert 1 <= len(seen["ranges"]) <= g - 1  # at most one straddling slot per boundary
+
+
+def test_array_and_iterator_sources_equal_the_file(model_dir, clip90):
+    frames = read_video(clip90)
+    clf = Classifier.load(model_dir, device="cpu")
+    a = clf.classify(clip90).to_dict()
+    b = clf.classify(frames, fps=25.0).to_dict()
+    c = clf.classify(iter(list(frames)), fps=25.0).to_dict()
+    rgb = clf.classify(frames[..., ::-1].copy(), fps=25.0, color="rgb").to_dict()
+    for other in (b, c, rgb):
+        assert other["path"] is None
+        for key in ("label", "topk", "num_frames", "segments", "duration_s"):
+            assert other[key] == a[key], key
+    assert b["run"]["decoder"] == "array" and c["run"]["decoder"] == "iterator"
+
+
+@pytest.mark.parametrize("num_frames", [1, 2, 4])
+def test_videos_shorter_than_the_cluster_count(model_dir, tmp_path, num_frames):
+    frames = synthetic_frames(num_frames, 36, 44, seed=num_frames)
+    path = write_clip(tmp_path / "short.mp4", frames)
+    decoded = read_video(path)
+    model, out = whole_forward(model_dir, decoded)
+    result = Classifier.load(model_dir, device="cpu").classify(path)
+    assert result.num_frames == num_frames
+    assert len(result.segments) == 4
+    assert_same_as_whole(result, out, model.config.labels, num_frames)
+    assert all(s.end_frame <= num_frames for s in result.segments)
+
+
+def test_tsm_mode_reads_the_segment_centres(model_dir, clip90):
+    frames = read_video(clip90)
+    model, _ = whole_forward(model_dir, frames)
+    model.config = model.config.replace(mode="tsm", segments=5)
+    x = preprocess(torch.from_numpy(frames[tsm_indices(90, 5).numpy()]), model.config.input, "bgr")
+    with torch.no_grad():
+        ref = torch.softmax(model(x[None]).logits[0].double(), 0)
+    for source in (clip90, frames):
+        result = Classifier.load(model_dir, device="cpu", mode="tsm", segments=5).classify(source)
+        assert result.run["mode"] == "tsm" and len(result.segments) == 5
+        assert [s.start_frame for s in result.segments] == [0, 18, 36, 54, 72]
+        for label, score in result.topk:
+            assert abs(score - float(ref[model.config.labels.index(label)])) <= 1e-5
+
+
+def test_tsm_all_streams_through_the_whole_network(model_dir, clip90):
+    frames = read_video(clip90)
+    model, _ = whole_forward(model_dir, frames)
+    model.config = model.config.replace(mode="tsm", segments=0)
+    x = preprocess(torch.from_numpy(frames), model.config.input, "bgr")
+    with torch.no_grad():
+        ref = torch.softmax(model(x[None]).logits[0].double(), 0)
+    clf = Classifier.load(model_dir, device="cpu", mode="tsm", segments=0, chunk_size=11)
+    result = clf.classify(clip90)
+    for label, score in result.topk:
+        assert abs(score - float(ref[model.config.labels.index(label)])) <= 1e-5
+    assert result.segments[0].start_frame == 0 and result.segments[-1].end_frame == 90
+
+
+def test_a_stream_beyond_the_budget_names_windowed_classification(model_dir):
+    clf = Classifier.load(model_dir, device="cpu")
+    clf.memory_plan = MemoryPlan(budget=2**20, chunk_frames=4, decode_frames=4, store_bytes=10 * 16 * 8 * 8 * 4, slot_bytes=2**16)
+    frames = synthetic_frames(40, 32, 32)
+    with pytest.raises(Exception, match="windowed classification"):
+        clf.classify(iter(list(frames)))
+    assert clf.classify(frames).num_frames == 40  # an array can be re-read: fine
+
+
+def test_classify_many_reports_bad_inputs_and_goes_on(model_dir, clip90, tmp_path):
+    (tmp_path / "notavideo.mp4").write_text("hello")
+    clf = Classifier.load(model_dir, device="cpu")
+    results = list(clf.classify_many([clip90, tmp_path / "missing.mp4", tmp_path / "notavideo.mp4", clip90]))
+    assert [r.error is None for r in results] == [True, False, False, True]
+    assert "no such file" in results[1].error and "not a video" in results[2].error
+    assert results[0].label == results[3].label
+
+
+def test_bad_arrays_are_clear_errors(model_dir):
+    clf = Classifier.load(model_dir, device="cpu")
+    with pytest.raises(VideoError, match="uint8"):
+        clf.classify(np.zeros((3, 8, 8, 3), np.float32))
+    with pytest.raises(VideoError, match="zero frames"):
+        clf.classify(np.zeros((0, 8, 8, 3), np.uint8))
+    with pytest.raises(VideoError, match="zero frames"):
+        clf.classify(iter([]))
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def test_one_classifier_serves_many_videos_without_growing(model_dir):
+    clf = Classifier.load(model_dir, device="cpu")
+    frames = synthetic_frames(60, 32, 32)
+    for _ in range(5):
+        clf.classify(frames)
+    gc.collect()
+    before = _rss_mib()
+    for _ in range(60):
+        clf.classify(frames)
+    gc.collect()
+    assert _rss_mib() - before < 24, "memory grew across calls"
