@@ -1,0 +1,110 @@
+"""The Move4 generator: deterministic for a seed, real MP4 files read back through the training
+loader, and the digit really moves in the labelled direction (measured from the decoded pixels)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from fvdeploy.io.video import read_video
+from fvdeploy.training.datasets import VideoDataset, open_source
+from fvdeploy.training.move4 import CLASSES, KINDS, Move4Spec, render_video, write_move4
+
+SPEC = Move4Spec(frames=24, size=32)
+
+
+@pytest.fixture(scope="module")
+def move4(tmp_path_factory):
+    return write_move4(tmp_path_factory.mktemp("m4") / "data", train=12, test=8, spec=SPEC, seed=7)
+
+
+def _digest(folder):
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != "move4.json"}
+
+
+def test_same_seed_same_files_other_seed_other_videos(move4, tmp_path):
+    again = write_move4(tmp_path / "again", train=12, test=8, spec=SPEC, seed=7)
+    assert _digest(again) == _digest(move4)
+    other = render_video(SPEC, 8, "train", 0)
+    assert not np.array_equal(other.frames, render_video(SPEC, 7, "train", 0).frames)
+
+
+def test_layout_and_lists_read_back_through_the_loader(move4):
+    assert (move4 / "classes.txt").read_text().split() == list(CLASSES)
+    train = open_source(move4, role="train")
+    test = open_source(move4, role="val")
+    assert train.classes == list(CLASSES) and len(train) == 12 and len(test) == 8
+    assert [r.label for r in train.records] == [i % 4 for i in range(12)]  # balanced, class i % 4
+    for r in train.records + test.records:
+        assert r.path.parent.name == CLASSES[r.label] and r.path.suffix == ".mp4"
+    sample = VideoDataset(test, _spec(32))[0]
+    assert sample.frames.shape == (SPEC.frames, 3, 32, 32) and sample.length == SPEC.frames
+
+
+def _spec(size):
+    from fvdeploy.config import InputSpec
+
+    return InputSpec(shorter_side=size, crop=size)
+
+
+def _digit_centre(frame: np.ndarray) -> tuple[float, float] | None:
+    """Centroid of the white digit: the background never exceeds 150, the digit is 255."""
+    weight = (frame.min(axis=2).astype(np.float64) - 190).clip(min=0)
+    if weight.sum() < 50:
+        return None
+    ys, xs = np.mgrid[: frame.shape[0], : frame.shape[1]]
+    return float((xs * weight).sum() / weight.sum()), float((ys * weight).sum() / weight.sum())
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_the_digit_moves_in_the_labelled_direction(move4, split):
+    meta = [json.loads(line) for line in (move4 / f"{split}_frames.jsonl").read_text().splitlines()]
+    for row in meta:
+        frames = read_video(move4 / row["path"])  # the decoded MP4, compression and all
+        assert len(frames) == SPEC.frames == len(row["kinds"])
+        centres = [_digit_centre(f) for f, k in zip(frames, row["kinds"]) if k == KINDS["motion"]]
+        assert all(c is not None for c in centres), row["path"]
+        xy = np.array(centres)
+        step = np.arange(len(xy))
+        vx, vy = np.polyfit(step, xy[:, 0], 1)[0], np.polyfit(step, xy[:, 1], 1)[0]
+        name = CLASSES[row["label"]]
+        along, across = (vx, vy) if name in ("move_left", "move_right") else (vy, vx)
+        sign = 1 if name in ("move_right", "move_down") else -1
+        assert sign * along > 0.25, (row["path"], name, vx, vy)  # at least a quarter pixel per frame
+        assert abs(across) < 0.2 * abs(along), (row["path"], name, vx, vy)
+
+
+def test_one_distractor_chunk_with_every_kind(move4):
+    for line in (move4 / "train_frames.jsonl").read_text().splitlines():
+        kinds = json.loads(line)["kinds"]
+        chunk = [i for i, k in enumerate(kinds) if k != "m"]
+        assert chunk == list(range(chunk[0], chunk[-1] + 1)), kinds  # one consecutive chunk
+        assert set(kinds[chunk[0] : chunk[-1] + 1]) == {"k", "b", "d"}
+        assert 0.25 * SPEC.frames - 1 <= len(chunk) <= 0.5 * SPEC.frames
+        video = render_video(SPEC, 7, "train", 0)
+        black = [i for i, k in enumerate(video.kinds) if k == "k"]
+        assert video.frames[black].max() == 0
+
+
+def test_train_and_test_digits_are_disjoint_images():
+    from fvdeploy.training.move4 import TARGET_DIGITS, digit_pool, load_digits
+
+    _, labels = load_digits()
+    train, test = digit_pool(labels, TARGET_DIGITS, "train"), digit_pool(labels, TARGET_DIGITS, "test")
+    assert len(set(train) & set(test)) == 0 and len(test) == 500 and len(train) == 2000
+
+
+def test_cli_refuses_a_non_empty_folder(move4):
+    r = subprocess.run([sys.executable, "-m", "fvdeploy", "make-move4", str(move4), "--train", "4", "--test", "0"],
+                       capture_output=True, text=True)
+    assert r.returncode == 1
+    assert r.stderr.strip().startswith("error:") and "not empty" in r.stderr and "Traceback" not in r.stderr
+    r = subprocess.run([sys.executable, "-m", "fvdeploy", "make-move4", str(move4) + "_new", "--size", "33"],
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and "even" in r.stderr and "Traceback" not in r.stderr

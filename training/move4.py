@@ -1,0 +1,282 @@
+"""Move4: a controlled video dataset like the paper's Move4MNIST (§4), generated from a seed.
+
+Four classes, ``move_up``, ``move_down``, ``move_left``, ``move_right``: a handwritten digit (0-4,
+from the bundled MNIST subset) moves in a straight line over a textured background that itself
+drifts in a random direction (the camera moves too). One consecutive chunk of distractor frames,
+25-50% of the video, is inserted at a random place; it holds three runs, in random order, of
+
+- ``black``: all-black frames,
+- ``background``: the moving background alone,
+- ``distractor``: a non-target digit (5-9) at a new random position in every frame,
+
+so that sampling a few frames can miss the motion. The target digit's motion pauses during the
+chunk and resumes where it stopped: only the ``motion`` frames carry the label.
+
+Every video is a function of ``(seed, split, index)`` alone (its own ``numpy`` generator), so a
+dataset is reproducible file for file, and any single video can be regenerated. Train and test
+draw their digits from disjoint MNIST images (every fifth image of each digit goes to test).
+
+Files written by :func:`write_move4`::
+
+    OUT/classes.txt                  the four class names, in label order
+    OUT/{train,test}.txt             "relative/path.mp4 label" lines (the list format of datasets.py)
+    OUT/{train,test}_frames.jsonl    per video: path, label, digit, per-frame kinds (m/k/b/d letters)
+    OUT/{train,test}/<class>/NNNNN.mp4
+    OUT/move4.json                   the parameters, for the record
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from fvdeploy.assets import ASSETS
+from fvdeploy.errors import FvdeployError
+
+CLASSES = ("move_up", "move_down", "move_left", "move_right")
+DIRECTIONS = {"move_up": (0.0, -1.0), "move_down": (0.0, 1.0), "move_left": (-1.0, 0.0), "move_right": (1.0, 0.0)}
+TARGET_DIGITS = (0, 1, 2, 3, 4)
+DISTRACTOR_DIGITS = (5, 6, 7, 8, 9)
+KINDS = {"motion": "m", "black": "k", "background": "b", "distractor": "d"}
+SPLITS = {"train": 0, "test": 1}
+DIGITS_FILE = ASSETS / "mnist_5k.npz"  # package data: found the same way installed or in a checkout
+FOURCC = "mp4v"  # the MPEG-4 encoder every opencv-python wheel has (no H.264 encoder there)
+
+# Brightness ranges: the background stays at or below 150 so the white digit (255) remains the
+# brightest thing in a frame, as in MNIST-on-video datasets; this is also what lets the tests
+# locate the digit from the pixels.
+BACKGROUND_MAX = 150
+DIGIT_FRACTION = 0.42  # digit side / frame side: 27 px at 64 px, like MNIST's own 28
+
+
+class Move4Error(FvdeployError):
+    """Bad Move4 parameters or an output folder that cannot be written."""
+
+
+@dataclass
+class Move4Spec:
+    frames: int = 32
+    size: int = 64
+    fps: float = 25.0
+    chunk: tuple[float, float] = (0.25, 0.5)  # distractor chunk length, as a fraction of frames
+
+    def validate(self) -> None:
+        if self.frames < 8:
+            raise Move4Error(f"--frames must be >= 8 (the distractor chunk needs room), got {self.frames}")
+        if self.size < 16 or self.size % 2:
+            raise Move4Error(f"--size must be an even number >= 16 (the MPEG-4 encoder needs even sizes), got {self.size}")
+        lo, hi = self.chunk
+        if not (0 < lo <= hi <= 0.5):
+            raise Move4Error(f"chunk fractions must satisfy 0 < lo <= hi <= 0.5, got {self.chunk}")
+
+
+@dataclass
+class Move4Video:
+    frames: np.ndarray  # uint8 [T, S, S, 3], BGR
+    label: int
+    digit: int
+    kinds: str  # one letter per frame, see KINDS
+    positions: list[tuple[float, float] | None] = field(default_factory=list)  # digit top-left on motion frames
+
+
+@lru_cache(maxsize=1)
+def load_digits(path: str | Path = DIGITS_FILE) -> tuple[np.ndarray, np.ndarray]:
+    """The bundled MNIST subset: ``images uint8 [N, 28, 28]``, ``labels uint8 [N]``."""
+    path = Path(path)
+    if not path.is_file():
+        raise Move4Error(f"{path}: the bundled MNIST digits are missing (reinstall fvdeploy)")
+    with np.load(path) as data:
+        return data["images"], data["labels"]
+
+
+def digit_pool(labels: np.ndarray, digits: tuple[int, ...], split: str) -> np.ndarray:
+    """Indices of images of ``digits`` that belong to ``split`` (every fifth image of a digit is test)."""
+    out = []
+    for d in digits:
+        idx = np.flatnonzero(labels == d)
+        keep = (np.arange(len(idx)) % 5 == 0) if split == "test" else (np.arange(len(idx)) % 5 != 0)
+        out.append(idx[keep])
+    return np.concatenate(out)
+
+
+def video_rng(seed: int, split: str, index: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([seed, SPLITS[split], index]))
+
+
+def _texture(rng: np.random.Generator, side: int) -> np.ndarray:
+    """A smooth coloured noise texture, float32 [side, side, 3] in [lo, hi] with hi <= BACKGROUND_MAX."""
+    acc = np.zeros((side, side, 3), np.float32)
+    for cells, weight in ((3, 0.45), (7, 0.25), (15, 0.15), (31, 0.15)):
+        noise = rng.random((cells, cells, 3), dtype=np.float32)
+        acc += weight * cv2.resize(noise, (side, side), interpolation=cv2.INTER_CUBIC)
+    acc = (acc - acc.min()) / max(float(acc.max() - acc.min()), 1e-6)
+    lo, hi = rng.uniform(0, 40), rng.uniform(100, BACKGROUND_MAX)
+    return (lo + acc * (hi - lo)).astype(np.float32)
+
+
+def _place(alpha: np.ndarray, x: float, y: float, size: int) -> np.ndarray:
+    """The digit's alpha map (float [d, d]) with its top-left at sub-pixel (x, y) on a size x size canvas."""
+    m = np.float32([[1, 0, x], [0, 1, y]])
+    return cv2.warpAffine(alpha, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+def _digit_alpha(images: np.ndarray, index: int, side: int) -> np.ndarray:
+    """The digit's coverage at ``side`` px, strokes saturated: averaging a 28 px digit down to 13 px
+    would otherwise leave it a faint grey smear, no brighter than the background."""
+    alpha = cv2.resize(images[index].astype(np.float32) / 255.0, (side, side), interpolation=cv2.INTER_AREA)
+    return np.clip(alpha * (2.0 * 28 / side if side < 28 else 2.0), 0, 1)
+
+
+def render_video(spec: Move4Spec, seed: int, split: str, index: int, label: int | None = None) -> Move4Video:
+    """Render video ``index`` of ``split``; its class is ``index % 4`` unless ``label`` is given."""
+    spec.validate()
+    images, digit_labels = load_digits()
+    rng = video_rng(seed, split, index)
+    t_total, s = spec.frames, spec.size
+    label = index % len(CLASSES) if label is None else label
+    d = max(6, int(round(s * DIGIT_FRACTION)))
+
+    # The distractor chunk: length, place, and its three runs (each at least one frame).
+    lo, hi = spec.chunk
+    chunk_len = int(rng.integers(max(3, round(lo * t_total)), max(3, round(hi * t_total)) + 1))
+    chunk_start = int(rng.integers(0, t_total - chunk_len + 1))
+    cuts = np.sort(rng.choice(np.arange(1, chunk_len), 2, replace=False))
+    run_lengths = np.diff([0, *cuts.tolist(), chunk_len])
+    run_kinds = rng.permutation(["black", "background", "distractor"])
+    kinds = ["motion"] * t_total
+    pos = chunk_start
+    for kind, n in zip(run_kinds, run_lengths):
+        kinds[pos : pos + n] = [str(kind)] * int(n)
+        pos += int(n)
+    motion_frames = t_total - chunk_len
+
+    # The target digit's straight path: 60-100% of the free room along the axis of motion.
+    pool = digit_pool(digit_labels, TARGET_DIGITS, split)
+    target = int(rng.choice(pool))
+    alpha = _digit_alpha(images, target, d)
+    room = s - d
+    travel = rng.uniform(0.6, 1.0) * room
+    step = travel / max(1, motion_frames - 1)
+    along0 = rng.uniform(0, room - travel)
+    across = rng.uniform(0, room)
+    dx, dy = DIRECTIONS[CLASSES[label]]
+    if dx + dy < 0:  # moving towards 0: start at the far end
+        along0 += travel
+
+    # The background drifts in any direction, up to 0.75 px per frame at 64 px.
+    margin = int(np.ceil(0.75 * s / 64 * t_total)) + 2
+    texture = _texture(rng, s + 2 * margin)
+    angle = rng.uniform(0, 2 * np.pi)
+    speed = rng.uniform(0.25, 0.75) * s / 64
+    bg_x0, bg_y0 = rng.uniform(-margin / 2, margin / 2, size=2)
+
+    distractor_pool = digit_pool(digit_labels, DISTRACTOR_DIGITS, split)
+    frames = np.zeros((t_total, s, s, 3), np.uint8)
+    positions: list[tuple[float, float] | None] = []
+    m = 0  # motion frames drawn so far
+    for t, kind in enumerate(kinds):
+        if kind == "black":
+            positions.append(None)
+            continue
+        cx = (s + 2 * margin) / 2 + bg_x0 + np.cos(angle) * speed * t
+        cy = (s + 2 * margin) / 2 + bg_y0 + np.sin(angle) * speed * t
+        frame = cv2.getRectSubPix(texture, (s, s), (float(cx), float(cy)))
+        a = None
+        if kind == "motion":
+            along = along0 + (dx + dy) * step * m
+            x, y = (along, across) if dx else (across, along)
+            a = _place(alpha, x, y, s)
+            positions.append((float(x), float(y)))
+            m += 1
+        else:
+            positions.append(None)
+            if kind == "distractor":
+                other = _digit_alpha(images, int(rng.choice(distractor_pool)), d)
+                a = _place(other, *rng.uniform(0, room, size=2), s)
+        if a is not None:
+            frame = frame * (1 - a[..., None]) + 255.0 * a[..., None]
+        frames[t] = np.clip(np.rint(frame), 0, 255).astype(np.uint8)
+    return Move4Video(frames, label, int(digit_labels[target]), "".join(KINDS[k] for k in kinds), positions)
+
+
+def write_mp4(path: Path, frames: np.ndarray, fps: float) -> None:
+    h, w = frames.shape[1:3]
+    writer = cv2.VideoWriter(str(path), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*FOURCC), fps, (w, h))
+    if not writer.isOpened():
+        raise Move4Error(f"{path}: OpenCV cannot open an {FOURCC} MP4 writer (opencv built without FFmpeg?)")
+    try:
+        for frame in frames:
+            writer.write(frame)
+    finally:
+        writer.release()
+
+
+def write_move4(
+    out: str | Path,
+    *,
+    train: int = 1800,
+    test: int = 600,
+    spec: Move4Spec | None = None,
+    seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
+    """Generate a Move4 dataset into ``out`` (a new or empty folder), atomically.
+
+    Classes are balanced: video i has class ``i % 4``. ``progress(done, total)`` is called per video.
+    """
+    spec = spec or Move4Spec()
+    spec.validate()
+    if train < 0 or test < 0 or train + test == 0:
+        raise Move4Error(f"need some videos: --train {train} --test {test}")
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise Move4Error(f"{out}: already exists and is not empty (refusing to overwrite)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        (tmp / "classes.txt").write_text("".join(f"{c}\n" for c in CLASSES))
+        total, done = train + test, 0
+        for split, count in (("train", train), ("test", test)):
+            lines, meta = [], []
+            for c in CLASSES:
+                (tmp / split / c).mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                video = render_video(spec, seed, split, i)
+                rel = f"{split}/{CLASSES[video.label]}/{i:05d}.mp4"
+                write_mp4(tmp / rel, video.frames, spec.fps)
+                lines.append(f"{rel} {video.label}\n")
+                meta.append(json.dumps({"path": rel, "label": video.label, "digit": video.digit, "kinds": video.kinds}) + "\n")
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+            (tmp / f"{split}.txt").write_text("".join(lines))
+            (tmp / f"{split}_frames.jsonl").write_text("".join(meta))
+        record = {"generator": "fvdeploy make-move4", "seed": seed, "train": train, "test": test,
+                  "spec": asdict(spec), "classes": list(CLASSES), "codec": FOURCC,
+                  "target_digits": list(TARGET_DIGITS), "distractor_digits": list(DISTRACTOR_DIGITS)}
+        (tmp / "move4.json").write_text(json.dumps(record, indent=2) + "\n")
+        if out.exists():
+            out.rmdir()  # empty, checked above
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def read_frame_kinds(out: str | Path, split: str) -> dict[str, dict]:
+    """The per-video ground truth of a generated split, keyed by relative path."""
+    path = Path(out) / f"{split}_frames.jsonl"
+    if not path.is_file():
+        raise Move4Error(f"{path}: not found (is {out} a Move4 folder?)")
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return {r["path"]: r for r in rows}
