@@ -79,6 +79,7 @@ from . import info  # noqa: E402,F401
 from . import train  # noqa: E402,F401
 from . import import_checkpoint  # noqa: E402,F401
 from . import classify  # noqa: E402,F401
+from . import bench  # noqa: E402,F401
 
 
 def main() -> None:

@@ -33,6 +33,7 @@ from ..ops.clustering import cluster_segments
 from ..ops.halo import rechunk, stream_with_halo
 from ..ops.sampling import segment_bounds, tsm_indices
 from .accumulate import ClusterAccumulator, MemoryBudgetExceeded
+from .malloc import bound_heap_growth
 from .models import resolve_model_path
 from .results import Segment, VideoResult
 from .sources import Source, open_source
@@ -61,6 +62,7 @@ class Classifier:
                  topk: int = 5, model_path: str | None = None, memory_plan: "MemoryPlan | None" = None) -> None:
         """``memory_plan`` fixes how the budget is split (for tests and benchmarks of the
         bounded-memory path); by default it is derived from ``max_memory_mib`` per video."""
+        bound_heap_growth()
         self.backend = backend
         self.memory_plan = memory_plan
         self.config: ModelConfig = backend.config
@@ -71,6 +73,7 @@ class Classifier:
             raise FvdeployError(f"--max-memory {self.max_memory_mib} MiB is too small (at least 16)")
         self.chunk_size = chunk_size
         self.topk = topk
+        self.last_stats: dict = {}
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
@@ -126,6 +129,8 @@ class Classifier:
         else:
             out = self._classify_tsm(src, progress, thumbs)
         result = self._result(src, *out)
+        # diagnostics of the last call (benchmarks read them): re-decoded frames, memory path taken
+        self.last_stats = {"extra_decoded_frames": src.extra_decoded, "memory_path": self._memory_path}
         result.timings = {
             "decode": round(src.decode_seconds, 4),
             "model": round(self._model_seconds, 4),
@@ -211,6 +216,7 @@ class Classifier:
         c, h, w = b.feature_shape
         esize = 2 if b.precision in ("fp16", "bf16") else 4
         acc = ClusterAccumulator(c * h * w * esize, plan.store_bytes, plan.slot_bytes, can_recompute=src.rereadable)
+        self._memory_path = "stored"
         features = self._timed(b.frame_features)
         with self._decode(src, plan.decode_frames) as decoded:
             prepared = self._prepared(decoded, src.color, thumbs, progress, src.frame_count_hint)
@@ -225,6 +231,8 @@ class Classifier:
             return out[start - lo : stop - lo]
 
         t = time.perf_counter()
+        if acc.streaming_sums:
+            self._memory_path = f"sums ({len(acc.slots)} slots)"
         means, ids = acc.finish(g, self.config.method, recompute if src.rereadable else None)
         cluster_logits = self.backend.clip_logits(means[None].to(b.device))[0].float().cpu()
         self._model_seconds += time.perf_counter() - t
@@ -235,6 +243,7 @@ class Classifier:
     # -- tsm mode -------------------------------------------------------------------------------
     def _classify_tsm(self, src: Source, progress, thumbs):
         self._model_seconds = 0.0
+        self._memory_path = "tsm"
         k = self.config.segments
         plan = self.plan(src.frame_bytes or 3 * 1920 * 1080)
         if k == 0:
