@@ -19,7 +19,7 @@ def create_backend(name: str, model_path: str | Path, device: torch.device, prec
         model = load_model(model_path)
         if options.get("config") is not None:
             model.config = options["config"]
-        return TorchBackend(model, device, precision)
+        return TorchBackend(model, device, precision, options.get("features_precision"))
     if name in BACKENDS:
         raise BackendError(f"backend {name!r} needs an export bundle (fvdeploy export) and is not available in this build")
     raise BackendError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")

@@ -31,6 +31,7 @@ class Backend(Protocol):
     config: ModelConfig
     device: torch.device
     precision: str
+    features_precision: str  # of stem + layer1 (the clustering reads their signs)
     provider: str  # what actually runs the math, e.g. "pytorch", "CPUExecutionProvider"
     halo: int  # frames of context per side that frame_features needs
     network_halo: int  # the same for frame_features followed by clip_logits (TSM-all streaming)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..models.tsm_resnet import TSMResNet
 from .base import PRECISIONS
@@ -13,11 +15,21 @@ class TorchBackend:
     name = "torch"
     provider = "pytorch"
 
-    def __init__(self, model: TSMResNet, device: torch.device, precision: str = "fp32") -> None:
+    def __init__(self, model: TSMResNet, device: torch.device, precision: str = "fp32",
+                 features_precision: str | None = None) -> None:
+        """``features_precision``: stem + layer1 (whose signs the clustering reads) may run at a
+        higher precision than the rest; a separate copy of just those layers is kept then."""
         self.dtype = PRECISIONS[precision]
-        self.model = model.eval().to(device=device, dtype=self.dtype)
-        if device.type == "cuda":
-            self.model = self.model.to(memory_format=torch.channels_last)
+        self.features_precision = features_precision or precision
+        self.features_dtype = PRECISIONS[self.features_precision]
+        memory_format = torch.channels_last if device.type == "cuda" else torch.preserve_format
+        if self.features_dtype != self.dtype:
+            stem = copy.deepcopy(model)
+            stem.layer2 = stem.layer3 = stem.layer4 = stem.fc = nn.Identity()  # only stem + layer1 needed
+            self.frames_model = stem.eval().to(device=device, dtype=self.features_dtype, memory_format=memory_format)
+        self.model = model.eval().to(device=device, dtype=self.dtype, memory_format=memory_format)
+        if self.features_dtype == self.dtype:
+            self.frames_model = self.model
         self.config = model.config
         self.device = device
         self.precision = precision
@@ -29,12 +41,12 @@ class TorchBackend:
     def _feature_shape(self) -> tuple[int, int, int]:
         crop = self.config.input.crop
         with torch.inference_mode():
-            probe = torch.zeros(1, 1, 3, crop, crop, device=self.device, dtype=self.dtype)
-            return tuple(self.model.forward_frames(probe).shape[2:])
+            probe = torch.zeros(1, 1, 3, crop, crop, device=self.device, dtype=self.features_dtype)
+            return tuple(self.frames_model.forward_frames(probe).shape[2:])
 
     @torch.inference_mode()
     def frame_features(self, frames: Tensor) -> Tensor:
-        return self.model.forward_frames(frames.to(self.dtype)[None])[0]
+        return self.frames_model.forward_frames(frames.to(self.features_dtype)[None])[0]
 
     @torch.inference_mode()
     def clip_logits(self, maps: Tensor) -> Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from enum import Enum
 from pathlib import Path
@@ -27,6 +28,12 @@ class Method(str, Enum):
     cumulative = "cumulative"
     slope = "slope"
     uniform = "uniform"
+
+
+class Decoder(str, Enum):
+    opencv = "opencv"
+    nvdec = "nvdec"
+    auto = "auto"
 
 
 class Precision(str, Enum):
@@ -67,6 +74,10 @@ def classify(
     visualize: Annotated[Optional[Path], typer.Option(help="Write one timeline PNG per video into this folder.")] = None,
     max_memory: Annotated[Optional[int], typer.Option("--max-memory", help="MiB the runtime may hold beyond the model (default 1024 CPU, 2048 CUDA).", min=16)] = None,
     chunk_size: Annotated[Optional[int], typer.Option(help="Frames per stem+layer1 call (default: from --max-memory).", min=1)] = None,
+    decoder: Annotated[Optional[Decoder], typer.Option(help="opencv | nvdec (GPU) | auto (default: auto on CUDA, opencv on CPU).")] = None,
+    decode_workers: Annotated[Optional[int], typer.Option(help="Videos decoded ahead in parallel (default: from the CPU count).", min=1)] = None,
+    devices: Annotated[Optional[str], typer.Option(help="One worker process per device: 'all', '0,1,2,3' (GPUs) or 'cpu,cpu'.")] = None,
+    features_precision: Annotated[Optional[Precision], typer.Option(help="Precision of stem+layer1, whose signs the clustering reads.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no table.")] = False,
 ) -> None:
     """Classify videos of any length: label, top-k and per-cluster segments for each."""
@@ -89,10 +100,12 @@ def classify(
         try:
             names += read_manifest(manifest)
         except (OSError, UnicodeDecodeError) as e:
-            failures.append(Input(str(manifest), f"{manifest}: cannot read manifest ({e.strerror or e})"))
+            failures.append(Input(str(manifest), f"{manifest}: cannot read manifest ({getattr(e, 'strerror', None) or e})"))
     if not names and not failures:
         raise usage_error("no inputs: name video files, directories or globs, or --manifest FILE")
-    inputs = take_shard(expand_inputs(names), shard_spec)
+    if devices is not None and device != "auto":
+        raise usage_error("--device and --devices are alternatives; pick one")
+    inputs = failures + take_shard(expand_inputs(names), shard_spec)
 
     writer = None
     if output is not None:
@@ -104,19 +117,30 @@ def classify(
             raise usage_error(f"{output}: cannot write ({e.strerror or e})") from None
         inputs = [i for i in inputs if i.path not in writer.done]
 
-    from ..runtime import Classifier
-
-    clf = Classifier.load(
-        model, device=device, backend=backend.value, mode=mode.value if mode else None, segments=segments,
+    load_kwargs = dict(
+        model=model, backend=backend.value, mode=mode.value if mode else None, segments=segments,
         num_clusters=clusters, method=method.value if method else None,
         precision=precision.value if precision else None, max_memory_mib=max_memory, chunk_size=chunk_size, topk=topk,
+        decoder=decoder.value if decoder else None, features_precision=features_precision.value if features_precision else None,
     )
+    device_list = None
+    if devices is not None:
+        from ..runtime.workers import parse_devices
+
+        try:
+            device_list = parse_devices(devices)
+        except ValueError as e:
+            raise usage_error(str(e)) from None
+    else:
+        from ..runtime import Classifier
+
+        clf = Classifier.load(device=device, decode_workers=decode_workers, **load_kwargs)
     if visualize is not None:
         visualize.mkdir(parents=True, exist_ok=True)
     show_progress = not quiet and sys.stderr.isatty()
-    rows, used_png, failed = [], set(), len(failures)
-    for bad in failures:
-        err.print(f"[red]error:[/] {bad.error}", markup=True, highlight=False, soft_wrap=True)
+    rows, used_png, failed = [], set(), 0
+    good = [i.path for i in inputs if i.error is None]
+    pngs = {p: _visual_path(visualize, p, used_png) for p in good} if visualize is not None else {}
 
     from contextlib import nullcontext
 
@@ -126,21 +150,22 @@ def classify(
                         console=err, transient=True) if show_progress else None
     with progress if progress is not None else nullcontext():
         videos_task = progress.add_task("videos", total=len(inputs)) if progress else None
+        frames_task = progress.add_task("frames", total=None) if progress and device_list is None else None
+
+        def on_frames(done: int, total: int) -> None:
+            progress.update(frames_task, completed=done, total=total or None)
+
+        if device_list is not None:
+            from ..runtime.workers import classify_on_devices
+
+            stream = classify_on_devices(good, device_list, {k: (str(v) if isinstance(v, Path) else v) for k, v in load_kwargs.items()},
+                                         [pngs.get(p) for p in good] if pngs else None)
+        else:
+            stream = clf.classify_many(good, progress=on_frames if progress else None,
+                                       visualize=(lambda src: pngs[str(src)]) if pngs else None)
         for item in inputs:
-            if item.error is not None:
-                result = None
-                error = item.error
-            else:
-                frames_task = progress.add_task(Path(item.path).name[:40], total=None) if progress else None
-
-                def on_frames(done: int, total: int, _task=frames_task) -> None:
-                    progress.update(_task, completed=done, total=total or None)
-
-                png = _visual_path(visualize, item.path, used_png) if visualize is not None else None
-                result = next(clf.classify_many([item.path], progress=on_frames if progress else None, visualize=png))
-                if progress:
-                    progress.remove_task(frames_task)
-                error = result.error
+            result = None if item.error is not None else next(stream)
+            error = item.error if result is None else result.error
             if progress:
                 progress.advance(videos_task)
             if error is not None:
@@ -153,7 +178,7 @@ def classify(
             if writer is not None:
                 writer.write(record)
             if as_json:
-                typer.echo(__import__("json").dumps(record))
+                typer.echo(json.dumps(record))
     if writer is not None:
         writer.close()
     if not as_json and not quiet and rows:

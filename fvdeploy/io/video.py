@@ -43,7 +43,7 @@ class VideoInfo:
     frame_count_hint: int  # what the container announces; may be wrong or 0
 
 
-def _check_path(path: Path) -> None:
+def check_path(path: Path) -> None:
     if not path.exists():
         raise VideoError(f"{path}: no such file")
     if path.is_dir():
@@ -54,11 +54,14 @@ def _check_path(path: Path) -> None:
         raise VideoError(f"{path}: empty file (0 bytes)")
 
 
-def open_capture(path: str | Path) -> tuple[cv2.VideoCapture, VideoInfo]:
-    """Open a video file (one-line VideoError for missing, unreadable, or not-a-video files)."""
+def open_capture(path: str | Path, threads: int = 0) -> tuple[cv2.VideoCapture, VideoInfo]:
+    """Open a video file (one-line VideoError for missing, unreadable, or not-a-video files).
+    ``threads``: FFmpeg decoding threads (0 = FFmpeg's default, one per core); several videos
+    decoded in parallel should share the cores rather than each take all of them."""
     path = Path(path)
-    _check_path(path)
-    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    check_path(path)
+    params = [cv2.CAP_PROP_N_THREADS, threads] if threads > 0 else []
+    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, params)
     if not cap.isOpened():
         cap.release()
         raise VideoError(f"{path}: not a video OpenCV can open (unknown format or corrupt header)")
@@ -103,14 +106,15 @@ class VideoDecodeReport:
 
 
 def iter_frame_chunks(
-    path: str | Path, chunk_size: int = 32, *, start: int = 0, stop: int | None = None, report: VideoDecodeReport | None = None
+    path: str | Path, chunk_size: int = 32, *, start: int = 0, stop: int | None = None, report: VideoDecodeReport | None = None,
+    threads: int = 0,
 ) -> Iterator[np.ndarray]:
     """Decode ``path`` in order and yield ``uint8 [k, H, W, 3]`` BGR chunks of frames ``[start, stop)``.
 
     Frames before ``start`` are grabbed (decoded, not converted); a zero-frame video is a VideoError.
     Frame sizes may not change mid-stream (a VideoError if they do).
     """
-    cap, info = open_capture(path)
+    cap, info = open_capture(path, threads)
     report = report if report is not None else VideoDecodeReport(info)
     report.info = info
     try:

@@ -13,7 +13,9 @@ whatever the length (see ``accumulate.py``); decoding runs in a background threa
 from __future__ import annotations
 
 import logging
+import os
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,12 +39,17 @@ from .malloc import bound_heap_growth
 from .models import resolve_model_path
 from .results import Segment, VideoResult
 from .sources import Source, open_source
+from .staging import HostStager
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_MEMORY_MIB = {"cpu": 1024, "cuda": 2048}
 DECODE_QUEUE_CHUNKS = 3
 MAX_CHUNK = 64
+DECODERS = ("opencv", "nvdec", "auto")
+# Reduced precision -> precision of stem + layer1. Measured with `fvdeploy bench precision` (see the
+# GPU notes in docs): where reduced precision kept top-1 and boundaries, keep it.
+FEATURES_PRECISION_RULE: dict[str, str] = {}
 ProgressFn = Callable[[int, int], None]  # (frames decoded so far, frames announced or 0)
 
 
@@ -59,12 +66,27 @@ class MemoryPlan:
 
 class Classifier:
     def __init__(self, backend: Backend, *, max_memory_mib: int | None = None, chunk_size: int | None = None,
-                 topk: int = 5, model_path: str | None = None, memory_plan: "MemoryPlan | None" = None) -> None:
+                 topk: int = 5, model_path: str | None = None, memory_plan: "MemoryPlan | None" = None,
+                 decoder: str = "opencv", decode_workers: int = 1) -> None:
         """``memory_plan`` fixes how the budget is split (for tests and benchmarks of the
-        bounded-memory path); by default it is derived from ``max_memory_mib`` per video."""
+        bounded-memory path); by default it is derived from ``max_memory_mib`` per video.
+        ``decode_workers``: videos decoded ahead (and in parallel) by ``classify_many``."""
         bound_heap_growth()
+        if decoder not in DECODERS:
+            raise FvdeployError(f"unknown decoder {decoder!r}; choose one of {', '.join(DECODERS)}")
+        if decode_workers < 1:
+            raise FvdeployError(f"--decode-workers must be >= 1, got {decode_workers}")
+        if decoder == "nvdec":
+            from ..io.nvdec import probe_nvdec
+
+            missing = probe_nvdec() if backend.device.type == "cuda" else "it needs a CUDA device"
+            if missing is not None:
+                raise BackendError(f"--decoder nvdec: {missing}")
         self.backend = backend
         self.memory_plan = memory_plan
+        self.decoder = decoder
+        self.decode_workers = decode_workers
+        self.stager = HostStager(backend.device)
         self.config: ModelConfig = backend.config
         self.model_path = model_path
         device_type = backend.device.type
@@ -91,11 +113,16 @@ class Classifier:
         max_memory_mib: int | None = None,
         chunk_size: int | None = None,
         topk: int = 5,
+        decoder: str | None = None,
+        decode_workers: int | None = None,
+        features_precision: str | None = None,
     ) -> "Classifier":
         """Load a model folder (default: the bundled model) onto a device with a backend.
 
         ``mode``/``segments``/``num_clusters``/``method`` override how the checkpoint was trained
-        (the weights are the same for every mode)."""
+        (the weights are the same for every mode). ``decoder``: opencv | nvdec | auto (default:
+        auto on CUDA, opencv on the CPU). ``features_precision``: the precision of stem + layer1,
+        whose signs the clustering reads (default: see ``default_features_precision``)."""
         path = resolve_model_path(model)
         config = read_config(path)
         changes = {k: v for k, v in dict(mode=mode, segments=segments, num_clusters=num_clusters, method=method).items()
@@ -113,46 +140,102 @@ class Classifier:
             raise FvdeployError(f"--topk must be >= 1, got {topk}")
         if chunk_size is not None and chunk_size < 1:
             raise FvdeployError(f"--chunk-size must be >= 1, got {chunk_size}")
-        impl = create_backend(backend, path, dev, prec, config=config)
-        return cls(impl, max_memory_mib=max_memory_mib, chunk_size=chunk_size, topk=topk, model_path=str(path))
+        feat_prec = resolve_precision(features_precision, dev) if features_precision else default_features_precision(prec)
+        impl = create_backend(backend, path, dev, prec, config=config, features_precision=feat_prec)
+        if decoder is None:
+            decoder = "auto" if dev.type == "cuda" else "opencv"
+        if decode_workers is None:
+            decode_workers = default_decode_workers(dev)
+        return cls(impl, max_memory_mib=max_memory_mib, chunk_size=chunk_size, topk=topk, model_path=str(path),
+                   decoder=decoder, decode_workers=decode_workers)
 
     # -- public API -----------------------------------------------------------------------------
     def classify(self, source, *, fps: float | None = None, color: str = "bgr", progress: ProgressFn | None = None,
                  visualize: str | Path | None = None) -> VideoResult:
         """Classify one video: a path, a uint8 array ``[T, H, W, 3]`` (BGR by default, as OpenCV
         gives) or an iterator of such frames. Raises FvdeployError on bad input."""
+        return self._finish(self._start(source, fps=fps, color=color, progress=progress, visualize=visualize))
+
+    def classify_many(self, sources: Iterable, *, decode_workers: int | None = None, **kwargs) -> Iterator[VideoResult]:
+        """Classify each source in order; a bad one yields a result with ``error`` set (no raise).
+
+        Up to ``decode_workers`` videos decode at once (each in its own thread, OpenCV releases the
+        GIL): video k+1 decodes while video k computes. Keyword arguments go to :meth:`classify`;
+        ``visualize`` may be a callable ``source -> png path``."""
+        workers = decode_workers or self.decode_workers
+        pending: deque = deque()
+        it = iter(sources)
+
+        def start(source):
+            name = str(source) if isinstance(source, (str, Path)) else None
+            args = dict(kwargs)
+            if callable(args.get("visualize")):
+                args["visualize"] = args["visualize"](source)
+            try:
+                return name, self._start(source, parallel=workers, **args)
+            except FvdeployError as e:
+                return name, VideoResult.failed(name, str(e))
+            except Exception as e:  # a bug must not stop a batch of thousands; it is logged
+                log.exception("internal error on %s", name)
+                return name, VideoResult.failed(name, f"internal error {type(e).__name__}: {e}")
+
+        while True:
+            while len(pending) < workers:
+                source = next(it, _DONE)
+                if source is _DONE:
+                    break
+                pending.append(start(source))
+            if not pending:
+                return
+            name, job = pending.popleft()
+            if isinstance(job, VideoResult):
+                yield job
+                continue
+            try:
+                yield self._finish(job)
+            except FvdeployError as e:
+                yield VideoResult.failed(name, str(e))
+            except Exception as e:
+                log.exception("internal error on %s", name)
+                yield VideoResult.failed(name, f"internal error {type(e).__name__}: {e}")
+
+    def _start(self, source, *, fps=None, color="bgr", progress=None, visualize=None, parallel: int = 1) -> "_Job":
+        """Open the source and start decoding (in a background thread for files)."""
         t0 = time.perf_counter()
-        src = open_source(source, fps=fps, color=color)
-        thumbs = Thumbnails() if visualize is not None else None
-        if self.config.mode == "full":
-            out = self._classify_full(src, progress, thumbs)
+        gpu = self.backend.device.index or 0 if self.backend.device.type == "cuda" else 0
+        threads = max(1, (os.cpu_count() or 1) // parallel) if parallel > 1 else 0
+        src = open_source(source, fps=fps, color=color, decoder=self.decoder, gpu_id=gpu, threads=threads)
+        plan = self.plan(src.frame_bytes or 3 * 1920 * 1080, parallel)
+        if src.decoder == "opencv":
+            decoded = BackgroundReader(src.chunks(plan.decode_frames), max_chunks=DECODE_QUEUE_CHUNKS)
         else:
-            out = self._classify_tsm(src, progress, thumbs)
+            decoded = _Inline(src.chunks(plan.decode_frames))
+        return _Job(src, plan, decoded, progress, visualize, Thumbnails() if visualize is not None else None, t0)
+
+    def _finish(self, job: "_Job") -> VideoResult:
+        src = job.src
+        self._model_seconds = 0.0
+        try:
+            with job.decoded as decoded:
+                if self.config.mode == "full":
+                    out = self._classify_full(job, decoded)
+                else:
+                    out = self._classify_tsm(job, decoded)
+        finally:
+            job.decoded.close()
         result = self._result(src, *out)
         # diagnostics of the last call (benchmarks read them): re-decoded frames, memory path taken
         self.last_stats = {"extra_decoded_frames": src.extra_decoded, "memory_path": self._memory_path}
         result.timings = {
             "decode": round(src.decode_seconds, 4),
             "model": round(self._model_seconds, 4),
-            "total": round(time.perf_counter() - t0, 4),
+            "total": round(time.perf_counter() - job.t0, 4),
         }
-        if visualize is not None:
+        if job.visualize is not None:
             from .visualize import plot_timeline
 
-            plot_timeline(result, thumbs, visualize)
+            plot_timeline(result, job.thumbs, job.visualize)
         return result
-
-    def classify_many(self, sources: Iterable, **kwargs) -> Iterator[VideoResult]:
-        """Classify each source in order; a bad one yields a result with ``error`` set (no raise)."""
-        for source in sources:
-            name = str(source) if isinstance(source, (str, Path)) else None
-            try:
-                yield self.classify(source, **kwargs)
-            except FvdeployError as e:
-                yield VideoResult.failed(name, str(e))
-            except Exception as e:  # a bug must not stop a batch of thousands; it is logged
-                log.exception("internal error on %s", name)
-                yield VideoResult.failed(name, f"internal error {type(e).__name__}: {e}")
 
     @property
     def run_info(self) -> dict:
@@ -161,7 +244,8 @@ class Classifier:
                 "mode": self.config.mode}
 
     # -- planning -------------------------------------------------------------------------------
-    def plan(self, frame_bytes: int) -> MemoryPlan:
+    def plan(self, frame_bytes: int, parallel: int = 1) -> MemoryPlan:
+        """Split the budget. ``parallel`` videos decoding at once share the decode part."""
         if self.memory_plan is not None:
             return self.memory_plan
         budget = self.max_memory_mib * 2**20
@@ -175,19 +259,18 @@ class Classifier:
             chunk = self.chunk_size
         # Decoded frames wait in a queue, then become float for resizing: keep them to ~10%.
         decode_cost = frame_bytes * (DECODE_QUEUE_CHUNKS + 2) + frame_bytes * 4 * 2
-        decode = max(1, min(chunk, 32, int(0.1 * budget) // max(1, decode_cost)))
+        decode = max(1, min(chunk, 32, int(0.1 * budget) // max(1, decode_cost * parallel)))
         return MemoryPlan(budget, chunk, decode, store_bytes=int(0.5 * budget), slot_bytes=int(0.15 * budget))
 
     # -- full mode ------------------------------------------------------------------------------
-    def _prepared(self, chunks: Iterable[np.ndarray], color: str, thumbs: "Thumbnails | None",
+    def _prepared(self, chunks: Iterable, color: str, thumbs: "Thumbnails | None",
                   progress: ProgressFn | None, hint: int) -> Iterator[Tensor]:
         done = 0
         for chunk in chunks:
             t = time.perf_counter()
             if thumbs is not None:
                 thumbs.add(done, chunk, color)
-            frames = torch.from_numpy(np.ascontiguousarray(chunk)).to(self.backend.device, non_blocking=True)
-            x = preprocess(frames, self.config.input, color)
+            x = preprocess(self.stager.upload(chunk), self.config.input, color)
             self._model_seconds += time.perf_counter() - t
             done += len(chunk)
             if progress is not None:
@@ -203,25 +286,17 @@ class Classifier:
 
         return call
 
-    def _decode(self, src: Source, frames_per_chunk: int):
-        if src.decoder == "opencv":
-            return BackgroundReader(src.chunks(frames_per_chunk), max_chunks=DECODE_QUEUE_CHUNKS)
-        return _Inline(src.chunks(frames_per_chunk))
-
-    def _classify_full(self, src: Source, progress, thumbs):
-        self._model_seconds = 0.0
+    def _classify_full(self, job: "_Job", decoded):
+        src, plan, thumbs = job.src, job.plan, job.thumbs
         g, b = self.config.num_clusters, self.backend
-        frame_bytes = src.frame_bytes or 3 * 1920 * 1080
-        plan = self.plan(frame_bytes)
         c, h, w = b.feature_shape
-        esize = 2 if b.precision in ("fp16", "bf16") else 4
+        esize = 2 if b.features_precision in ("fp16", "bf16") else 4
         acc = ClusterAccumulator(c * h * w * esize, plan.store_bytes, plan.slot_bytes, can_recompute=src.rereadable)
         self._memory_path = "stored"
         features = self._timed(b.frame_features)
-        with self._decode(src, plan.decode_frames) as decoded:
-            prepared = self._prepared(decoded, src.color, thumbs, progress, src.frame_count_hint)
-            for feats in stream_with_halo(features, rechunk(prepared, plan.chunk_frames), b.halo, min_frames=g):
-                acc.add(feats)
+        prepared = self._prepared(decoded, src.color, thumbs, job.progress, src.frame_count_hint)
+        for feats in stream_with_halo(features, rechunk(prepared, plan.chunk_frames), b.halo, min_frames=g):
+            acc.add(feats)
         num_frames = src.frames_read
 
         def recompute(start: int, stop: int) -> Tensor:
@@ -241,35 +316,33 @@ class Classifier:
         return num_frames, cluster_logits, segments, thumbs
 
     # -- tsm mode -------------------------------------------------------------------------------
-    def _classify_tsm(self, src: Source, progress, thumbs):
-        self._model_seconds = 0.0
+    def _classify_tsm(self, job: "_Job", decoded):
+        src, plan, thumbs, progress = job.src, job.plan, job.thumbs, job.progress
         self._memory_path = "tsm"
         k = self.config.segments
-        plan = self.plan(src.frame_bytes or 3 * 1920 * 1080)
         if k == 0:
-            return self._classify_tsm_all(src, progress, thumbs, plan)
+            return self._classify_tsm_all(job, decoded)
         hint = src.frame_count_hint
         wanted = set(tsm_indices(hint, k).tolist()) if hint > 0 else None
         kept: dict[int, Tensor] = {}
         kept_bytes, limit = 0, plan.store_bytes
-        with self._decode(src, plan.decode_frames) as decoded:
-            index = 0
-            for chunk in decoded:
-                if thumbs is not None:
-                    thumbs.add(index, chunk, src.color)
-                for j in range(len(chunk)):
-                    if wanted is None or index + j in wanted:
-                        kept[index + j] = self._prepare_one(chunk[j], src.color)
-                        kept_bytes += kept[index + j].numel() * kept[index + j].element_size()
-                        if wanted is None and kept_bytes > limit:
-                            if not src.rereadable:
-                                raise MemoryBudgetExceeded(
-                                    "this stream is longer than the memory budget allows for TSM sampling and cannot "
-                                    "be read twice; use windowed classification (fvdeploy watch) or raise --max-memory")
-                            wanted, kept = set(), {}  # re-read the K frames once the length is known
-                index += len(chunk)
-                if progress is not None:
-                    progress(index, hint)
+        index = 0
+        for chunk in decoded:
+            if thumbs is not None:
+                thumbs.add(index, chunk, src.color)
+            for j in range(len(chunk)):
+                if wanted is None or index + j in wanted:
+                    kept[index + j] = self._prepare_one(chunk[j], src.color)
+                    kept_bytes += kept[index + j].numel() * kept[index + j].element_size()
+                    if wanted is None and kept_bytes > limit:
+                        if not src.rereadable:
+                            raise MemoryBudgetExceeded(
+                                "this stream is longer than the memory budget allows for TSM sampling and cannot "
+                                "be read twice; use windowed classification (fvdeploy watch) or raise --max-memory")
+                        wanted, kept = set(), {}  # re-read the K frames once the length is known
+            index += len(chunk)
+            if progress is not None:
+                progress(index, hint)
         num_frames = src.frames_read
         indices = tsm_indices(num_frames, k).tolist()
         for i in sorted(set(indices) - set(kept)):  # the container's count was wrong: fetch the rest
@@ -282,24 +355,24 @@ class Classifier:
         segments = [(min(s, num_frames - 1), min(max(e, min(s, num_frames - 1) + 1), num_frames)) for s, e in segments]
         return num_frames, seg_logits, segments, thumbs
 
-    def _prepare_one(self, frame: np.ndarray, color: str) -> Tensor:
+    def _prepare_one(self, frame, color: str) -> Tensor:
         t = time.perf_counter()
-        x = preprocess(torch.from_numpy(np.ascontiguousarray(frame[None])).to(self.backend.device), self.config.input, color)[0]
+        x = preprocess(self.stager.upload(frame[None]), self.config.input, color)[0]
         self._model_seconds += time.perf_counter() - t
         return x
 
-    def _classify_tsm_all(self, src: Source, progress, thumbs, plan: MemoryPlan):
+    def _classify_tsm_all(self, job: "_Job", decoded):
         """TSM-all: every frame through the whole network, streamed with the whole network's halo."""
+        src, plan, thumbs, progress = job.src, job.plan, job.thumbs, job.progress
         b = self.backend
 
         def per_frame_logits(x: Tensor) -> Tensor:
             return b.clip_logits(b.frame_features(x)[None])[0].float()
 
         logits = []
-        with self._decode(src, plan.decode_frames) as decoded:
-            prepared = self._prepared(decoded, src.color, thumbs, progress, src.frame_count_hint)
-            for out in stream_with_halo(self._timed(per_frame_logits), rechunk(prepared, plan.chunk_frames), b.network_halo):
-                logits.append(out.cpu())
+        prepared = self._prepared(decoded, src.color, thumbs, progress, src.frame_count_hint)
+        for out in stream_with_halo(self._timed(per_frame_logits), rechunk(prepared, plan.chunk_frames), b.network_halo):
+            logits.append(out.cpu())
         frame_logits = torch.cat(logits)
         # Units: runs of consecutive frames with the same top label (one entry per frame would be T long).
         top = frame_logits.argmax(1).tolist()
@@ -341,13 +414,44 @@ class Classifier:
 
 
 @dataclass
+class _Job:
+    """A video whose decoding has started (so several can decode ahead of the model)."""
+
+    src: Source
+    plan: MemoryPlan
+    decoded: object  # a context manager that iterates decoded chunks
+    progress: ProgressFn | None
+    visualize: str | Path | None
+    thumbs: "Thumbnails | None"
+    t0: float
+
+
+_DONE = object()
+
+
+def default_decode_workers(device: torch.device) -> int:
+    """On the CPU the model needs the cores: one video at a time (FFmpeg threads it). On CUDA the
+    host only decodes: one video per 4 cores, at most 8."""
+    if device.type != "cuda":
+        return 1
+    return max(1, min(8, (os.cpu_count() or 1) // 4))
+
+
+def default_features_precision(precision: str) -> str:
+    """The precision of stem + layer1, whose signs the clustering reads. See DECISIONS.md: reduced
+    precision must keep top-1 and boundaries (within one frame) on >= 99% of videos, else fp32;
+    ``fvdeploy bench precision`` measures it."""
+    return FEATURES_PRECISION_RULE.get(precision, precision)
+
+
+@dataclass
 class _MeanOverFrames:
     video: Tensor
     units: Tensor
 
 
 class _Inline:
-    """The same context-manager shape as BackgroundReader, for sources that need no thread."""
+    """The same shape as BackgroundReader, for sources that need no thread."""
 
     def __init__(self, it: Iterator) -> None:
         self.it = it
@@ -356,6 +460,9 @@ class _Inline:
         return self.it
 
     def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
         close = getattr(self.it, "close", None)
         if close is not None:
             close()
@@ -369,13 +476,16 @@ class Thumbnails:
         self.limit, self.height, self.stride = limit, height, 1
         self.frames: dict[int, np.ndarray] = {}
 
-    def add(self, start: int, chunk: np.ndarray, color: str) -> None:
+    def add(self, start: int, chunk, color: str) -> None:
         import cv2
 
-        for j, frame in enumerate(chunk):
+        for j in range(len(chunk)):
             i = start + j
             if i % self.stride:
                 continue
+            frame = chunk[j]
+            if isinstance(frame, Tensor):  # decoded on the GPU: copy just this frame
+                frame = frame.cpu().numpy()
             h, w = frame.shape[:2]
             small = cv2.resize(frame, (max(1, round(w * self.height / h)), self.height), interpolation=cv2.INTER_AREA)
             self.frames[i] = small if color == "bgr" else small[:, :, ::-1]

@@ -49,5 +49,12 @@ class VideoResult:
         return json.dumps(self.to_dict())
 
     @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "VideoResult":
+        d = dict(d)
+        d["topk"] = [(label, score) for label, score in d.get("topk", [])]
+        d["segments"] = [Segment(**s) for s in d.get("segments", [])]
+        return cls(**d)
+
+    @classmethod
     def failed(cls, path: str | None, error: str) -> "VideoResult":
         return cls(path=path, error=error)

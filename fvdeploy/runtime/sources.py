@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..errors import VideoError
+from ..errors import FvdeployError, VideoError
 from ..io.video import VideoDecodeReport, frame_fingerprint, iter_frame_chunks, open_capture
 
 
@@ -62,8 +62,9 @@ class FileSource(Source):
     decoder = "opencv"
     rereadable = True
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, threads: int = 0) -> None:
         super().__init__()
+        self.threads = threads  # FFmpeg decoding threads (0: FFmpeg's default, all cores)
         cap, info = open_capture(path)  # one-line VideoError for missing/unreadable/not a video
         cap.release()
         self.path = str(path)
@@ -75,7 +76,7 @@ class FileSource(Source):
 
     def chunks(self, chunk_frames: int) -> Iterator[np.ndarray]:
         report = VideoDecodeReport(self.info)
-        for chunk in _timed(iter_frame_chunks(self.path, chunk_frames, report=report), self):
+        for chunk in _timed(iter_frame_chunks(self.path, chunk_frames, report=report, threads=self.threads), self):
             self.fingerprints.extend(frame_fingerprint(f) for f in chunk)
             yield chunk
         if report.partial:
@@ -113,6 +114,39 @@ class FileSource(Source):
             yield np.stack(buf)
         finally:
             cap.release()
+
+
+class NvdecSource(Source):
+    """A file decoded by NVDEC on the GPU: chunks are CUDA uint8 RGB tensors (no host copy)."""
+
+    decoder = "nvdec"
+    rereadable = True
+    color = "rgb"
+
+    def __init__(self, path: str | Path, gpu_id: int) -> None:
+        super().__init__()
+        from ..io.nvdec import NvdecReader
+        from ..io.video import check_path
+
+        check_path(Path(path))
+        self.path = str(path)
+        self.reader = NvdecReader(self.path, gpu_id)
+        self.fps = self.reader.fps
+        self.frame_count_hint = self.reader.frame_count_hint
+        self.frame_bytes = self.reader.width * self.reader.height * 3
+
+    def chunks(self, chunk_frames: int) -> Iterator:
+        yield from _timed(self.reader.chunks(), self)
+        if self.frames_read == 0:
+            raise VideoError(f"{self.path}: no frames could be decoded (zero-frame or corrupt video)")
+        hint = self.frame_count_hint
+        if hint > 0 and self.frames_read < hint - max(2, hint // 100):
+            self.partial_message = f"decoding stopped after {self.frames_read} of the {hint} frames the container announces"
+
+    def read_range(self, start: int, stop: int, chunk_frames: int) -> Iterator:
+        for chunk in self.reader.read_range(start, stop):
+            self.extra_decoded += len(chunk)
+            yield chunk
 
 
 def _check_frames(frames: np.ndarray, where: str) -> np.ndarray:
@@ -183,14 +217,25 @@ class IteratorSource(Source):
             raise VideoError("stream: zero frames")
 
 
-def open_source(source, *, fps: float | None = None, color: str = "bgr") -> Source:
-    """A path, a numpy array ``[T, H, W, 3]`` or an iterator of frames, as a Source."""
+def open_source(source, *, fps: float | None = None, color: str = "bgr", decoder: str = "opencv",
+                gpu_id: int = 0, threads: int = 0) -> Source:
+    """A path, a numpy array ``[T, H, W, 3]`` or an iterator of frames, as a Source.
+
+    ``decoder`` applies to files: ``opencv``, ``nvdec`` (an error when NVDEC cannot decode it), or
+    ``auto`` (NVDEC where it works, else OpenCV; the result's ``run.decoder`` says which)."""
     if color not in ("bgr", "rgb"):
         raise VideoError(f"color must be 'bgr' or 'rgb', got {color!r}")
     if isinstance(source, Source):
         return source
     if isinstance(source, (str, Path)):
-        return FileSource(source)
+        if decoder == "nvdec":
+            return NvdecSource(source, gpu_id)
+        if decoder == "auto":
+            try:
+                return NvdecSource(source, gpu_id)
+            except FvdeployError:  # no NVDEC here, or not for this codec: OpenCV says what else is wrong
+                pass
+        return FileSource(source, threads)
     if isinstance(source, np.ndarray):
         return ArraySource(source, fps, color)
     if isinstance(source, Iterable):
