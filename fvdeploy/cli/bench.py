@@ -45,10 +45,65 @@ def throughput(
     video: Annotated[Path, typer.Argument(help="A video file.")],
     model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Model folder; default: the bundled model.")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+    decoder: Annotated[Optional[str], typer.Option(help="opencv | nvdec | auto (default: auto on CUDA).")] = None,
 ) -> None:
     """End-to-end frames/s vs decode-only frames/s of the same file in the same run."""
     from ..bench import bench_throughput
     from ..runtime.sources import FileSource
 
     FileSource(video)  # one-line error for a bad file before loading anything
-    typer.echo(json.dumps(bench_throughput(str(video), str(model) if model else None, device, log=_log)))
+    typer.echo(json.dumps(bench_throughput(str(video), str(model) if model else None, device, decoder, log=_log)))
+
+
+@bench_app.command("model")
+@guarded
+def model_only(
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+    arch: Annotated[str, typer.Option(help="resnet18 | resnet50 (random weights) unless --model.")] = "resnet50",
+    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Use this model folder's weights and input size.")] = None,
+    frames: Annotated[int, typer.Option(help="Frames in the video.", min=1)] = 3000,
+    precision: Annotated[Optional[str], typer.Option(help="fp32 | fp16 | bf16 (default fp16 on CUDA).")] = None,
+    size: Annotated[int, typer.Option(help="Input crop.", min=16)] = 224,
+    clusters: Annotated[int, typer.Option(help="G.", min=1)] = 8,
+    batch: Annotated[int, typer.Option(help="Batch of the plain-ResNet yardstick.", min=1)] = 256,
+    chunk: Annotated[int, typer.Option(help="Frames per stem+layer1 call.", min=1)] = 64,
+    quick: Annotated[bool, typer.Option(help="resnet18, 48 frames at 64 px, batch 8: a smoke test.")] = False,
+) -> None:
+    """Model-only frames/s: full-video model (G clusters) vs TSM-all, plus a plain ResNet's images/s."""
+    from ..bench import bench_model
+
+    if quick:
+        arch, frames, size, batch, chunk = "resnet18", 48, 64, 8, 16
+    typer.echo(json.dumps(bench_model(arch, device, precision, frames, size, clusters, batch, chunk,
+                                      str(model) if model else None, log=_log)))
+
+
+@bench_app.command("corpus")
+@guarded
+def corpus(
+    folder: Annotated[Path, typer.Argument(help="A folder of videos (searched recursively).")],
+    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Model folder; default: the bundled model.")] = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+    decode_workers: Annotated[Optional[int], typer.Option(help="Videos decoded in parallel.", min=1)] = None,
+    decoder: Annotated[Optional[str], typer.Option(help="opencv | nvdec | auto.")] = None,
+) -> None:
+    """videos/s and frames/s over a folder of clips (the realistic batch job), CPU s/frame, GPU busy."""
+    from ..bench import bench_corpus
+
+    typer.echo(json.dumps(bench_corpus(str(folder), str(model) if model else None, device, decode_workers, decoder, log=_log)))
+
+
+@bench_app.command("precision")
+@guarded
+def precision_agreement(
+    folder: Annotated[Path, typer.Argument(help="A folder of videos (searched recursively).")],
+    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Model folder; default: the bundled model.")] = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+    precision: Annotated[str, typer.Option(help="The reduced precision to compare with fp32: fp16 | bf16.")] = "fp16",
+) -> None:
+    """Reduced vs fp32 stem+layer1: top-1 agreement and cluster-boundary shifts over many clips."""
+    from ..bench import bench_precision
+    from ..io.video import find_videos
+
+    paths = [str(p) for p in find_videos(folder)] if folder.is_dir() else [str(folder)]
+    typer.echo(json.dumps(bench_precision(paths, str(model) if model else None, device, precision, log=_log)))

@@ -1,0 +1,166 @@
+"""Steps of scripts/gpu-check.sh: probe, GPU tests, benchmarks, one summary table and JSON.
+
+Each step runs as a subprocess with its own time limit (the whole check must fit 5 minutes on one
+H100); a step that fails or times out is recorded as such and the check goes on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CLIPS = REPO / ".carry" / "clips"
+
+
+def probe() -> dict:
+    import torch
+
+    from fvdeploy.io.nvdec import probe_nvdec
+
+    info = {"python": sys.version.split()[0], "torch": torch.__version__, "cuda": torch.cuda.is_available(),
+            "cpu_cores": os.cpu_count()}
+    if info["cuda"]:
+        p = torch.cuda.get_device_properties(0)
+        info.update(gpu=p.name, capability=f"{p.major}.{p.minor}", gpu_memory_gib=round(p.total_memory / 2**30, 1),
+                    gpus=torch.cuda.device_count())
+    missing = probe_nvdec()
+    info["nvdec"] = "ok" if missing is None else missing
+    try:
+        import cv2
+
+        info["opencv"] = cv2.__version__
+    except ImportError:
+        info["opencv"] = None
+    return info
+
+
+def make_models(folder: Path, size: int) -> dict[str, str]:
+    """R18 and R50 full-video models at ``size`` (random weights: throughput does not depend on them)."""
+    import torch
+
+    from fvdeploy import InputSpec, ModelConfig, create_model, save_model
+
+    out = {}
+    for arch in ("resnet18", "resnet50"):
+        torch.manual_seed(0)
+        cfg = ModelConfig(arch=arch, num_classes=400, num_clusters=8, input=InputSpec(shorter_side=size * 8 // 7, crop=size))
+        out[arch] = str(save_model(create_model(cfg).eval(), folder / arch, overwrite=True))
+    return out
+
+
+class Runner:
+    def __init__(self, out: Path, budget_s: float) -> None:
+        self.out, self.deadline, self.steps = out, time.monotonic() + budget_s, []
+
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def run(self, name: str, cmd: list[str], limit_s: float, env: dict | None = None, expect_json: bool = True) -> dict | None:
+        limit = min(limit_s, self.left() - 5)
+        if limit < 10:
+            print(f"-- {name}: skipped, time budget spent")
+            self.steps.append({"step": name, "status": "skipped (time budget)"})
+            return None
+        print(f"\n== {name} (limit {limit:.0f} s)\n$ {' '.join(cmd)}", flush=True)
+        t0 = time.monotonic()
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=limit, env={**os.environ, **(env or {})}, cwd=REPO)
+        except subprocess.TimeoutExpired as e:
+            print((e.stdout or b"")[-3000:] if isinstance(e.stdout, str) else "", (e.stderr or "")[-3000:] if isinstance(e.stderr, str) else "")
+            self.steps.append({"step": name, "status": f"timeout after {limit:.0f} s"})
+            return None
+        seconds = round(time.monotonic() - t0, 1)
+        print(r.stdout[-4000:], r.stderr[-4000:], sep="\n")
+        result = None
+        if expect_json and r.returncode == 0:
+            try:
+                result = json.loads(r.stdout.strip().splitlines()[-1])
+            except (json.JSONDecodeError, IndexError):
+                pass
+        status = "ok" if r.returncode == 0 else f"exit {r.returncode}"
+        self.steps.append({"step": name, "status": status, "seconds": seconds, "result": result,
+                           "tail": None if r.returncode == 0 else (r.stdout + r.stderr)[-600:]})
+        return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default="gpu-check")
+    ap.add_argument("--budget-s", type=float, default=285)
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    runner = Runner(out, args.budget_s)
+    info = probe()
+    print("== probe\n" + json.dumps(info, indent=2))
+    cuda = info["cuda"]
+    nvdec = info["nvdec"] == "ok"
+    device = "cuda" if cuda else "cpu"
+    fv = [sys.executable, "-m", "fvdeploy"]
+    tmp = Path(tempfile.mkdtemp(prefix="gpu-check-"))
+    models = make_models(tmp / "models", 224 if cuda else 64)
+
+    env = {"FVDEPLOY_REQUIRE": "gpu"} if cuda else {}
+    runner.run("pytest -m gpu", [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", "tests"],
+               100 if cuda else 60, env=env, expect_json=False)
+
+    clips = {name: CLIPS / f"{name}.mp4" for name in ("360p", "1080p") if (CLIPS / f"{name}.mp4").is_file()}
+    if not clips or not cuda:
+        from fvdeploy.bench import looped_clip
+
+        print("no GPU or no carried clips (.carry/clips): a small mp4v stand-in instead")
+        clips = {"360p": looped_clip(tmp / "360p.mp4", 3000 if cuda else 120, 640 if cuda else 320, 360 if cuda else 180)}
+    decoders = ["opencv"] + (["nvdec"] if nvdec else [])
+
+    # 1. end to end vs decode-only, R18 and R50, each clip, each decoder
+    for arch in ("resnet18", "resnet50"):
+        for res, clip in clips.items():
+            for dec in decoders:
+                runner.run(f"throughput {arch} {res} {dec}", fv + ["bench", "throughput", str(clip), "--model", models[arch],
+                                                                   "--device", device, "--decoder", dec], 60)
+    # 2. model only: ours vs TSM-all vs a plain ResNet-50
+    quick = [] if cuda else ["--quick"]
+    runner.run("model resnet50 fp16", fv + ["bench", "model", "--device", device, "--arch", "resnet50", "--frames", "3000",
+                                            "--precision", "fp16" if cuda else "fp32"] + quick, 90)
+    # 3. a corpus of clips: nvdec vs OpenCV with several decode workers
+    corpus = tmp / "corpus"
+    corpus.mkdir()
+    base = clips.get("1080p") or next(iter(clips.values()))
+    for i in range(4 if cuda else 2):
+        os.symlink(base, corpus / f"clip{i}.mp4")
+    cores = os.cpu_count() or 1
+    for dec, workers in [("opencv", max(1, cores // 4)), ("opencv", max(1, cores // 2))] + ([("nvdec", 4)] if nvdec else []):
+        runner.run(f"corpus {dec} x{workers}", fv + ["bench", "corpus", str(corpus), "--model", models["resnet18"],
+                                                     "--device", device, "--decoder", dec, "--decode-workers", str(workers)], 60)
+    # memory bounded in T on the device, R50 fp16 at 224
+    runner.run("memory resnet50" if cuda else "memory resnet18", fv + ["bench", "memory", "--model",
+               models["resnet50" if cuda else "resnet18"], "--device", device, "--size", "160x90"] + ([] if cuda else ["--quick"]), 90)
+    # fp16 vs fp32 signs over many clips
+    sample_dir = REPO / "samples"
+    runner.run("precision fp16 vs fp32", fv + ["bench", "precision", str(sample_dir), "--device", device,
+                                               "--precision", "fp16" if cuda else "bf16"], 45)
+
+    summary = {"device": info, "steps": runner.steps}
+    (out / "gpu-check.json").write_text(json.dumps(summary, indent=2))
+    print("\n== summary")
+    width = max(len(s["step"]) for s in runner.steps)
+    for s in runner.steps:
+        r = s.get("result") or {}
+        key = {k: r[k] for k in ("decode_fps", "end_to_end_fps", "ratio", "cpu_s_per_frame", "full_fps", "tsm_all_fps",
+                                 "speedup_vs_tsm_all", "plain_images_per_s", "videos_per_s", "frames_per_s", "gpu_busy",
+                                 "growth_mib", "ok", "top1_agreement", "boundaries_within_1", "rule_ok") if k in r}
+        print(f"{s['step']:<{width}}  {s['status']:<14} {json.dumps(key)}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    print(f"\nwrote {out / 'gpu-check.log'} and {out / 'gpu-check.json'}")
+
+
+if __name__ == "__main__":
+    main()
