@@ -54,3 +54,35 @@ def test_bench_bad_inputs_are_one_line_errors(model_dir, tmp_path):
         r = subprocess.run([sys.executable, "-m", "fvdeploy", "bench", "memory", "--quick", "--device", "cuda",
                             "--model", str(model_dir)], capture_output=True, text=True)
         assert r.returncode == 1 and "CUDA is not available" in r.stderr
+
+
+def test_bench_model_quick(model_dir):
+    from typer.testing import CliRunner
+
+    from fvdeploy.cli import app
+
+    r = CliRunner().invoke(app, ["bench", "model", "--quick", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    out = last_json(r.stdout)
+    assert out["frames"] == 48 and out["full_fps"] > 0 and out["tsm_all_fps"] > 0 and out["plain_images_per_s"] > 0
+    assert out["speedup_vs_tsm_all"] == pytest.approx(out["full_fps"] / out["tsm_all_fps"], rel=0.05)
+
+
+def test_bench_corpus_and_precision(model_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from fvdeploy.cli import app
+
+    for i in range(3):
+        write_clip(tmp_path / f"v{i}.mp4", synthetic_frames(30 + 5 * i, 32, 40, seed=i))
+    runner = CliRunner()
+    r = runner.invoke(app, ["bench", "corpus", str(tmp_path), "--model", str(model_dir), "--device", "cpu",
+                            "--decode-workers", "2"])
+    assert r.exit_code == 0, r.output
+    out = last_json(r.stdout)
+    assert out["videos"] == 3 and out["failed"] == 0 and out["frames"] == 30 + 35 + 40 and out["decoder"] == ["opencv"]
+    r = runner.invoke(app, ["bench", "precision", str(tmp_path), "--model", str(model_dir), "--device", "cpu",
+                            "--precision", "bf16"])
+    assert r.exit_code == 0, r.output
+    out = last_json(r.stdout)
+    assert out["videos"] == 3 and 0 <= out["boundaries_within_1"] <= 1 and isinstance(out["rule_ok"], bool)
