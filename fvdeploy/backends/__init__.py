@@ -20,8 +20,18 @@ def create_backend(name: str, model_path: str | Path, device: torch.device, prec
         if options.get("config") is not None:
             model.config = options["config"]
         return TorchBackend(model, device, precision, options.get("features_precision"))
-    if name in BACKENDS:
-        raise BackendError(f"backend {name!r} needs an export bundle (fvdeploy export) and is not available in this build")
+    if name == "onnxruntime":  # the export bundle MODEL/export (fvdeploy export)
+        from .ort_backend import OrtBackend
+
+        # requested_*: what the user asked for ("auto", None), which `device`/`precision` have already resolved
+        return OrtBackend.open(model_path, options.get("config"), device=options.get("requested_device") or str(device),
+                               precision=options.get("requested_precision", precision))
+    if name == "tensorrt":
+        from .trt_backend import TrtBackend
+
+        requested = options.get("requested_precision", precision)
+        return TrtBackend.open(model_path, options.get("config"), device, precision=requested,
+                               features_precision=options.get("features_precision") if requested else None)
     raise BackendError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
 
 

@@ -76,10 +76,12 @@ def _root(
 
 # Each part registers its commands from its own module.
 from . import info  # noqa: E402,F401
+from . import export  # noqa: E402,F401
 from . import train  # noqa: E402,F401
 from . import import_checkpoint  # noqa: E402,F401
 from . import classify  # noqa: E402,F401
 from . import bench  # noqa: E402,F401
+from . import bench_export  # noqa: E402,F401
 
 
 def main() -> None:

@@ -141,7 +141,8 @@ class Classifier:
         if chunk_size is not None and chunk_size < 1:
             raise FvdeployError(f"--chunk-size must be >= 1, got {chunk_size}")
         feat_prec = resolve_precision(features_precision, dev) if features_precision else default_features_precision(prec)
-        impl = create_backend(backend, path, dev, prec, config=config, features_precision=feat_prec)
+        impl = create_backend(backend, path, dev, prec, config=config, features_precision=feat_prec,
+                              requested_device=device, requested_precision=precision)
         if decoder is None:
             decoder = "auto" if dev.type == "cuda" else "opencv"
         if decode_workers is None:

@@ -1,0 +1,109 @@
+"""``fvdeploy bench onnx``: ONNX Runtime vs PyTorch eager on the same clip, same device, same threads.
+
+Two figures per backend, each the best of ``repeats`` runs after a warm-up:
+
+- model only: the already-preprocessed frames of the clip through ``frame_features`` (in the
+  runtime's chunks, with halos) and the G cluster means through ``clip_logits``;
+- end to end: ``Classifier.classify(path)``: decode, preprocess, model, clustering, results.
+
+Ratios are PyTorch seconds / ONNX Runtime seconds: above 1, ONNX Runtime is faster. Both sides run
+fp32 (the ONNX files are fp32) with the same intra-op thread count.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from fvdeploy.ops.halo import rechunk, stream_with_halo
+
+
+def _best(fn, repeats: int) -> tuple[float, object]:
+    best, out = float("inf"), None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def _model_only(backend, frames: torch.Tensor, chunk: int) -> torch.Tensor:
+    from fvdeploy.ops.clustering import aggregate_clusters, cluster_ids
+
+    g = backend.config.num_clusters
+    feats = torch.cat(list(stream_with_halo(backend.frame_features, rechunk(iter(frames.split(chunk)), chunk),
+                                            backend.halo, min_frames=g)))[None]
+    ids = cluster_ids(feats, g, backend.config.method)
+    means = aggregate_clusters(feats, ids, g)
+    out = backend.clip_logits(means)
+    if backend.device.type == "cuda":
+        torch.cuda.synchronize(backend.device)
+    return out
+
+
+def bench_onnx(model: str | None, video: str | None, device: str = "cpu", frames: int = 600, repeats: int = 2,
+               chunk: int = 64, size: tuple[int, int] = (320, 180), log=print) -> dict:
+    from fvdeploy.backends import resolve_device
+    from fvdeploy.backends.ort_backend import OrtBackend
+    from fvdeploy.backends.torch_backend import TorchBackend
+    from fvdeploy.bench import looped_clip
+    from fvdeploy.bundle import load_model
+    from fvdeploy.io.transforms import preprocess
+    from fvdeploy.io.video import read_video
+    from fvdeploy.runtime import Classifier
+    from fvdeploy.runtime.models import resolve_model_path
+
+    from .exporter import Exporter, ExportOptions
+    from .record import open_bundle
+
+    dev = resolve_device(device)
+    source = resolve_model_path(model)
+    threads = torch.get_num_threads()
+    with tempfile.TemporaryDirectory(prefix="fvdeploy-bench-onnx-") as tmp:
+        try:
+            bundle = open_bundle(source)
+            log(f"using the export bundle in {bundle.dir}")
+        except Exception:  # no bundle (or a stale one): export a fresh copy for the benchmark
+            log(f"exporting {source} to a temporary bundle ...")
+            Exporter(source, ExportOptions(out=Path(tmp) / "model"), log=lambda m: None)()
+            bundle = open_bundle(Path(tmp) / "model")
+        described = video
+        if video is None:
+            video = str(looped_clip(Path(tmp) / "bench.mp4", frames, *size))
+            described = f"generated: {frames} frames at {size[0]}x{size[1]} (mp4v)"
+        net = load_model(source)
+        cfg = net.config
+        ort_device = "cpu" if dev.type == "cpu" else f"cuda:{dev.index or 0}"
+        backends = {
+            "torch": TorchBackend(net, dev, "fp32"),
+            "onnxruntime": OrtBackend(bundle, cfg, device=ort_device, threads=threads),
+        }
+        decoded = torch.from_numpy(read_video(video))
+        x = preprocess(decoded.to(dev), cfg.input, "bgr")
+        n = x.shape[0]
+        log(f"{cfg.arch} at {cfg.input.crop} px, G={cfg.num_clusters}, {n} frames, {threads} threads, device {dev}")
+        out: dict = {"model": str(source), "arch": cfg.arch, "crop": cfg.input.crop, "clusters": cfg.num_clusters,
+                     "video": str(described), "frames": n, "device": str(dev), "threads": threads,
+                     "precision": "fp32"}
+        tops = {}
+        for name, backend in backends.items():
+            with torch.inference_mode():
+                _model_only(backend, x[: min(n, chunk)], chunk)  # warm up (allocations, ORT arena)
+                model_s, logits = _best(lambda: _model_only(backend, x, chunk), repeats)
+            clf = Classifier(backend)
+            clf.classify(video)  # warm up
+            e2e_s, result = _best(lambda: clf.classify(video), repeats)
+            tops[name] = result.label
+            out[name] = {"provider": backend.provider, "model_s": round(model_s, 4), "model_fps": round(n / model_s, 1),
+                         "end_to_end_s": round(e2e_s, 4), "end_to_end_fps": round(n / e2e_s, 1)}
+            log(f"{name:12s} ({backend.provider}): model only {out[name]['model_fps']} fps, "
+                f"end to end {out[name]['end_to_end_fps']} fps")
+        t, o = out["torch"], out["onnxruntime"]
+        out["ratio"] = {"model_only": round(t["model_s"] / o["model_s"], 3),
+                        "end_to_end": round(t["end_to_end_s"] / o["end_to_end_s"], 3)}
+        out["same_top1"] = tops["torch"] == tops["onnxruntime"]
+        log(f"PyTorch s / ONNX Runtime s: model only {out['ratio']['model_only']}, end to end {out['ratio']['end_to_end']}")
+        return out

@@ -1,0 +1,342 @@
+"""`fvdeploy export` and the onnxruntime backend: the bundle, the record, every bad case (one line,
+exit code, nothing written), an imported checkpoint end to end, and the benchmark's smoke size."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from clips import synthetic_frames, write_clip
+from conftest import tiny_config
+from fvdeploy.backends.ort_backend import provider_plan
+from fvdeploy.backends.trt_backend import TrtPlatform, choose_precision, verify_platform
+from fvdeploy.bundle import save_model
+from fvdeploy.cli import app
+from fvdeploy.errors import BackendError, ExportError
+from fvdeploy.export import Exporter, ExportOptions, open_bundle
+from fvdeploy.export.onnx import WHOLE_IO, check_file
+from fvdeploy.models import create_model
+from fvdeploy.runtime import Classifier
+
+ort = pytest.importorskip("onnxruntime")
+runner = CliRunner()
+HAS_TRT = importlib.util.find_spec("tensorrt") is not None
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def one_line_error(result, code=1, match=None):
+    assert result.exit_code == code, result.output
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith(("error:", "usage error:")), result.output
+    assert "Traceback" not in result.output
+    if match:
+        assert match in lines[0], lines[0]
+    return lines[0]
+
+
+def snapshot(folder: Path) -> dict:
+    """Every file under ``folder`` with its bytes: what 'nothing written / nothing changed' compares."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def no_temporaries(folder: Path) -> bool:
+    return not [p for p in folder.rglob(".*tmp-*")]
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    return write_clip(tmp_path_factory.mktemp("clips") / "clip 120.mp4", synthetic_frames(120, 40, 52, seed=9))
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, clip):
+    """A tiny model (a space in its path) exported once through the CLI."""
+    torch.manual_seed(4)
+    model_dir = save_model(create_model(tiny_config(num_clusters=6, method="slope")).eval(),
+                           tmp_path_factory.mktemp("exp") / "tiny model")
+    result = run("export", model_dir, "--clip", clip, "--max-frames", 300)
+    assert result.exit_code == 0, result.output
+    return model_dir, result
+
+
+@pytest.fixture
+def fresh_model(tmp_path):
+    torch.manual_seed(5)
+    return save_model(create_model(tiny_config()).eval(), tmp_path / "model")
+
+
+def test_bundle_files_and_record(exported):
+    model_dir, result = exported
+    export_dir = model_dir / "export"
+    assert str(export_dir) in result.output
+    assert {p.name for p in export_dir.iterdir()} == {"model.onnx", "frontend.onnx", "backend.onnx", "export.json"}
+    assert (export_dir.stat().st_mode & 0o755) == 0o755  # readable like any folder, not mkdtemp's 0700
+    record = json.loads((export_dir / "export.json").read_text())
+    assert record["opset"] == 17 and record["precision"] == {"onnx": "fp32", "tensorrt": None}
+    assert record["profile"] == {"min_frames": 1, "opt_frames": 64, "max_frames": 300, "max_batch": 1}
+    assert record["config"]["num_clusters"] == 6 and record["config"]["method"] == "slope"
+    assert record["shapes"] == {"crop": 32, "feature_shape": [16, 8, 8], "halo": 2, "network_halo": 5}
+    assert record["limits"]["int32_max_frames"] == (2**31 - 1) // (16 * 8 * 8 + 1)
+    from fvdeploy.bundle import weights_hash
+
+    assert record["source"]["weights_sha256"] == weights_hash(model_dir)
+    assert record["tools"]["onnxruntime"] == ort.__version__ and record["tools"]["torch"] == torch.__version__
+    assert record["tensorrt"] is None
+    assert set(record["files"]) == {"model.onnx", "frontend.onnx", "backend.onnx"}
+    checks = record["validation"]
+    assert len(checks) == 4 and all(c["passed"] for c in checks)
+    assert any("real clip" in c["name"] and c["figures"]["ids_differing"] == 0 for c in checks)
+    io = record["graphs"]["model.onnx"]
+    assert io["inputs"]["frames"] == {"dtype": "UINT8", "shape": ["N", "T", 32, 32, 3]}
+    assert io["inputs"]["lengths"]["dtype"] == "INT64" and io["outputs"]["cluster_ids"]["dtype"] == "INT64"
+    assert record["graphs"]["frontend.onnx"]["outputs"]["distances"]["dtype"] == "INT32"
+    assert "saved as model.onnx" in result.output and "MB" in result.output
+
+
+def test_classify_with_onnxruntime_equals_torch(exported, clip):
+    model_dir, _ = exported
+    results = {}
+    for backend in ("torch", "onnxruntime"):
+        out = run("classify", clip, "-m", model_dir, "--backend", backend, "--device", "cpu", "--json")
+        assert out.exit_code == 0, out.output
+        results[backend] = json.loads(out.output.strip().splitlines()[-1])
+    t, o = results["torch"], results["onnxruntime"]
+    assert o["run"]["backend"] == "onnxruntime" and o["run"]["provider"] == "CPUExecutionProvider"
+    assert o["label"] == t["label"] and len(o["segments"]) == 6
+    for a, b in zip(t["segments"], o["segments"]):
+        assert abs(a["start_frame"] - b["start_frame"]) <= 1 and abs(a["score"] - b["score"]) <= 1e-4
+    for (la, sa), (lb, sb) in zip(t["topk"], o["topk"]):
+        assert la == lb and abs(sa - sb) <= 1e-4
+
+
+def test_device_auto_picks_and_names_the_provider(exported):
+    model_dir, _ = exported
+    clf = Classifier.load(model_dir, device="auto", backend="onnxruntime")
+    first = next(p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+                 if p in ort.get_available_providers())
+    assert clf.run_info["provider"] == first  # here: CPUExecutionProvider, named in every result's run
+    assert clf.backend.precision == "fp32" and clf.backend.device.type == ("cpu" if first == "CPUExecutionProvider" else "cuda")
+
+
+def test_provider_requests_are_checked_not_assumed():
+    assert [p for p, _ in provider_plan("auto", ["CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"])] \
+        == ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert provider_plan("cuda:1", ["CUDAExecutionProvider", "CPUExecutionProvider"]) == [("CUDAExecutionProvider", {"device_id": 1})]
+    with pytest.raises(BackendError, match="no CUDAExecutionProvider.*onnxruntime-gpu") as e:
+        provider_plan("cuda", ["CPUExecutionProvider"])
+    assert "\n" not in str(e.value)
+    with pytest.raises(BackendError, match="unknown device"):
+        provider_plan("tpu", ["CPUExecutionProvider"])
+
+
+# -- bad cases ---------------------------------------------------------------------------------------
+def test_unknown_format(fresh_model):
+    with pytest.raises(ExportError, match="unknown export format 'tflite'; choose from onnx, trt"):
+        Exporter(fresh_model, ExportOptions(formats=("tflite",)))()
+    one_line_error(run("export", fresh_model, "--format", "tflite"), match="unknown export format 'tflite'; choose from onnx, trt")
+    usage = run("export", fresh_model, "--tflite")
+    assert usage.exit_code == 2 and "No such option: --tflite" in usage.output
+    assert not (fresh_model / "export").exists()
+
+
+def test_options_that_do_not_apply_or_disagree(fresh_model):
+    before = snapshot(fresh_model.parent)
+    one_line_error(run("export", fresh_model, "--fp16"), match="applies to TensorRT (--trt)")
+    one_line_error(run("export", fresh_model, "--fp16", "--precision", "bf16"), match="disagree")
+    one_line_error(run("export", fresh_model, "--opset", 9), match="--opset 9 is not supported")
+    one_line_error(run("export", fresh_model, "--min-frames", 50, "--max-frames", 20), match="--min-frames <= --opt-frames")
+    one_line_error(run("export", fresh_model.parent / "absent"), match="model not found")
+    assert snapshot(fresh_model.parent) == before
+
+
+def test_unwritable_out_dir(fresh_model, tmp_path):
+    blocker = tmp_path / "a file"
+    blocker.write_text("not a folder\n")
+    before = snapshot(tmp_path)
+    one_line_error(run("export", fresh_model, "--out", blocker / "bundle"), match="cannot write")
+    assert snapshot(tmp_path) == before and no_temporaries(tmp_path)
+
+
+def test_existing_bundle_is_refused_unless_force(exported, tmp_path):
+    model_dir, _ = exported
+    before = snapshot(model_dir)
+    one_line_error(run("export", model_dir), match="already exists (an export bundle); pass --force")
+    assert snapshot(model_dir) == before
+    # --out: a new model folder; an existing one only with --force, and never a folder that is not a model
+    out = tmp_path / "copy"
+    assert run("export", model_dir, "--out", out).exit_code == 0
+    assert (out / "config.json").is_file() and (out / "model.safetensors").is_file() and (out / "export" / "model.onnx").is_file()
+    first = json.loads((out / "export" / "export.json").read_text())["created"]
+    one_line_error(run("export", model_dir, "--out", out), match="already exists; pass --force")
+    assert run("export", model_dir, "--out", out, "--force").exit_code == 0
+    assert Classifier.load(out, device="cpu", backend="onnxruntime").backend.name == "onnxruntime"
+    assert json.loads((out / "export" / "export.json").read_text())["created"] >= first
+    user = tmp_path / "user files"
+    user.mkdir()
+    (user / "notes.txt").write_text("mine\n")
+    one_line_error(run("export", model_dir, "--out", user, "--force"), match="not a model folder")
+    assert (user / "notes.txt").read_text() == "mine\n" and no_temporaries(tmp_path)
+
+
+def test_force_replaces_the_bundle_in_place(fresh_model):
+    assert run("export", fresh_model).exit_code == 0
+    old = (fresh_model / "export" / "export.json").read_text()
+    assert run("export", fresh_model, "--force", "--max-frames", 100).exit_code == 0
+    new = json.loads((fresh_model / "export" / "export.json").read_text())
+    assert new["profile"]["max_frames"] == 100 and json.loads(old)["profile"]["max_frames"] == 256
+    assert no_temporaries(fresh_model)
+
+
+def test_failed_validation_leaves_nothing_behind(fresh_model, monkeypatch):
+    from fvdeploy.export import exporter
+    from fvdeploy.export.parity import Check
+
+    real = exporter.compare_results
+
+    def wrong(name, ref, got, precision="fp32"):  # the split pair disagreeing with PyTorch
+        check = real(name, ref, got, precision)
+        return Check(check.name, False, "top-1 b vs a", check.figures)
+
+    monkeypatch.setattr(exporter, "compare_results", wrong)
+    before = snapshot(fresh_model)
+    with pytest.raises(ExportError, match="validation failed, nothing written: split pair"):
+        Exporter(fresh_model, ExportOptions())()
+    assert snapshot(fresh_model) == before and not (fresh_model / "export").exists() and no_temporaries(fresh_model)
+
+
+def test_missing_and_stale_bundles_name_the_fix(fresh_model, clip):
+    message = one_line_error(run("classify", clip, "-m", fresh_model, "--backend", "onnxruntime", "--device", "cpu"))
+    assert "no export bundle" in message and "fvdeploy export" in message
+    assert run("export", fresh_model).exit_code == 0
+    torch.manual_seed(99)  # retrained weights: the bundle no longer describes the model folder
+    save_model(create_model(tiny_config()).eval(), fresh_model, overwrite=True)
+    message = one_line_error(run("classify", clip, "-m", fresh_model, "--backend", "onnxruntime", "--device", "cpu"))
+    assert "exported from other weights" in message and "fvdeploy export" in message
+
+
+def test_corrupt_onnx(exported, tmp_path, clip):
+    model_dir, _ = exported
+    copy = tmp_path / "copy"
+    shutil.copytree(model_dir, copy)
+    frontend = copy / "export" / "frontend.onnx"
+    data = frontend.read_bytes()
+    frontend.write_bytes(data[: len(data) // 3])
+    message = one_line_error(run("classify", clip, "-m", copy, "--backend", "onnxruntime", "--device", "cpu"))
+    assert "frontend.onnx" in message and "truncated" in message
+    # the record hand-edited to match the damaged file: ONNX Runtime's own refusal, still one line
+    record = json.loads((copy / "export" / "export.json").read_text())
+    from fvdeploy.export.record import file_entry
+
+    record["files"]["frontend.onnx"] = file_entry(frontend)
+    (copy / "export" / "export.json").write_text(json.dumps(record))
+    message = one_line_error(run("classify", clip, "-m", copy, "--backend", "onnxruntime", "--device", "cpu"))
+    assert "ONNX Runtime cannot load it" in message
+    with pytest.raises(ExportError, match="model.onnx"):
+        bad = tmp_path / "model.onnx"
+        bad.write_bytes(b"\x08\x07garbage")
+        check_file(bad, WHOLE_IO)
+    (copy / "export" / "export.json").write_text("{not json")
+    one_line_error(run("classify", clip, "-m", copy, "--backend", "onnxruntime"), match="not a readable export record")
+
+
+def test_onnxruntime_refuses_reduced_precision(exported):
+    model_dir, _ = exported
+    from fvdeploy.backends.ort_backend import OrtBackend
+
+    with pytest.raises(BackendError, match="fp32 ONNX files; use --precision fp32"):
+        OrtBackend.open(model_dir, device="cpu", precision="fp16")
+
+
+def _fake_engines(model_dir: Path, dest: Path, version="10.0.0.6", gpu="NVIDIA A100-SXM4-80GB", capability="8.0") -> Path:
+    """A copy of the bundle whose record claims fp16 engines built elsewhere (a hand-edited record)."""
+    shutil.copytree(model_dir, dest)
+    from fvdeploy.export.record import file_entry
+
+    record = json.loads((dest / "export" / "export.json").read_text())
+    engines = {}
+    for graph in ("model", "frontend", "backend"):
+        path = dest / "export" / f"{graph}.fp16.engine"
+        path.write_bytes(b"not deserialized: the record is checked first")
+        record["files"][path.name] = file_entry(path)
+        engines[graph] = path.name
+    record["tensorrt"] = {"version": version, "gpu": {"name": gpu, "capability": capability}, "engines": {"fp16": engines}}
+    (dest / "export" / "export.json").write_text(json.dumps(record))
+    return dest
+
+
+def test_engine_record_mismatch_is_refused_before_deserializing(exported, tmp_path):
+    model_dir, _ = exported
+    bundle = open_bundle(_fake_engines(model_dir, tmp_path / "m"))
+    recorded = TrtPlatform.from_record(bundle.record["tensorrt"])
+    assert recorded == TrtPlatform("10.0.0.6", "NVIDIA A100-SXM4-80GB", "8.0")
+    verify_platform(recorded, TrtPlatform("10.0.0.6", "NVIDIA A100-SXM4-80GB", "8.0"), bundle.dir)  # same: accepted
+    for current in (TrtPlatform("10.13.0.35", "NVIDIA A100-SXM4-80GB", "8.0"),  # another TensorRT
+                    TrtPlatform("10.0.0.6", "NVIDIA H100 80GB HBM3", "9.0")):  # another GPU
+        with pytest.raises(BackendError, match=r"rebuild with `fvdeploy export --trt`") as e:
+            verify_platform(recorded, current, bundle.dir)
+        assert "\n" not in str(e.value) and recorded.describe() in str(e.value) and current.describe() in str(e.value)
+    assert choose_precision(bundle.engines(), None, bundle.dir) == "fp16"
+    with pytest.raises(BackendError, match="no fp32 TensorRT engines.*--precision fp16"):
+        choose_precision(bundle.engines(), "fp32", bundle.dir)
+    with pytest.raises(BackendError, match="no TensorRT engines; build them with `fvdeploy export MODEL --trt`"):
+        choose_precision({}, None, bundle.dir)
+
+
+@pytest.mark.skipif(HAS_TRT, reason="tensorrt is installed here: the missing-TensorRT messages cannot be shown")
+def test_trt_without_tensorrt_says_what_to_install(fresh_model, clip, tmp_path):
+    before = snapshot(fresh_model.parent)
+    message = one_line_error(run("export", fresh_model, "--trt"))
+    assert "pip install tensorrt" in message and "nothing was written" in message
+    one_line_error(run("export", fresh_model, "--trt", "--out", tmp_path / "new"), match="pip install tensorrt")
+    assert snapshot(fresh_model.parent) == before and not (tmp_path / "new").exists()
+    message = one_line_error(run("classify", clip, "-m", fresh_model, "--backend", "tensorrt"))
+    assert "backend tensorrt needs the tensorrt package" in message
+
+
+# -- an imported published checkpoint, exported and classified ---------------------------------------
+def test_imported_checkpoint_exports_and_classifies(tmp_path, clip):
+    import test_import_checkpoint as published  # its builders of official-TSM-layout files
+
+    from fvdeploy.bundle import read_config
+    from fvdeploy.config import InputSpec
+
+    path, _ = published.official_checkpoint(tmp_path, "resnet18", 400, 4)
+    model_dir = tmp_path / "imported"
+    assert run("import-checkpoint", path, "--out", model_dir).exit_code == 0
+    cfg = read_config(model_dir)
+    assert (cfg.arch, cfg.mode, cfg.segments) == ("resnet18", "tsm", 4)
+    small = cfg.replace(input=InputSpec(shorter_side=64, crop=64, mean=cfg.input.mean, std=cfg.input.std))
+    (model_dir / "config.json").write_text(json.dumps(small.to_dict(), indent=2))  # the same weights at 64 px
+    result = run("export", model_dir, "--clip", clip)
+    assert result.exit_code == 0, result.output
+    record = json.loads((model_dir / "export" / "export.json").read_text())
+    assert record["source"]["checkpoint_sha256"] == cfg.trained["source_sha256"]
+    for mode in ({}, {"mode": "full", "num_clusters": 4}):  # TSM sampling, and the full-video method
+        ref = Classifier.load(model_dir, device="cpu", **mode).classify(clip)
+        got = Classifier.load(model_dir, device="cpu", backend="onnxruntime", **mode).classify(clip)
+        assert got.label == ref.label and len(got.segments) == 4
+        assert [s.start_frame for s in got.segments] == [s.start_frame for s in ref.segments]
+        assert max(abs(a - b) for (_, a), (_, b) in zip(ref.topk, got.topk)) <= 1e-4
+
+
+# -- the benchmark's smoke size --------------------------------------------------------------------------
+def test_bench_onnx_quick(exported):
+    model_dir, _ = exported
+    result = run("bench", "onnx", "-m", model_dir, "--quick")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output.strip().splitlines()[-1])
+    assert out["frames"] == 48 and out["onnxruntime"]["provider"] == "CPUExecutionProvider"
+    assert out["ratio"]["model_only"] > 0 and out["ratio"]["end_to_end"] > 0 and out["same_top1"]
+    for side in ("torch", "onnxruntime"):
+        assert out[side]["model_fps"] > 0 and out[side]["end_to_end_fps"] > 0

@@ -1,0 +1,113 @@
+"""Exported graphs give PyTorch's answers: the whole graph (static-G clustering inside) over the
+method x G x T x batch grid, and the split pair through the runtime on a 2,000-frame clip."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from clips import synthetic_frames, write_clip
+from conftest import tiny_config
+from fvdeploy.bundle import save_model
+from fvdeploy.export import Exporter, ExportOptions
+from fvdeploy.export.onnx import export_whole
+from fvdeploy.export.parity import ATOL, MAX_ABS, RTOL, cluster_starts, torch_reference
+from fvdeploy.io.video import read_video
+from fvdeploy.models import create_model
+from fvdeploy.runtime import Classifier
+from fvdeploy.runtime.classifier import MemoryPlan
+
+ort = pytest.importorskip("onnxruntime")
+
+S = 32
+
+
+def frames_u8(n: int, t: int, seed: int) -> torch.Tensor:
+    """Moving content with scene cuts (the clustering has boundaries to find), per video."""
+    return torch.stack([torch.from_numpy(synthetic_frames(t, S, S, seed=seed + i, cut_every=11)) for i in range(n)])
+
+
+@pytest.fixture(scope="module")
+def whole_graphs(tmp_path_factory):
+    """(method, G) -> (model, ONNX Runtime session on model.onnx), exported once per module."""
+    cache = {}
+
+    def get(method: str, g: int):
+        if (method, g) not in cache:
+            torch.manual_seed(g)
+            model = create_model(tiny_config(num_clusters=g, method=method)).eval()
+            path = export_whole(model, tmp_path_factory.mktemp(f"{method}{g}") / "model.onnx", 17)
+            cache[method, g] = model, ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return cache[method, g]
+
+    return get
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("g", [8, 16])
+@pytest.mark.parametrize("method", ["cumulative", "slope", "uniform"])
+def test_whole_graph_matches_pytorch(whole_graphs, method, g, batch):
+    model, session = whole_graphs(method, g)
+    for t in (1, g - 1, g, 37, 300):
+        lengths = [t] if batch == 1 else [t, max(1, t // 2), max(1, t - 5)]
+        frames = frames_u8(batch, t, seed=t)
+        lens = torch.tensor(lengths)
+        logits, cluster_logits, ids = session.run(None, {"frames": frames.numpy(), "lengths": lens.numpy()})
+        ref = torch_reference(model, frames, lens)
+        where = f"{method} G={g} T={t} lengths={lengths}"
+        assert ids.shape == (batch, max(t, g)), where
+        np.testing.assert_array_equal(ids, ref[2].numpy(), err_msg=where)
+        for got, want in ((logits, ref[0]), (cluster_logits, ref[1])):
+            assert np.abs(got - want.numpy()).max() <= MAX_ABS, where
+            np.testing.assert_allclose(got, want.numpy(), rtol=RTOL, atol=ATOL, err_msg=where)
+        # the comparison saw real clusters: every video has G of them, padding is -1
+        for row, length in zip(ids, lengths):
+            assert len(cluster_starts(row)) == g and (row[max(length, g):] == -1).all(), where
+    assert ref[0].std() > 1e-3  # logits that vary across classes: the comparison can fail
+
+
+@pytest.fixture(scope="module")
+def bundle_2000(tmp_path_factory):
+    """A tiny model exported with its bundle, and a 2,000-frame clip at the model's input size."""
+    root = tmp_path_factory.mktemp("long")
+    torch.manual_seed(3)
+    model_dir = save_model(create_model(tiny_config(num_clusters=8, method="cumulative")).eval(), root / "model")
+    clip = write_clip(root / "clip2000.mp4", synthetic_frames(2000, S, S, seed=5))
+    Exporter(model_dir, ExportOptions())()
+    return model_dir, clip
+
+
+def test_split_pair_whole_graph_and_pytorch_agree_on_2000_frames(bundle_2000):
+    model_dir, clip = bundle_2000
+    frames = torch.from_numpy(read_video(clip)[:, :, :, ::-1].copy())[None]  # BGR -> the model's RGB, already SxS
+    lens = torch.tensor([frames.shape[1]])
+    torch_clf = Classifier.load(model_dir, device="cpu", backend="torch")
+    ort_clf = Classifier.load(model_dir, device="cpu", backend="onnxruntime")
+    assert ort_clf.run_info["provider"] == "CPUExecutionProvider" and ort_clf.backend.name == "onnxruntime"
+    ref = torch_reference(torch_clf.backend.model, frames, lens)
+    session = ort.InferenceSession(str(model_dir / "export" / "model.onnx"), providers=["CPUExecutionProvider"])
+    whole = session.run(None, {"frames": frames.numpy(), "lengths": lens.numpy()})
+    np.testing.assert_array_equal(whole[2], ref[2].numpy())  # identical ids on identical input
+    np.testing.assert_allclose(whole[0], ref[0].numpy(), rtol=RTOL, atol=ATOL)
+
+    starts = cluster_starts(ref[2][0].numpy())
+    probs = torch.softmax(ref[0][0].double(), 0)
+    unit_probs = torch.softmax(ref[1][0].double(), 1)
+    results = {"torch": torch_clf.classify(clip), "onnxruntime": ort_clf.classify(clip)}
+    # the bounded-memory path too: nothing stored verbatim, slot sums, straddling slots recomputed
+    ort_clf.memory_plan = MemoryPlan(budget=2**20, chunk_frames=50, decode_frames=25, store_bytes=0,
+                                     slot_bytes=12 * 16 * 8 * 8 * 8)
+    results["onnxruntime, slot sums"] = ort_clf.classify(clip)
+    assert ort_clf.last_stats["memory_path"].startswith("sums")
+    labels = torch_clf.config.labels
+    for name, result in results.items():
+        assert result.num_frames == 2000, name
+        assert result.label == labels[int(probs.argmax())], name
+        got = [s.start_frame for s in result.segments]
+        assert len(got) == 8 and max(abs(a - b) for a, b in zip(got, starts)) <= 1, (name, got, starts)
+        for label, score in result.topk:
+            assert abs(score - float(probs[labels.index(label)])) <= 1e-4, name
+        for seg, p in zip(result.segments, unit_probs):
+            assert abs(seg.score - float(p.max())) <= 1e-4, name
+    assert len(set(starts)) == 8 and starts != [i * 250 for i in range(8)]  # real, non-uniform clusters
