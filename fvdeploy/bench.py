@@ -167,7 +167,7 @@ def _sync(device) -> None:
 
 
 def bench_model(arch: str, device: str, precision: str | None, frames: int, size: int, clusters: int, batch: int,
-                chunk: int, model: str | None = None, log=print) -> dict:
+                chunk: int, model: str | None = None, compile: bool = False, log=print) -> dict:
     """Model-only frames/s of the full-video model (G clusters) vs TSM-all on the same weights and
     precision, on synthetic preprocessed frames already on the device; plus images/s of a plain
     torchvision ResNet of the same arch at ``batch`` as the yardstick."""
@@ -199,10 +199,18 @@ def bench_model(arch: str, device: str, precision: str | None, frames: int, size
     def chunks():
         return rechunk(iter(video.split(chunk)), chunk)
 
+    features = backend.frame_features
+    if compile:  # torch.compile of stem + layer1 on the fixed chunk shape: measured, not yet used by the runtime
+        compiled = torch.compile(backend.frames_model.forward_frames, dynamic=False)
+
+        def features(x):
+            with torch.inference_mode():
+                return compiled(x.to(backend.features_dtype)[None])[0]
+
     def full() -> None:
         c, h, w = backend.feature_shape
         acc = ClusterAccumulator(c * h * w * dtype.itemsize, 1 << 62, 1 << 30, can_recompute=False)
-        for feats in stream_with_halo(backend.frame_features, chunks(), backend.halo, min_frames=clusters):
+        for feats in stream_with_halo(features, chunks(), backend.halo, min_frames=clusters):
             acc.add(feats)
         means, _ = acc.finish(clusters, net.config.method)
         backend.clip_logits(means[None].to(dev))
@@ -238,7 +246,7 @@ def bench_model(arch: str, device: str, precision: str | None, frames: int, size
         "clusters": clusters, "chunk": chunk,
         "full_fps": round(frames / t_full, 1), "tsm_all_fps": round(frames / t_all, 1),
         "speedup_vs_tsm_all": round(t_all / t_full, 2),
-        "plain_images_per_s": round(batch / t_plain, 1), "plain_batch": batch,
+        "plain_images_per_s": round(batch / t_plain, 1), "plain_batch": batch, "compiled": compile,
     }
     log(f"{out['arch']} {prec} on {dev}: full-video G={clusters} {out['full_fps']} frames/s, TSM-all "
         f"{out['tsm_all_fps']} frames/s ({out['speedup_vs_tsm_all']}x); plain {arch} {out['plain_images_per_s']} images/s")

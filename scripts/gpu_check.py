@@ -130,6 +130,9 @@ def main() -> None:
     quick = [] if cuda else ["--quick"]
     runner.run("model resnet50 fp16", fv + ["bench", "model", "--device", device, "--arch", "resnet50", "--frames", "3000",
                                             "--precision", "fp16" if cuda else "fp32"] + quick, 90)
+    if cuda:  # does torch.compile of stem + layer1 pay? (the runtime does not use it until measured)
+        runner.run("model resnet50 fp16 compiled", fv + ["bench", "model", "--device", device, "--arch", "resnet50",
+                                                         "--frames", "3000", "--precision", "fp16", "--compile"], 120)
     # 3. a corpus of clips: nvdec vs OpenCV with several decode workers
     corpus = tmp / "corpus"
     corpus.mkdir()

@@ -68,6 +68,7 @@ def model_only(
     batch: Annotated[int, typer.Option(help="Batch of the plain-ResNet yardstick.", min=1)] = 256,
     chunk: Annotated[int, typer.Option(help="Frames per stem+layer1 call.", min=1)] = 64,
     quick: Annotated[bool, typer.Option(help="resnet18, 48 frames at 64 px, batch 8: a smoke test.")] = False,
+    compile: Annotated[bool, typer.Option("--compile", help="torch.compile stem+layer1 on the fixed chunk shape (measure whether it pays).")] = False,
 ) -> None:
     """Model-only frames/s: full-video model (G clusters) vs TSM-all, plus a plain ResNet's images/s."""
     from ..bench import bench_model
@@ -75,7 +76,7 @@ def model_only(
     if quick:
         arch, frames, size, batch, chunk = "resnet18", 48, 64, 8, 16
     typer.echo(json.dumps(bench_model(arch, device, precision, frames, size, clusters, batch, chunk,
-                                      str(model) if model else None, log=_log)))
+                                      str(model) if model else None, compile=compile, log=_log)))
 
 
 @bench_app.command("corpus")
