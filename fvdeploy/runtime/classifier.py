@@ -200,6 +200,20 @@ class Classifier:
                 log.exception("internal error on %s", name)
                 yield VideoResult.failed(name, f"internal error {type(e).__name__}: {e}")
 
+    def watch(self, source, **options):
+        """Windowed classification of a long recording or a live source (file, directory, camera
+        index, URL, array, iterator): yields window results and events as they close. Options are
+        the fields of ``watch.WatchOptions`` (``window_s=8, stride_s=2, threshold=0.5, ...``)."""
+        from .watch import WatchOptions, watch
+
+        return watch(self, source, WatchOptions(**options))
+
+    def watch_many(self, sources, **options):
+        """``watch`` for several sources at once, their frames batched together on the device."""
+        from .watch import WatchOptions, watch_many
+
+        return watch_many(self, sources, WatchOptions(**options))
+
     def _start(self, source, *, fps=None, color="bgr", progress=None, visualize=None, parallel: int = 1) -> "_Job":
         """Open the source and start decoding (in a background thread for files)."""
         t0 = time.perf_counter()

@@ -1,0 +1,633 @@
+"""Windowed classification of long recordings and live streams: ``Classifier.watch`` / ``watch_many``.
+
+A window of W frames is classified by the full-video method over all its frames (G clusters), and
+windows start every S frames (the stride). Per frame, the stem and ``layer1`` run once: their
+output goes into a ring buffer that holds one window (plus one device step), and overlapping
+windows share it. Per window, only the clustering and ``layer2..4`` on G cluster means run.
+
+**A window's result equals classifying that window's frames as a clip** (``Classifier.classify``
+on the same frames, within the tolerances of DECISIONS.md). The catch is the temporal shift in
+``layer1``: in a clip the first and last frames see zero padding, in the stream they see their real
+neighbours. So a frame's stream output is used only where the two agree, at least ``halo`` frames
+(the number of ``layer1`` blocks) inside the window; for the ``halo`` frames at each edge, the
+``layer1`` blocks are rerun on the cached stem outputs of the ``2 * halo`` frames at that edge with
+the window's zero padding (the stem does not run again). Neighbour distances inside the window come
+from the stream (computed once per frame pair), those that touch the edges from the rerun maps.
+
+Definitions (docs/watch.md has pictures):
+
+- window k of a segment covers positions ``[s0 + k*S, s0 + k*S + W)``; frames that no window covers
+  (S > W) are decoded but never reach the model;
+- the last window of a segment (the stream ended or dropped) may be *partial*: it starts at the next
+  stride position and runs to the segment's end, and it is classified only when it holds frames no
+  full window covered. A window shorter than G frames is padded by repeating its last frame, as a
+  clip is;
+- a live source's frames may be dropped before the model when the device falls behind (counted);
+  windows then span the frames that were kept.
+
+Many streams: each source decodes in its own thread (``streams.py``); each device step takes the
+frames every stream has ready and runs the stem on all of them in one batch, ``layer1`` on all
+streams at once (a padded batch with per-stream lengths), the edge reruns in one batch and
+``layer2..4`` for every window that closed in one batch. Per-stream state (ring, open events) is
+separate, and bounded: nothing grows with the length of a stream.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..errors import FvdeployError, VideoError
+from ..io.transforms import preprocess
+from ..ops.clustering import cluster_ids_from_distances, frame_distances
+from .staging import HostStager
+from .streams import Dropped, Finished, FrameBatch, ReaderOptions, Resumed, StreamReader, StreamSpec, resolve_sources
+from .watch_events import EventTracker, WindowSpan
+from .watch_results import Event, Gap, StreamEnd, WatchItem, WindowResult
+from .watch_stages import frame_stages
+
+log = logging.getLogger(__name__)
+
+MAX_STEP_FRAMES = 32
+
+
+@dataclass
+class WatchOptions:
+    """How to window, when to report, and how to read the sources (see ``Classifier.watch``)."""
+
+    window_s: float = 8.0
+    stride_s: float = 2.0
+    window_frames: int | None = None  # given both, frames win over seconds
+    stride_frames: int | None = None
+    threshold: float = 0.5  # a window joins an event when its top score reaches this
+    min_duration_s: float = 0.0  # shorter events are dropped
+    events_only: bool = False
+    realtime: bool = False  # pace files (and arrays, iterators) at their frame rate, like a camera
+    fps: float | None = None  # overrides the frame rate the source announces
+    color: str = "bgr"  # arrays and iterators
+    retries: int = 5
+    retry_delay_s: float = 1.0
+    open_timeout_s: float = 10.0
+    max_open_files: int = 8  # files (e.g. a directory's) watched at once; live sources always start
+    step_frames: int | None = None  # frames per stream per device step; default from the memory budget
+
+    def validate(self) -> None:
+        if (self.window_frames is None) != (self.stride_frames is None):
+            raise FvdeployError("give the window and the stride both in frames (window_frames and stride_frames) or both in seconds")
+        if self.window_frames is not None:
+            if self.window_frames < 1 or self.stride_frames < 1:
+                raise FvdeployError(f"window and stride must be at least 1 frame, got {self.window_frames} and {self.stride_frames}")
+        elif not (self.window_s > 0 and self.stride_s > 0):
+            raise FvdeployError(f"window and stride must be positive, got {self.window_s} s and {self.stride_s} s")
+        if not 0.0 <= self.threshold <= 1.0:
+            raise FvdeployError(f"threshold must be in [0, 1], got {self.threshold}")
+        if self.min_duration_s < 0:
+            raise FvdeployError(f"min_duration must be >= 0, got {self.min_duration_s}")
+        if self.fps is not None and not self.fps > 0:
+            raise FvdeployError(f"fps must be positive, got {self.fps}")
+        if self.color not in ("bgr", "rgb"):
+            raise FvdeployError(f"color must be 'bgr' or 'rgb', got {self.color!r}")
+        if self.retries < 0 or self.retry_delay_s < 0:
+            raise FvdeployError("retries and retry_delay must be >= 0")
+        if self.step_frames is not None and self.step_frames < 1:
+            raise FvdeployError(f"step_frames must be >= 1, got {self.step_frames}")
+
+    def geometry(self, fps: float | None, name: str) -> tuple[int, int]:
+        """Window and stride in frames for a source with this frame rate."""
+        if self.window_frames is not None:
+            return self.window_frames, self.stride_frames
+        if not fps:
+            raise VideoError(f"{name}: the source has no frame rate, so windows in seconds cannot be placed; "
+                             "give --fps or the window and stride in frames")
+        return max(1, round(self.window_s * fps)), max(1, round(self.stride_s * fps))
+
+
+class _Window:
+    __slots__ = ("k", "start", "left", "right")
+
+    def __init__(self, k: int, start: int) -> None:
+        self.k, self.start = k, start
+        self.left: Tensor | None = None  # layer1 maps of the first `halo` frames, with the window's padding
+        self.right: Tensor | None = None
+
+
+@dataclass
+class _Job:
+    """One row of a batched ``layer1`` call: stem maps of consecutive frames and what to keep."""
+
+    stream: "_Stream"
+    maps: Tensor  # [L, ...]
+    keep: slice  # rows of the output to keep
+    first: int  # position of the first kept row (stream rows) or the window (edge rows)
+    kind: str  # "stream" | "left" | "right" | "direct"
+    window: _Window | None = None
+
+
+class _Stream:
+    """Everything one stream needs between device steps; memory bounded by the window length."""
+
+    def __init__(self, watcher: "Watcher", spec: StreamSpec, reader: StreamReader, window: int, stride: int) -> None:
+        self.w, self.spec, self.reader, self.name = watcher, spec, reader, spec.name
+        self.W, self.S = window, stride
+        self.fps, self.basis = reader.fps, reader.basis
+        self.color = reader.options.color if spec.kind in ("array", "iterator") else "bgr"  # OpenCV decodes BGR
+        self.reserved = 0
+        self.dt = 1.0 / self.fps if self.fps else 0.0
+        k, h = watcher.step_frames, watcher.halo
+        self.cap = window + k + 1  # ring slots: the oldest frame a closing window reads .. the newest written
+        self.ts_cap = window + stride + 2 * k + 4 * h + 8  # also the previous window, for event boundaries
+        self.hist_cap = max(4 * h, watcher.g) + k + 1  # stem maps kept for edge reruns and short windows
+        self.ring: Tensor | None = None
+        self.dist = torch.zeros(self.cap, dtype=torch.long, device=watcher.device)
+        self.seconds = np.full(self.ts_cap, np.nan)
+        self.source_index = np.zeros(self.ts_cap, np.int64)
+        self.arrival = np.zeros(self.ts_cap)
+        self.history: deque[tuple[int, Tensor]] = deque(maxlen=self.hist_cap)
+        self.pos = 0  # frames taken so far
+        self.windows_done = 0
+        self.events_done = 0
+        self.latency_upto = 0
+        self.tracker = self._tracker()
+        self._new_segment(0)
+
+    def _tracker(self) -> EventTracker:
+        o = self.w.options
+        return EventTracker(self.name, o.threshold, o.min_duration_s, self.basis, self.boundary, self.fps)
+
+    def _new_segment(self, start: int) -> None:
+        self.seg_start = start
+        self.pending: dict[int, _Window] = {}
+        self.next_k = 0
+        self.ctx: Tensor | None = None  # stem maps not yet final in the stream (halo context)
+        self.ctx_first = start
+        self.left = 0  # rows at the start of ctx that were already emitted
+        self.prev_sign: Tensor | None = None
+        self.history.clear()
+
+    # -- geometry -------------------------------------------------------------------------------
+    def covered(self, pos: int) -> bool:
+        return self.S <= self.W or (pos - self.seg_start) % self.S < self.W
+
+    def run_start(self, pos: int) -> bool:
+        return pos == self.seg_start or (self.S > self.W and (pos - self.seg_start) % self.S == 0)
+
+    def run_end(self, pos: int) -> bool:
+        return self.S > self.W and (pos - self.seg_start) % self.S == self.W - 1
+
+    def window_start(self, k: int) -> int:
+        return self.seg_start + k * self.S
+
+    # -- times ----------------------------------------------------------------------------------
+    def boundary(self, pos: int, end: bool) -> tuple[float | None, int]:
+        """Seconds and source frame number of a boundary: the start of frame ``pos``, or (``end``)
+        the end of frame ``pos - 1``."""
+        if end:
+            i = (pos - 1) % self.ts_cap
+            s = self.seconds[i] + self.dt
+            frame = int(self.source_index[i]) + 1
+        else:
+            i = pos % self.ts_cap
+            s, frame = self.seconds[i], int(self.source_index[i])
+        return (None if math.isnan(s) else round(float(s), 4)), frame
+
+    def record(self, batch: FrameBatch) -> None:
+        idx = np.arange(self.pos, self.pos + len(batch.frames)) % self.ts_cap
+        self.seconds[idx], self.source_index[idx], self.arrival[idx] = batch.seconds, batch.source_index, batch.arrival
+        self.pos += len(batch.frames)
+
+    # -- the streamed layer1 ----------------------------------------------------------------------
+    def stream_job(self, maps: Tensor | None, first: int, flush: bool) -> _Job | None:
+        """Add the stem maps of positions ``first..`` to the stream; the job that emits every frame
+        whose right context has arrived (all of them on ``flush``, the end of a run)."""
+        h = self.w.halo
+        if maps is not None and maps.shape[0]:
+            if self.ctx is None:
+                self.ctx, self.ctx_first, self.left = maps, first, 0
+            else:
+                self.ctx = torch.cat([self.ctx, maps])
+        if self.ctx is None:
+            return None
+        buf, left = self.ctx, self.left
+        ready = buf.shape[0] - left - (0 if flush else h)
+        job = _Job(self, buf, slice(left, left + ready), self.ctx_first + left, "stream") if ready > 0 else None
+        if flush:  # the run ends: the next one starts without context (emit() knows a run's first row)
+            self.ctx, self.left = None, 0
+        elif ready > 0:
+            keep = min(h, left + ready)
+            self.ctx = buf[left + ready - keep :]
+            self.ctx_first += left + ready - keep
+            self.left = keep
+        return job
+
+    def emit(self, first: int, feats: Tensor, run_first: bool) -> None:
+        """Store stream layer1 maps of positions ``first..`` and their neighbour distances."""
+        if self.ring is None:
+            self.ring = feats.new_empty((self.cap, *feats.shape[1:]))
+        idx = torch.arange(first, first + feats.shape[0], device=feats.device) % self.cap
+        self.ring.index_copy_(0, idx, feats)
+        signs = feats > 0
+        d = (signs[1:] != signs[:-1]).flatten(1).sum(1, dtype=torch.long)
+        head = torch.zeros(1, dtype=torch.long, device=feats.device)
+        if self.prev_sign is not None and not run_first:
+            head = (signs[0] != self.prev_sign).sum(dtype=torch.long).reshape(1)
+        self.dist.index_copy_(0, idx, torch.cat([head, d]))
+        self.prev_sign = signs[-1]
+
+    def stem_maps(self, start: int, stop: int) -> Tensor:
+        got = {p: m for p, m in self.history if start <= p < stop}
+        if len(got) != stop - start:
+            raise RuntimeError(f"stem maps {start}..{stop} are no longer cached")  # a bug, not bad input
+        return torch.stack([got[p] for p in range(start, stop)])
+
+    def ring_rows(self, start: int, stop: int) -> list[Tensor]:
+        """Ring rows of positions ``[start, stop)`` as at most two slices (the ring wraps)."""
+        if stop <= start:
+            return []
+        a, n = start % self.cap, stop - start
+        if a + n <= self.cap:
+            return [self.ring[a : a + n]]
+        return [self.ring[a:], self.ring[: n - (self.cap - a)]]
+
+
+class Watcher:
+    """Runs the device steps for any number of streams; ``run(specs)`` yields results in order per stream."""
+
+    def __init__(self, classifier, options: WatchOptions, *, collect_latency: bool = False) -> None:
+        options.validate()
+        cfg = classifier.config
+        if cfg.mode != "full":
+            raise FvdeployError("watch classifies each window with the full-video method; this model is loaded in "
+                                "mode tsm (load it with mode='full')")
+        self.clf, self.options = classifier, options
+        b = classifier.backend
+        self.backend, self.device = b, b.device
+        self.stages = frame_stages(b)
+        self.stager = getattr(classifier, "stager", None) or HostStager(self.device)
+        self.halo, self.g, self.method, self.labels = b.halo, cfg.num_clusters, cfg.method, cfg.labels
+        self.short = max(self.g, 4 * self.halo)  # windows shorter than this are rerun whole from stem maps
+        self.topk = min(classifier.topk, len(self.labels))
+        self.acc_dtype = torch.float64 if self.device.type == "cpu" else torch.float32
+        self.budget = classifier.max_memory_mib * 2**20
+        self.step_frames = options.step_frames or MAX_STEP_FRAMES
+        self.clock0 = time.perf_counter()
+        self.wake = threading.Event()
+        self.busy_s = 0.0
+        self.reserved = 0
+        self.collect_latency = collect_latency
+        self.frame_latency: list[float] = []
+        self.stem_frames = 0
+        self._streams: list[_Stream] = []
+        self._waiting: list[StreamSpec] = []
+
+    # -- memory -----------------------------------------------------------------------------------
+    def _per_frame_bytes(self) -> tuple[int, int]:
+        c, h, w = self.backend.feature_shape
+        esize = 2 if getattr(self.backend, "features_precision", self.backend.precision) in ("fp16", "bf16") else 4
+        s = self.clf.config.input.crop
+        feature = c * h * w * esize
+        # a step's activations per frame: the input, conv1's output, the stem map, a few layer1 maps
+        work = esize * (3 * s * s + 3 * 64 * (s // 2) ** 2) + 6 * feature
+        return feature, work
+
+    def _plan_steps(self, live_streams: int) -> None:
+        if self.options.step_frames is not None:
+            return
+        _, work = self._per_frame_bytes()
+        k = int(0.2 * self.budget) // max(1, work * max(1, live_streams))
+        self.step_frames = max(1, min(MAX_STEP_FRAMES, k))
+
+    def _reserve(self, reader: StreamReader, window: int, stride: int) -> int:
+        feature, _ = self._per_frame_bytes()
+        k = self.step_frames
+        frame_bytes = max(1, reader.width * reader.height * 3)
+        queue = max(2 * k, 16)
+        need = (window + k + 1) * feature * (1.5 if self.device.type == "cpu" else 1) + (max(self.g, 4 * self.halo) + k) * feature \
+            + queue * frame_bytes
+        if self.reserved + need > self.budget:
+            raise FvdeployError(
+                f"{reader.spec.name}: a window of {window} frames needs {need / 2**20:.0f} MiB for this stream "
+                f"({self.reserved / 2**20:.0f} MiB already held by other streams), beyond the memory budget of "
+                f"{self.budget / 2**20:.0f} MiB; shorten the window, watch fewer streams, or raise --max-memory")
+        self.reserved += need
+        reader.options = dataclasses.replace(reader.options, queue_frames=queue)
+        return need
+
+    # -- the loop ---------------------------------------------------------------------------------
+    def run(self, sources: Iterable, *, raise_errors: bool = False) -> Iterator[WatchItem]:
+        """Open the sources now (with ``raise_errors`` a source that cannot be opened raises, for
+        ``Classifier.watch``; else it becomes a StreamEnd with ``error``) and return the generator
+        that watches them all until every one has ended. Closing it stops the readers."""
+        specs = resolve_sources(sources)
+        o = self.options
+        self._reader_options = ReaderOptions(realtime=o.realtime, fps=o.fps, color=o.color, retries=o.retries,
+                                             retry_delay_s=o.retry_delay_s, open_timeout_s=o.open_timeout_s)
+        files = [s for s in specs if s.kind == "file"]
+        starting = [s for s in specs if s.kind != "file"] + files[: o.max_open_files]
+        self._waiting = files[o.max_open_files :]
+        self._plan_steps(len(starting))
+        streams: list[_Stream] = []
+        initial: list[WatchItem] = []
+        try:
+            for spec in starting:
+                item = self._open(spec, streams, raise_errors)
+                if item is not None:
+                    initial.append(item)
+        except BaseException:
+            for s in streams:
+                s.reader.stop()
+            raise
+        return self._loop(streams, initial)
+
+    def finish(self) -> None:
+        """Wind the watch down (Ctrl-C in the CLI): every source stops reading, what it delivered is
+        classified, partial windows and open events close, each stream ends; waiting files never start."""
+        self._waiting = []
+        for s in self._streams:
+            s.reader.finish()
+
+    def _loop(self, streams: list["_Stream"], initial: list[WatchItem]) -> Iterator[WatchItem]:
+        self._streams = streams
+        try:
+            for s in streams:
+                s.reader.start()
+            yield from initial
+            yield from self._fill(streams)
+            while streams:
+                if not any(s.reader.has_items for s in streams):
+                    self.wake.wait(0.05)
+                self.wake.clear()
+                work = [(s, *s.reader.take(self.step_frames)) for s in streams]
+                work = [(s, batches, marker) for s, batches, marker in work if batches or marker is not None]
+                if not work:
+                    continue
+                yield from self._step(work)
+                for s in [s for s, _, m in work if isinstance(m, Finished)]:
+                    streams.remove(s)
+                    self.reserved -= s.reserved
+                    s.reader.stop()
+                yield from self._fill(streams)
+        finally:
+            for s in streams:
+                s.reader.stop()
+
+    def _fill(self, streams: list["_Stream"]) -> Iterator[WatchItem]:
+        """Start waiting files while fewer than ``max_open_files`` are being watched."""
+        while self._waiting and sum(1 for x in streams if x.spec.kind == "file") < self.options.max_open_files:
+            before = len(streams)
+            item = self._open(self._waiting.pop(0), streams, raise_errors=False)
+            if len(streams) > before:
+                streams[-1].reader.start()
+            if item is not None:
+                yield item
+
+    def _open(self, spec: StreamSpec, streams: list["_Stream"], raise_errors: bool) -> StreamEnd | None:
+        reader = StreamReader(spec, self._reader_options, self.clock0, self.wake)
+        try:
+            reader.open()
+            window, stride = self.options.geometry(reader.fps, spec.name)
+            need = self._reserve(reader, window, stride)
+        except FvdeployError as e:
+            reader.stop()
+            if raise_errors:
+                raise
+            return StreamEnd(spec.name, 0, 0, 0, 0, 0, reader.fps, None, None, reader.basis, error=str(e))
+        stream = _Stream(self, spec, reader, window, stride)
+        stream.reserved = need
+        streams.append(stream)
+        log.info("%s: window %d frames, stride %d frames (%s fps), time basis %s", spec.name, window, stride,
+                 reader.fps, reader.basis)
+        return None
+
+    # -- one device step --------------------------------------------------------------------------
+    def _step(self, work) -> list[WatchItem]:
+        t0 = time.perf_counter()
+        out: list[WatchItem] = []
+        # 1. frames -> positions, and the covered runs that reach the model
+        pieces = []  # (stream, first position, uint8 frames, ends a run)
+        for s, batches, _ in work:
+            for batch in batches:
+                first = s.pos
+                s.record(batch)
+                run: list[int] = []
+                for j in range(len(batch.frames)):
+                    p = first + j
+                    if s.covered(p):
+                        run.append(j)
+                        if s.run_end(p):
+                            pieces.append((s, first + run[0], batch.frames[run[0] : j + 1], True))
+                            run = []
+                    elif run:
+                        pieces.append((s, first + run[0], batch.frames[run[0] : run[-1] + 1], True))
+                        run = []
+                if run:
+                    pieces.append((s, first + run[0], batch.frames[run[0] : run[-1] + 1], False))
+        # 2. the stem, once per frame, all streams in one batch
+        stems: list[Tensor] = []
+        if pieces:
+            x = torch.cat([preprocess(self.stager.upload(f), self.clf.config.input, s.color) for s, _, f, _ in pieces])
+            self.stem_frames += x.shape[0]
+            stems = list(self.stages.stem(x).split([len(f) for _, _, f, _ in pieces]))
+        # 3. the streamed layer1: which rows can be emitted
+        jobs: list[_Job] = []
+        for (s, first, _, ends), maps in zip(pieces, stems):
+            if s.run_start(first):
+                s.ctx = None
+            s.history.extend((first + i, maps[i]) for i in range(maps.shape[0]))
+            self._open_windows(s, first, first + maps.shape[0])
+            job = s.stream_job(maps, first, flush=ends)
+            if job is not None:
+                jobs.append(job)
+        segment_ends = {id(s) for s, _, m in work if isinstance(m, (Dropped, Finished))}
+        for s, _, m in work:
+            if id(s) in segment_ends:
+                job = s.stream_job(None, s.pos, flush=True)
+                if job is not None:
+                    jobs.append(job)
+        for job, feats in zip(jobs, self._layer1([j.maps for j in jobs])):
+            job.stream.emit(job.first, feats[job.keep], run_first=job.stream.run_start(job.first))
+        # 4. windows: the edge reruns, then the windows that closed
+        closing: list[tuple[_Stream, _Window, int]] = []
+        edges: list[_Job] = []
+        for s, _, m in work:
+            closing += self._due(s, edges, segment_end=id(s) in segment_ends)
+        for job, feats in zip(edges, self._layer1([j.maps for j in edges])):
+            if job.kind == "left":
+                job.window.left = feats[job.keep]
+            elif job.kind == "right":
+                job.window.right = feats[job.keep]
+            else:
+                job.window.right = feats  # a short window, rerun whole
+        results = self._classify(closing)
+        # 5. results, events, and what the markers say
+        by_stream: dict[int, list] = {}
+        for (s, win, stop), res in zip(closing, results):
+            by_stream.setdefault(id(s), []).append((win, stop, res))
+        for s, _, m in work:
+            for win, stop, res in by_stream.get(id(s), []):
+                if not self.options.events_only:
+                    out.append(res)
+                out += self._events(s, s.tracker.add(WindowSpan(win.start, stop, res.label, res.score)))
+            if isinstance(m, (Dropped, Finished)):
+                out += self._events(s, s.tracker.close())
+                s._new_segment(s.pos)
+                s.drop_at = s.boundary(s.pos, end=True)[0] if s.pos else None
+            if isinstance(m, Resumed):
+                out.append(Gap(s.name, getattr(s, "drop_at", None), round(m.at - self.clock0, 4), s.pos, m.attempts,
+                               "the stream dropped and was reopened"))
+            if isinstance(m, Finished):
+                r = s.reader
+                out.append(StreamEnd(s.name, s.pos, s.windows_done, s.events_done, r.stats.dropped, r.stats.reconnects,
+                                     s.fps, s.W, s.S, s.basis, partial=m.partial, error=m.error))
+        self.busy_s += time.perf_counter() - t0
+        return out
+
+    def _events(self, s: _Stream, events: list[Event]) -> list[Event]:
+        s.events_done += len(events)
+        return events
+
+    def _layer1(self, rows: list[Tensor]) -> list[Tensor]:
+        """``layer1`` on sequences of different lengths in one padded batch (lengths end each)."""
+        if not rows:
+            return []
+        longest = max(r.shape[0] for r in rows)
+        if all(r.shape[0] == longest for r in rows):
+            return list(self.stages.layer1(torch.stack(rows)).unbind(0))
+        padded = torch.stack([torch.cat([r, r.new_zeros((longest - r.shape[0], *r.shape[1:]))]) if r.shape[0] < longest else r
+                              for r in rows])
+        lengths = torch.tensor([r.shape[0] for r in rows], device=padded.device)
+        out = self.stages.layer1(padded, lengths)
+        return [out[i, : r.shape[0]] for i, r in enumerate(rows)]
+
+    def _open_windows(self, s: _Stream, start: int, stop: int) -> None:
+        while True:
+            a = s.window_start(s.next_k)
+            if a >= stop:
+                return
+            if a >= start:
+                s.pending[s.next_k] = _Window(s.next_k, a)
+            s.next_k += 1
+
+    def _due(self, s: _Stream, edges: list[_Job], segment_end: bool) -> list[tuple[_Stream, _Window, int]]:
+        """Queue the edge reruns whose stem maps have all arrived; the windows that close now."""
+        h, last = self.halo, s.pos  # positions < last have arrived
+        closing = []
+        partial_taken = False
+        for k in sorted(s.pending):
+            win = s.pending[k]
+            stop = win.start + s.W
+            if stop > last:
+                if not segment_end:
+                    if s.W >= self.short and win.left is None and win.start + 2 * h <= last:
+                        edges.append(_Job(s, s.stem_maps(win.start, win.start + 2 * h), slice(0, h), win.start, "left", win))
+                    continue
+                prev_stop = s.window_start(k - 1) + s.W if k > 0 else s.seg_start
+                if partial_taken or last <= prev_stop:
+                    continue  # only the first unfinished window, and only with frames no full window had
+                partial_taken = True
+                stop = last
+            n = stop - win.start
+            if n < self.short:
+                maps = s.stem_maps(win.start, stop)
+                if n < self.g:  # a clip shorter than G is padded by repeating its last frame
+                    maps = torch.cat([maps, maps[-1:].expand(self.g - n, *maps.shape[1:])])
+                edges.append(_Job(s, maps, slice(None), win.start, "direct", win))
+            else:
+                if win.left is None:
+                    edges.append(_Job(s, s.stem_maps(win.start, win.start + 2 * h), slice(0, h), win.start, "left", win))
+                edges.append(_Job(s, s.stem_maps(stop - 2 * h, stop), slice(h, 2 * h), win.start, "right", win))
+            closing.append((s, win, stop))
+        for _, win, _ in closing:
+            del s.pending[win.k]
+        if segment_end:
+            s.pending.clear()
+        return closing
+
+    # -- clustering and layer2..4 for the windows that closed ---------------------------------------
+    def _window_means(self, s: _Stream, win: _Window, stop: int) -> tuple[Tensor, list[tuple[int, int]]]:
+        """Cluster means ``[G, C, h, w]`` of a window and its cluster spans (window-relative)."""
+        a, n, h, g = win.start, stop - win.start, self.halo, self.g
+        if n < self.short:
+            feats = win.right  # the whole window (padded to G) rerun from stem maps
+            d = frame_distances(feats[None])[0]
+            parts = lambda lo, hi: [feats[lo:hi]]  # noqa: E731
+        else:
+            left, right = win.left, win.right
+            first_inner, last_inner = s.ring[(a + h) % s.cap], s.ring[(stop - h - 1) % s.cap]
+            lsig = torch.cat([left, first_inner[None]]) > 0
+            rsig = torch.cat([last_inner[None], right]) > 0
+            inner = s.dist[torch.arange(a + h + 1, stop - h, device=s.dist.device) % s.cap]
+            d = torch.cat([(lsig[1:] != lsig[:-1]).flatten(1).sum(1, dtype=torch.long), inner,
+                           (rsig[1:] != rsig[:-1]).flatten(1).sum(1, dtype=torch.long)])
+
+            def parts(lo: int, hi: int) -> list[Tensor]:
+                out = []
+                if lo < h:
+                    out.append(left[lo : min(hi, h)])
+                out += s.ring_rows(a + max(lo, h), a + min(hi, n - h))
+                if hi > n - h:
+                    out.append(right[max(lo, n - h) - (n - h) : hi - (n - h)])
+                return out
+
+        ids = cluster_ids_from_distances(d[None], g, self.method)[0]
+        counts = torch.bincount(ids, minlength=g).tolist()
+        spans, means, lo = [], [], 0
+        for c in counts:
+            hi = lo + c
+            total = sum(p.sum(0, dtype=self.acc_dtype) for p in parts(lo, hi))
+            means.append((total / c).to(torch.float32))
+            spans.append((lo, hi))
+            lo = hi
+        return torch.stack(means), spans
+
+    def _classify(self, closing: list[tuple[_Stream, _Window, int]]) -> list[WindowResult]:
+        if not closing:
+            return []
+        prepared = [self._window_means(s, win, stop) for s, win, stop in closing]
+        logits = self.backend.clip_logits(torch.stack([m for m, _ in prepared]).to(self.device)).float().mean(1).cpu()
+        now = time.perf_counter()
+        results = []
+        for (s, win, stop), (_, spans), row in zip(closing, prepared, logits):
+            probs = torch.softmax(row.double(), 0)
+            top = probs.topk(self.topk)
+            n = stop - win.start
+            clusters = []
+            for lo, hi in spans:  # positions beyond a short window's end were padding: cut, as a clip's are
+                lo = min(lo, n - 1)
+                hi = max(min(hi, n), lo + 1)
+                clusters.append((s.boundary(win.start + lo, end=False)[1], s.boundary(win.start + hi, end=True)[1]))
+            start_s, start_frame = s.boundary(win.start, end=False)
+            end_s, end_frame = s.boundary(stop, end=True)
+            arrival = s.arrival[(stop - 1) % s.ts_cap]
+            if self.collect_latency:
+                first = max(s.latency_upto, win.start)
+                self.frame_latency += [now - s.arrival[p % s.ts_cap] for p in range(first, stop)]
+                s.latency_upto = max(s.latency_upto, stop)
+            results.append(WindowResult(
+                s.name, s.windows_done, start_frame, end_frame, start_s, end_s, self.labels[int(top.indices[0])],
+                round(float(top.values[0]), 6), [(self.labels[int(i)], round(float(v), 6)) for v, i in zip(top.values, top.indices)],
+                n < s.W, clusters, s.basis, round(float(now - arrival), 4), logits=row,
+            ))
+            s.windows_done += 1
+        return results
+
+
+def watch(classifier, source, options: WatchOptions) -> Iterator[WatchItem]:
+    """``Classifier.watch``: one source (a directory: its files). A source that cannot be opened
+    raises a one-line FvdeployError here, before anything is yielded."""
+    return Watcher(classifier, options).run([source], raise_errors=True)
+
+
+def watch_many(classifier, sources: Iterable, options: WatchOptions) -> Iterator[WatchItem]:
+    """``Classifier.watch_many``: every source at once, batched on the device; a bad source yields a
+    StreamEnd with ``error`` and the others go on."""
+    return Watcher(classifier, options).run(list(sources))

@@ -1,0 +1,107 @@
+"""Merge consecutive window results into action events.
+
+Windows overlap, so an event's extent cannot simply be the union of its windows (that overshoots
+by up to half a window on each side). Each window instead *stands for* the frames nearer its
+centre than any neighbouring window's centre, cut to the window itself: with a regular stride S
+that is the S frames around its centre; the first window of a segment reaches back to the
+segment's start and the last one to its end; with S longer than the window, the whole window.
+An event runs from the start of its first window's share to the end of its last window's share,
+so a label that holds for the majority of each window is placed within about one stride.
+
+An event opens with a window whose score reaches the threshold, grows while the following windows
+keep that label above it, and closes (is emitted) at the first window that does not, or at the end
+of the segment (a drop, the end of the stream). Events shorter than ``min_duration_s`` are dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .watch_results import Event
+
+
+@dataclass
+class WindowSpan:
+    """What the tracker needs of a window: positions are the stream's frame positions."""
+
+    start: int
+    stop: int  # exclusive
+    label: str
+    score: float
+
+    @property
+    def centre2(self) -> int:  # twice the centre, to stay in integers
+        return self.start + self.stop
+
+
+def shared_boundary(prev: WindowSpan, nxt: WindowSpan) -> tuple[int, int]:
+    """Where ``prev``'s share ends and ``nxt``'s begins: the midpoint of their centres, cut to each
+    window (so windows that do not overlap keep their own extent)."""
+    mid = (prev.centre2 + nxt.centre2) // 4
+    return min(max(mid, prev.start), prev.stop), min(max(mid, nxt.start), nxt.stop)
+
+
+@dataclass
+class _Open:
+    label: str
+    start: int
+    score_sum: float
+    windows: int
+
+
+Boundary = Callable[[int, bool], tuple[float | None, int]]
+
+
+class EventTracker:
+    """Feed windows in order with ``add``; call ``close`` at the end of a segment. Both return the
+    events that closed. ``boundary(pos, end)`` gives the seconds (or None) and source frame number
+    of the start of position ``pos``, or with ``end`` of the end of position ``pos - 1``."""
+
+    def __init__(self, stream: str, threshold: float, min_duration_s: float, time_basis: str | None,
+                 boundary: Boundary, fps: float | None) -> None:
+        self.stream, self.threshold, self.min_duration_s = stream, threshold, min_duration_s
+        self.time_basis, self.boundary, self.fps = time_basis, boundary, fps
+        self.prev: WindowSpan | None = None
+        self.open: _Open | None = None
+        self.open_start_s: float | None = None
+        self.open_start_frame = 0
+        self.count = 0
+
+    def add(self, w: WindowSpan) -> list[Event]:
+        out: list[Event] = []
+        start = w.start
+        if self.prev is not None:
+            prev_end, start = shared_boundary(self.prev, w)
+            if self.open is not None and (w.label != self.open.label or w.score < self.threshold):
+                out += self._close(prev_end)
+        if w.score >= self.threshold:
+            if self.open is None:
+                self.open = _Open(w.label, start, 0.0, 0)
+                self.open_start_s, self.open_start_frame = self.boundary(start, False)
+            self.open.score_sum += w.score
+            self.open.windows += 1
+        self.prev = w
+        return out
+
+    def close(self) -> list[Event]:
+        """End of the segment: an open event ends with its last window."""
+        out = self._close(self.prev.stop) if self.open is not None and self.prev is not None else []
+        self.prev = None
+        return out
+
+    def _close(self, stop: int) -> list[Event]:
+        o, self.open = self.open, None
+        start_s, start_frame = self.open_start_s, self.open_start_frame
+        end_s, end_frame = self.boundary(stop, True)
+        if start_s is not None and end_s is not None:
+            duration = end_s - start_s
+        elif self.fps:
+            duration = (end_frame - start_frame) / self.fps
+        else:
+            duration = None
+        if duration is not None and duration < self.min_duration_s:
+            return []
+        self.count += 1
+        return [Event(self.stream, o.label, round(o.score_sum / o.windows, 6), start_s, end_s, start_frame, end_frame,
+                      o.windows, self.time_basis)]
