@@ -31,7 +31,6 @@ import torch
 import fvdeploy
 from fvdeploy.bundle import CONFIG_NAME, WEIGHTS_NAME, load_model, replace_dir, weights_hash
 from fvdeploy.errors import ExportError, FvdeployError
-from fvdeploy.models.tsm_resnet import TSMResNet
 
 from . import onnx as onnx_export
 from .graphs import int32_max_frames
@@ -62,7 +61,7 @@ FORMATS: dict[str, FormatSpec] = {
     "onnx": FormatSpec("ONNX", "--onnx", "model.onnx, frontend.onnx, backend.onnx", cpu=True, gpu=True,
                        options=frozenset()),
     "trt": FormatSpec("TensorRT", "--trt", "model/frontend/backend.<precision>.engine", cpu=False, gpu=True,
-                      options=frozenset({"precision", "workspace_gib"})),
+                      options=frozenset({"precision", "workspace_gib", "device"})),
 }
 
 
@@ -94,12 +93,13 @@ class ExportOptions:
             raise ExportError(f"no export format; choose from {', '.join(FORMATS)}")
         if self.precision not in PRECISIONS:
             raise ExportError(f"unknown precision {self.precision!r}; choose {', '.join(PRECISIONS)}")
-        for name in ("precision", "workspace_gib"):
-            default = ExportOptions.__dataclass_fields__[name].default
-            owner = next(k for k, v in FORMATS.items() if name in v.options)
-            if getattr(self, name) != default and owner not in self.formats:
-                raise ExportError(f"--{name.split('_')[0]} {getattr(self, name)} applies to {FORMATS[owner].name} "
-                                  f"({FORMATS[owner].flag}); the ONNX files are fp32 and ONNX Runtime runs them in fp32")
+        for fmt, spec in FORMATS.items():  # an option of a format that is not exported is an error
+            for name in sorted(spec.options):
+                default = ExportOptions.__dataclass_fields__[name].default
+                if getattr(self, name) != default and fmt not in self.formats:
+                    why = ("the ONNX files are fp32 and ONNX Runtime runs them in fp32" if name == "precision"
+                           else "add the flag or drop the option")
+                    raise ExportError(f"--{name.split('_')[0]} {getattr(self, name)} applies to {spec.name} ({spec.flag}); {why}")
         onnx_export.check_opset(self.opset)
         lo, mid, hi = self.frames
         if not 1 <= lo <= mid <= hi:
@@ -165,11 +165,9 @@ class Exporter:
     def __call__(self) -> ExportResult:
         opts = self.options
         opts.validate()
-        formats = set(opts.formats)
-        if "trt" in formats:
-            formats.add("onnx")  # engines are built from the validated ONNX graphs
+        # ONNX is always written: the engines are built from the validated ONNX graphs.
         trt = None
-        if "trt" in formats:  # what to install comes first, before any path is looked at
+        if "trt" in opts.formats:  # what to install comes first, before any path is looked at
             from .tensorrt import require_tensorrt
 
             trt = require_tensorrt()

@@ -67,6 +67,24 @@ def test_whole_graph_matches_pytorch(whole_graphs, method, g, batch):
     assert ref[0].std() > 1e-3  # logits that vary across classes: the comparison can fail
 
 
+@pytest.mark.parametrize("method", ["cumulative", "slope", "uniform"])
+def test_int32_graph_that_tensorrt_builds_matches_pytorch(tmp_path, method):
+    """The whole graph TensorRT's engine is built from (int32 clustering, int32 lengths and ids), run
+    here on ONNX Runtime: the same ids as PyTorch's int64 op within the int32 frame bound."""
+    torch.manual_seed(7)
+    model = create_model(tiny_config(num_clusters=8, method=method)).eval()
+    path = export_whole(model, tmp_path / "model.int32.onnx", 17, torch.int32)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for t in (1, 7, 8, 37, 300):
+        lengths = torch.tensor([t, max(1, t // 2), max(1, t - 5)])
+        frames = frames_u8(3, t, seed=t)
+        logits, _, ids = session.run(None, {"frames": frames.numpy(), "lengths": lengths.numpy().astype(np.int32)})
+        ref = torch_reference(model, frames, lengths)
+        assert ids.dtype == np.int32
+        np.testing.assert_array_equal(ids, ref[2].numpy(), err_msg=f"{method} T={t}")
+        np.testing.assert_allclose(logits, ref[0].numpy(), rtol=RTOL, atol=ATOL)
+
+
 @pytest.fixture(scope="module")
 def bundle_2000(tmp_path_factory):
     """A tiny model exported with its bundle, and a 2,000-frame clip at the model's input size."""
@@ -111,3 +129,25 @@ def test_split_pair_whole_graph_and_pytorch_agree_on_2000_frames(bundle_2000):
         for seg, p in zip(result.segments, unit_probs):
             assert abs(seg.score - float(p.max())) <= 1e-4, name
     assert len(set(starts)) == 8 and starts != [i * 250 for i in range(8)]  # real, non-uniform clusters
+
+
+@pytest.mark.parametrize("method", ["cumulative", "slope", "uniform"])
+def test_int32_clustering_is_exact_up_to_its_frame_bound(method):
+    """At the recorded bound (ResNet-50 layer1 at 224 px), with distances as large as they can be,
+    the int32 op equals the int64 core op: no intermediate overflows (the paper's G * C_i would)."""
+    from fvdeploy.export.graphs import int32_max_frames, static_cluster_ids
+    from fvdeploy.ops.clustering import cluster_ids_from_distances
+
+    chw = 256 * 56 * 56
+    t = int32_max_frames((256, 56, 56))
+    gen = torch.Generator().manual_seed(0)
+    distances = torch.randint(chw // 2, chw + 1, (2, t - 1), generator=gen)
+    distances[1, : t // 3] = chw  # saturated, then quieter: uneven clusters
+    distances[1, t // 3:] //= 7
+    for g in (8, 16):
+        eff = torch.tensor([t, t])
+        want = cluster_ids_from_distances(distances, g, method)
+        got = static_cluster_ids(distances.to(torch.int32), eff.to(torch.int32), g, method, torch.int32)
+        assert got.dtype == torch.int32
+        assert torch.equal(got.long(), want), (method, g)
+    assert (t - 1) * chw < 2**31 <= 8 * (t - 1) * chw  # the bound is tight where G * C_total is not

@@ -71,7 +71,9 @@ def choose_precision(engines: dict, requested: str | None, where: Path) -> str:
         raise BackendError(f"{where} has no TensorRT engines; build them with `fvdeploy export MODEL --trt` "
                            "on the machine that will run them")
     if requested is None:  # the runtime's CUDA default first, else what was built
-        requested = "fp16" if "fp16" in engines or len(engines) != 1 else next(iter(engines))
+        if "fp16" not in engines and len(engines) > 1:
+            raise BackendError(f"{where} has TensorRT engines in {', '.join(sorted(engines))}; pass --precision")
+        requested = "fp16" if "fp16" in engines else next(iter(engines))
     if requested not in engines:
         raise BackendError(f"{where} has no {requested} TensorRT engines (it has {', '.join(sorted(engines))}); "
                            f"pass --precision {sorted(engines)[0]} or {REBUILD} --precision {requested}")

@@ -20,7 +20,8 @@ def onnx_vs_torch(
     device: Annotated[str, typer.Option(help="cpu | cuda | cuda:N (ONNX Runtime's CUDA provider, no fallback).")] = "cpu",
     frames: Annotated[int, typer.Option(help="Frames of the generated clip.", min=1)] = 600,
     repeats: Annotated[int, typer.Option(help="Timed runs per figure (the best is kept).", min=1)] = 2,
-    quick: Annotated[bool, typer.Option(help="48 frames at 96x64, one run: a smoke test.")] = False,
+    threads: Annotated[Optional[int], typer.Option(help="Intra-op threads for both (default: torch's).", min=1)] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="48 frames at 96x64, one run: a smoke test.")] = False,
 ) -> None:
     """ONNX Runtime vs PyTorch eager, model only and end to end, as ratios (PyTorch s / ONNX Runtime s)."""
     from ..export.bench import bench_onnx
@@ -35,5 +36,6 @@ def onnx_vs_torch(
     def log(message: str) -> None:
         err.print(message, highlight=False, soft_wrap=True, markup=False)
 
-    out = bench_onnx(str(model) if model else None, str(video) if video else None, device, frames, repeats, size=size, log=log)
+    out = bench_onnx(str(model) if model else None, str(video) if video else None, device, frames, repeats, size=size,
+                     threads=threads, log=log)
     typer.echo(json.dumps(out))

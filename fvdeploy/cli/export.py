@@ -34,7 +34,7 @@ def export(
     max_frames: Annotated[int, typer.Option("--max-frames", help="Whole-graph frames profile: longest video; longer ones run through the split pair.")] = 256,
     max_batch: Annotated[int, typer.Option("--max-batch", help="Whole-graph TensorRT engine: most videos per call.")] = 1,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write a new model folder here (config, weights, export/) instead of MODEL/export.")] = None,
-    force: Annotated[bool, typer.Option(help="Replace an existing export bundle (or --out folder).")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing export bundle (or --out folder).")] = False,
     clip: Annotated[Optional[Path], typer.Option(help="A real video for the validation (default: the bundled sample, else one written with OpenCV).")] = None,
     device: Annotated[str, typer.Option(help="--trt: the CUDA device that builds and checks the engines.")] = "cuda",
     workspace: Annotated[float, typer.Option(help="--trt: builder workspace in GiB.")] = 4.0,
