@@ -108,3 +108,13 @@ def test_cli_refuses_a_non_empty_folder(move4):
     r = subprocess.run([sys.executable, "-m", "fvdeploy", "make-move4", str(move4) + "_new", "--size", "33"],
                        capture_output=True, text=True)
     assert r.returncode == 1 and "even" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_chunk_length_option_is_honoured_and_bounded():
+    from fvdeploy.training.move4 import Move4Error
+
+    spec = Move4Spec(frames=32, size=32, chunk=(0.5, 0.75))
+    lengths = [32 - render_video(spec, 1, "train", i).kinds.count("m") for i in range(8)]
+    assert all(16 <= n <= 24 for n in lengths) and len(set(lengths)) > 1
+    with pytest.raises(Move4Error, match="at most|<= 0.75"):
+        render_video(Move4Spec(chunk=(0.5, 0.9)), 1, "train", 0)

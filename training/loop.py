@@ -39,7 +39,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 from torch.utils.data import DataLoader
 
-from fvdeploy.bundle import read_config, read_weights, replace_dir, save_model, weights_hash
+from fvdeploy.bundle import load_state, read_config, read_weights, replace_dir, save_model, weights_hash
 from fvdeploy.config import InputSpec, ModelConfig
 from fvdeploy.errors import BackendError, FvdeployError, ModelError
 from fvdeploy.models import create_model
@@ -589,8 +589,6 @@ def _train(cfg: TrainConfig, resume: bool, given: set[str], reporter: Reporter |
 
     start_epoch, best_top1, best_epoch, rows = 0, None, None, []
     if state is not None:
-        from fvdeploy.bundle import load_state
-
         load_state(model, read_weights(out / "last"), str(out / "last"))
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])

@@ -3,7 +3,7 @@
 Four classes, ``move_up``, ``move_down``, ``move_left``, ``move_right``: a handwritten digit (0-4,
 from the bundled MNIST subset) moves in a straight line over a textured background that itself
 drifts in a random direction (the camera moves too). One consecutive chunk of distractor frames,
-25-50% of the video, is inserted at a random place; it holds three runs, in random order, of
+25-50% of the video by default (``chunk``, up to 75%), is inserted at a random place; it holds three runs, in random order, of
 
 - ``black``: all-black frames,
 - ``background``: the moving background alone,
@@ -75,8 +75,8 @@ class Move4Spec:
         if self.size < 16 or self.size % 2:
             raise Move4Error(f"--size must be an even number >= 16 (the MPEG-4 encoder needs even sizes), got {self.size}")
         lo, hi = self.chunk
-        if not (0 < lo <= hi <= 0.5):
-            raise Move4Error(f"chunk fractions must satisfy 0 < lo <= hi <= 0.5, got {self.chunk}")
+        if not (0 < lo <= hi <= 0.75):
+            raise Move4Error(f"--chunk needs 0 < LO <= HI <= 0.75 (a quarter of the frames must show the motion), got {lo},{hi}")
 
 
 @dataclass

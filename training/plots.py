@@ -62,7 +62,7 @@ def grouped_bars_png(
     names = list(values)
     n = max(len(v) for v in values.values())
     vmax = max(max(v) + (max(errors[k]) if errors else 0) for k, v in values.items()) or 1.0
-    w, h, left, bottom, top = 900, 420, 70, 50, 50
+    w, h, left, bottom, top = 900, 450, 70, 50, 80
     img = np.full((h, w, 3), 255, np.uint8)
     plot_w, plot_h = w - left - 20, h - top - bottom
     group = plot_w / n
@@ -81,15 +81,15 @@ def grouped_bars_png(
                 e = int(plot_h * errors[name][i] / vmax)
                 xc = int(x0 + bar / 2)
                 cv2.line(img, (xc, y0 - e), (xc, y0 + e), BLACK, 1)
-        cv2.rectangle(img, (left + 10 + s * 170, 12), (left + 24 + s * 170, 26), color, -1)
-        _text(img, name, (left + 30 + s * 170, 25), 0.45)
+        cv2.rectangle(img, (left + 10 + s * 170, 34), (left + 24 + s * 170, 48), color, -1)
+        _text(img, name, (left + 30 + s * 170, 47), 0.45)
     for i in range(n):
         _text(img, str(i + 1), (int(left + i * group + group / 2 - 5), h - bottom + 18), 0.4)
     cv2.line(img, (left, h - bottom), (w - 20, h - bottom), BLACK, 1)
     cv2.line(img, (left, top), (left, h - bottom), BLACK, 1)
     _text(img, xlabel, (w // 2 - 60, h - 10), 0.5)
-    _text(img, ylabel, (4, top - 8), 0.45)
-    _text(img, title, (w // 2 - 8 * len(title) // 2, 45), 0.5)
+    _text(img, ylabel, (4, top - 20), 0.45)
+    _text(img, title, (10, 20), 0.5)
     return _write(path, img)
 
 

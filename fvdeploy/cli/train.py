@@ -221,6 +221,7 @@ def make_move4(
     size: Annotated[int, typer.Option(help="Frame side in pixels (even).")] = 64,
     seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same files.")] = 0,
     fps: Annotated[float, typer.Option(help="Frame rate written in the files.")] = 25.0,
+    chunk: Annotated[str, typer.Option(help="LO,HI: the distractor chunk's length as a fraction of the frames (at most 0.75).")] = "0.25,0.5",
 ) -> None:
     """Generate a Move4MNIST-style dataset: a digit moving up/down/left/right over a moving
     textured background, with a chunk of black, background-only and distractor-digit frames."""
@@ -228,8 +229,14 @@ def make_move4(
 
     from fvdeploy.training.move4 import Move4Spec, write_move4
 
+    try:
+        lo, hi = (float(v) for v in chunk.split(","))
+    except ValueError:
+        raise usage_error(f"--chunk takes two fractions LO,HI (e.g. 0.25,0.5), got {chunk!r}") from None
+    spec = Move4Spec(frames=frames, size=size, fps=fps, chunk=(lo, hi))
     with Progress(*_progress_columns(), console=err, transient=True, disable=not err.is_terminal) as bar:
         task = bar.add_task("rendering", total=train + test, stats="")
-        path = write_move4(out, train=train, test=test, spec=Move4Spec(frames=frames, size=size, fps=fps), seed=seed,
+        path = write_move4(out, train=train, test=test, spec=spec, seed=seed,
                            progress=lambda done, total: bar.update(task, completed=done))
-    typer.echo(json.dumps({"out": str(path), "train": train, "test": test, "frames": frames, "size": size, "seed": seed}))
+    typer.echo(json.dumps({"out": str(path), "train": train, "test": test, "frames": frames, "size": size, "seed": seed,
+                           "chunk": [lo, hi]}))

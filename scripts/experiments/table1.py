@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -63,10 +64,13 @@ def run_row(name: str, seed: int, args, lists: dict[str, Path]) -> dict:
     if (out / "last" / "train_state").is_dir():
         cmd.append("--resume")
     print(f"[{time.strftime('%H:%M:%S')}] {name} seed {seed}: {' '.join(cmd[2:])}", flush=True)
-    t0 = time.time()
+    t0, cpu0 = time.time(), resource.getrusage(resource.RUSAGE_CHILDREN)
     with open(args.out / f"{name}_seed{seed}.log", "a") as log:
         subprocess.run(cmd, check=True, stdout=log, stderr=log)
+    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     result = json.loads(summary.read_text())
+    result["cpu_seconds"] = round(cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime, 1)  # with its workers
+    summary.write_text(json.dumps(result, indent=2) + "\n")
     print(f"[{time.strftime('%H:%M:%S')}] {name} seed {seed}: best top-1 {result['best_top1']:.4f}, "
           f"last {result['last_top1']:.4f}, {time.time() - t0:.0f} s", flush=True)
     return result
@@ -128,7 +132,7 @@ def main() -> None:
                 r = run_row(name, seed, args, lists)
                 entry = results[name]
                 entry.setdefault("runs", {})[str(seed)] = {"best_top1": r["best_top1"], "last_top1": r["last_top1"],
-                                                           "seconds": r["seconds"]}
+                                                           "seconds": r["seconds"], "cpu_seconds": r.get("cpu_seconds")}
                 results_path.write_text(json.dumps(results, indent=2) + "\n")
     results["_setup"] = {"data": str(args.data), "train": args.train, "test": args.test, "epochs": args.epochs,
                          "batch_size": args.batch_size, "lr": args.lr, "warmup": args.warmup, "size": args.size,
@@ -147,8 +151,8 @@ def _pm(values: list[float]) -> str:
 
 def markdown(results: dict, size: int) -> str:
     lines = [f"| Model | #Frames | #Clusters | GFLOPs/video {size}px (224px) | saved MiB/video {size}px: plain / checkpointed "
-             f"| 224px: plain / checkpointed | last-epoch top-1 % | best-epoch top-1 % | seeds | train s/run |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             f"| 224px: plain / checkpointed | last-epoch top-1 % | best-epoch top-1 % | seeds | wall s/run | CPU s/run |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, p in ROWS.items():
         if name not in results:
             continue
@@ -159,11 +163,13 @@ def markdown(results: dict, size: int) -> str:
         clusters = str(p.get("clusters", "-"))
         model = name.rsplit("-", 1)[0] if p["mode"] == "full" else "TSM"
         secs = statistics.mean(r["seconds"] for r in runs) if runs else 0
+        cpus = [r["cpu_seconds"] for r in runs if r.get("cpu_seconds")]
+        cpu = f"{statistics.mean(cpus):.0f}" if cpus else "-"
         lines.append(f"| {model} | {frames} | {clusters} | {c['gflops']:.3f} ({big['gflops']:.2f}) | "
                      f"{c['saved_mib']:.1f} / {c['saved_mib_checkpointed']:.1f} | "
                      f"{big['saved_mib']:.0f} / {big['saved_mib_checkpointed']:.0f} | "
                      f"{_pm([r['last_top1'] for r in runs])} | {_pm([r['best_top1'] for r in runs])} | "
-                     f"{len(runs)} | {secs:.0f} |")
+                     f"{len(runs)} | {secs:.0f} | {cpu} |")
     return "\n".join(lines)
 
 
