@@ -47,7 +47,9 @@ def platform_record(trt, device: torch.device) -> dict:
 def build_engine(trt, onnx_path: Path, engine_path: Path, profile: dict[str, tuple[tuple, tuple, tuple]],
                  precision: str, timing_cache: bytes | None = None, workspace_bytes: int = 4 << 30) -> bytes:
     """Build and write one engine; returns the updated timing cache."""
-    logger = trt.Logger(trt.Logger.WARNING)
+    from fvdeploy.backends.trt_backend import _logger
+
+    logger = _logger(trt)
     builder = trt.Builder(logger)
     flags = 0
     strongly_typed = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)

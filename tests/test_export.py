@@ -152,6 +152,7 @@ def test_options_that_do_not_apply_or_disagree(fresh_model):
     before = snapshot(fresh_model.parent)
     one_line_error(run("export", fresh_model, "--fp16"), match="applies to TensorRT (--trt)")
     one_line_error(run("export", fresh_model, "--fp16", "--precision", "bf16"), match="disagree")
+    one_line_error(run("export", fresh_model, "--workspace", 2), match="--workspace 2.0 applies to TensorRT (--trt)")
     one_line_error(run("export", fresh_model, "--opset", 9), match="--opset 9 is not supported")
     one_line_error(run("export", fresh_model, "--min-frames", 50, "--max-frames", 20), match="--min-frames <= --opt-frames")
     one_line_error(run("export", fresh_model.parent / "absent"), match="model not found")

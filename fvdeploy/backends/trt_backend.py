@@ -80,6 +80,17 @@ def choose_precision(engines: dict, requested: str | None, where: Path) -> str:
     return requested
 
 
+_LOGGER = None
+
+
+def _logger(trt):
+    """One logger per process: TensorRT warns when runtimes are handed different ones."""
+    global _LOGGER
+    if _LOGGER is None:
+        _LOGGER = trt.Logger(trt.Logger.WARNING)
+    return _LOGGER
+
+
 def _torch_dtype(trt, dtype) -> torch.dtype:
     table = {"FLOAT": torch.float32, "HALF": torch.float16, "BF16": torch.bfloat16, "INT32": torch.int32,
              "INT64": torch.int64, "UINT8": torch.uint8, "BOOL": torch.bool, "INT8": torch.int8}
@@ -95,9 +106,8 @@ class TrtEngine:
     def __init__(self, trt, path: Path, device: torch.device) -> None:
         self.path = path
         self.device = device
-        logger = trt.Logger(trt.Logger.WARNING)
         with torch.cuda.device(device):
-            runtime = trt.Runtime(logger)
+            runtime = trt.Runtime(_logger(trt))
             try:
                 data = path.read_bytes()
             except OSError as e:
