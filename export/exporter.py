@@ -165,6 +165,12 @@ class Exporter:
     def __call__(self) -> ExportResult:
         opts = self.options
         opts.validate()
+        for package in ("onnx", "onnxruntime"):  # the checks every export runs
+            try:
+                __import__(package)
+            except ImportError:
+                raise ExportError(f"fvdeploy export needs the {package} package: pip install onnx onnxruntime "
+                                  "(fvdeploy's onnx extra); nothing was written") from None
         # ONNX is always written: the engines are built from the validated ONNX graphs.
         trt = None
         if "trt" in opts.formats:  # what to install comes first, before any path is looked at
