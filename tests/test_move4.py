@@ -5,17 +5,32 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+import torch
 
 from fvdeploy.io.video import read_video
 from fvdeploy.training.datasets import VideoDataset, open_source
 from fvdeploy.training.move4 import CLASSES, KINDS, Move4Spec, render_video, write_move4
 
 SPEC = Move4Spec(frames=24, size=32)
+
+
+ONE_THREAD_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models gain nothing from a second thread, and on a busy shared CPU two threads spin
+    against each other (a training step took 7x longer here): run these tests on one."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -102,11 +117,11 @@ def test_train_and_test_digits_are_disjoint_images():
 
 def test_cli_refuses_a_non_empty_folder(move4):
     r = subprocess.run([sys.executable, "-m", "fvdeploy", "make-move4", str(move4), "--train", "4", "--test", "0"],
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, env=ONE_THREAD_ENV)
     assert r.returncode == 1
     assert r.stderr.strip().startswith("error:") and "not empty" in r.stderr and "Traceback" not in r.stderr
     r = subprocess.run([sys.executable, "-m", "fvdeploy", "make-move4", str(move4) + "_new", "--size", "33"],
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, env=ONE_THREAD_ENV)
     assert r.returncode == 1 and "even" in r.stderr and "Traceback" not in r.stderr
 
 

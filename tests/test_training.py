@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 
@@ -30,6 +31,19 @@ from fvdeploy.training.loop import (
 from fvdeploy.training.datasets import open_source
 from fvdeploy.training.measure import forward_flops, saved_activation_bytes
 from fvdeploy.training.move4 import CLASSES, Move4Spec, write_move4
+
+
+ONE_THREAD_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models gain nothing from a second thread, and on a busy shared CPU two threads spin
+    against each other (a training step took 7x longer here): run these tests on one."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +183,8 @@ def test_eval_cli_prints_json_and_writes_the_confusion_png(data, tmp_path):
     train(_cfg(data, out, epochs=1))
     png = tmp_path / "cm.png"
     r = subprocess.run([sys.executable, "-m", "fvdeploy", "eval", "--model", str(out / "best"), "--data", str(data),
-                        "--confusion", str(png), "--json", "--workers", "0"], capture_output=True, text=True)
+                        "--confusion", str(png), "--json", "--workers", "0"],
+                       capture_output=True, text=True, env=ONE_THREAD_ENV)
     assert r.returncode == 0, r.stderr
     result = json.loads(r.stdout)
     assert result["videos"] == 8 and sum(map(sum, result["confusion"])) == 8
@@ -178,13 +193,14 @@ def test_eval_cli_prints_json_and_writes_the_confusion_png(data, tmp_path):
     img = cv2.imread(str(png))
     assert img is not None and img.shape[0] > 100
     r = subprocess.run([sys.executable, "-m", "fvdeploy", "eval", "--model", str(out / "best"), "--data", str(data),
-                        "--confusion", str(png)], capture_output=True, text=True)
+                        "--confusion", str(png)], capture_output=True, text=True, env=ONE_THREAD_ENV)
     assert r.returncode == 2 and "--force" in r.stderr
 
 
 def test_train_cli_errors_are_one_line(tmp_path):
     r = subprocess.run([sys.executable, "-m", "fvdeploy", "train", "--data", str(tmp_path / "nope"), "--out",
-                        str(tmp_path / "o"), "--arch", "tiny"], capture_output=True, text=True)
+                        str(tmp_path / "o"), "--arch", "tiny"], capture_output=True, text=True,
+                       env=ONE_THREAD_ENV)
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert r.stderr.strip().startswith("error:") and "nope: not found" in r.stderr
     assert not (tmp_path / "o").exists()
