@@ -96,6 +96,7 @@ def save_model(model: TSMResNet, path: str | Path, *, dtype: torch.dtype | None 
     state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().cpu().contiguous()
              for k, v in model.state_dict().items()}
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    os.chmod(tmp, 0o755)  # mkdtemp makes 0700; a model folder is shared like any other
     try:
         if path.exists():  # keep what else the folder holds
             for item in path.iterdir():

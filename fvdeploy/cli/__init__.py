@@ -26,6 +26,13 @@ app = typer.Typer(
 )
 
 
+def print_error(message: str, kind: str = "error", style: str = "red") -> None:
+    """One line on stderr; the message is escaped, so "pip install 'fvdeploy[trt]'" keeps its brackets."""
+    from rich.markup import escape
+
+    err.print(f"[{style}]{kind}:[/] {escape(str(message))}", markup=True, highlight=False, soft_wrap=True)
+
+
 def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn library errors into one line on stderr and exit 1 (no traceback)."""
 
@@ -36,7 +43,7 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except FvdeployError as e:
-            err.print(f"[red]error:[/] {e}", markup=True, highlight=False, soft_wrap=True)
+            print_error(str(e))
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err.print("interrupted")
@@ -47,15 +54,14 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
             if os.environ.get("FVDEPLOY_DEBUG"):
                 raise
             first = str(e).splitlines()[0] if str(e) else ""
-            err.print(f"[red]error:[/] internal error {type(e).__name__}: {first} (set FVDEPLOY_DEBUG=1 for the traceback)",
-                      markup=True, highlight=False, soft_wrap=True)
+            print_error(f"internal error {type(e).__name__}: {first} (set FVDEPLOY_DEBUG=1 for the traceback)")
             raise typer.Exit(1) from None
 
     return wrapper
 
 
 def usage_error(message: str) -> typer.Exit:
-    err.print(f"[red]usage error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
+    print_error(message, "usage error")
     return typer.Exit(2)
 
 

@@ -15,7 +15,7 @@ app.add_typer(bench_app, name="bench")
 
 
 def _log(msg: str) -> None:
-    err.print(msg, highlight=False, soft_wrap=True)
+    err.print(msg, highlight=False, soft_wrap=True, markup=False)
 
 
 @bench_app.command("memory")

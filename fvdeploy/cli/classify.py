@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from . import app, err, guarded, usage_error
+from . import app, err, guarded, print_error, usage_error
 
 
 class BackendName(str, Enum):
@@ -170,7 +170,7 @@ def classify(
                 progress.advance(videos_task)
             if error is not None:
                 failed += 1
-                err.print(f"[red]error:[/] {error}", markup=True, highlight=False, soft_wrap=True)
+                print_error(error)
                 record = {"path": item.path, "error": error}
             else:
                 record = result.to_dict()

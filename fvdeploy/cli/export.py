@@ -58,7 +58,7 @@ def export(
                             workspace_gib=workspace)
 
     def log(message: str) -> None:
-        err.print(message, highlight=False, soft_wrap=True)
+        err.print(message, highlight=False, soft_wrap=True, markup=False)
 
     result = Exporter(model, options, log=log)()
     if as_json:

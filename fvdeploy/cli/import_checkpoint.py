@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from . import app, err, guarded
+from . import app, err, guarded, print_error
 
 
 class Source(str, Enum):
@@ -52,7 +52,7 @@ def import_checkpoint(
     result = run_import(src, out, options)
     cfg = result.config
     for warning in result.warnings:
-        err.print(f"[yellow]warning:[/] {warning}", markup=True, highlight=False, soft_wrap=True)
+        print_error(warning, "warning", "yellow")
     mode_text = f"tsm, {cfg.segments or 'all'} segments" if cfg.mode == "tsm" else f"full, {cfg.num_clusters} clusters ({cfg.method})"
     err.print(f"imported {result.layout} checkpoint {src.name}: {cfg.arch}, {cfg.num_classes} classes "
               f"({result.labels_from}), default mode {mode_text} -> {result.path}", highlight=False, soft_wrap=True)
