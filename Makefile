@@ -1,4 +1,4 @@
-# The README's two commands: `make demo` (set up, classify the bundled sample with the bundled
+# The README's two commands: `make demo` (set up, classify the bundled samples with the bundled
 # model) and `make test` (set up, run the default test suite). Both create .venv when missing.
 PYTHON ?= python3
 VENV ?= .venv
@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m fvdeploy.runtime.demo
+	$(BIN)/fvdeploy classify samples/
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
