@@ -146,10 +146,12 @@ def main() -> None:
     # memory bounded in T on the device, R50 fp16 at 224
     runner.run("memory resnet50" if cuda else "memory resnet18", fv + ["bench", "memory", "--model",
                models["resnet50" if cuda else "resnet18"], "--device", device, "--size", "160x90"] + ([] if cuda else ["--quick"]), 90)
-    # fp16 vs fp32 signs over many clips
-    sample_dir = REPO / "samples"
-    runner.run("precision fp16 vs fp32", fv + ["bench", "precision", str(sample_dir), "--device", device,
-                                               "--precision", "fp16" if cuda else "bf16"], 45)
+    # fp16 vs fp32 signs over many clips: held-out Move4 videos for the bundled model
+    move4 = tmp / "move4"
+    runner.run("make-move4 (precision clips)", fv + ["make-move4", str(move4), "--train", "0", "--test", "120" if cuda else "8",
+                                                     "--size", "64", "--seed", "99"], 60, expect_json=False)
+    runner.run("precision fp16 vs fp32", fv + ["bench", "precision", str(move4 / "test"), "--device", device,
+                                               "--precision", "fp16" if cuda else "bf16"], 60)
 
     summary = {"device": info, "steps": runner.steps}
     (out / "gpu-check.json").write_text(json.dumps(summary, indent=2))
