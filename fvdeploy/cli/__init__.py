@@ -89,6 +89,7 @@ from . import classify  # noqa: E402,F401
 from . import bench  # noqa: E402,F401
 from . import bench_export  # noqa: E402,F401
 from . import watch  # noqa: E402,F401
+from . import bench_watch  # noqa: E402,F401
 
 
 def main() -> None:

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import FvdeployError, VideoError
-from ..io.video import VIDEO_EXTENSIONS, VideoDecodeReport, VideoInfo, find_videos, open_capture
+from ..io.video import VideoDecodeReport, VideoInfo, find_videos, open_capture
 
 import cv2  # noqa: E402  (after io.video, which quietens FFmpeg before cv2 is first imported)
 
@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 TIME_BASES = ("stream", "fps", "clock")
 URL_PATTERN = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 FILE_BATCH = 8  # frames per queue item for files read as fast as they decode
+_END = object()
 
 
 def redact(url: str) -> str:
@@ -480,11 +481,19 @@ class StreamReader:
             raise VideoError("array: loops apply to files only")
 
     def _run_iterator(self) -> None:
+        """Frames that come fast (a generator over stored frames) go in batches; a frame that took a
+        while to come (a live loop) goes at once, so a live iterator gains no delay."""
         t0 = time.perf_counter()
         shape = None
-        for index, frame in enumerate(self._iter):
-            if self._finish.is_set():
-                return
+        frames, seconds, arrival = [], [], []
+        index = 0
+        it = iter(self._iter)
+        while not self._finish.is_set():
+            asked = time.perf_counter()
+            frame = next(it, _END)
+            if frame is _END:
+                break
+            waited = time.perf_counter() - asked
             frame = np.asarray(frame)
             if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[-1] != 3:
                 raise VideoError(f"stream frame {index}: frames must be uint8 [H, W, 3], got {frame.dtype} {tuple(frame.shape)}")
@@ -492,14 +501,15 @@ class StreamReader:
                 shape = frame.shape
                 self.height, self.width = shape[:2]
             arrived = self._pace(index, t0) if self.options.realtime else time.perf_counter()
-            s = index / self.fps if self.fps else arrived - self.clock0
-            if not self._emit([frame], index, [s], [arrived]):
-                return
-        if shape is None:
+            frames.append(frame)
+            seconds.append(index / self.fps if self.fps else arrived - self.clock0)
+            arrival.append(arrived)
+            index += 1
+            if len(frames) >= FILE_BATCH or waited > 0.005 or self.live:
+                if not self._emit(frames, index - len(frames), seconds, arrival):
+                    return
+                frames, seconds, arrival = [], [], []
+        if not self._emit(frames, index - len(frames), seconds, arrival):
+            return
+        if shape is None and not self._finish.is_set():
             raise VideoError("stream: zero frames")
-
-
-__all__ = [
-    "TIME_BASES", "VIDEO_EXTENSIONS", "Dropped", "Finished", "FrameBatch", "ReaderOptions", "Resumed",
-    "StreamReader", "StreamSpec", "redact", "resolve_sources",
-]

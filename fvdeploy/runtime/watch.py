@@ -470,13 +470,13 @@ class Watcher:
         results = self._classify(closing)
         # 5. results, events, and what the markers say
         by_stream: dict[int, list] = {}
-        for (s, win, stop), res in zip(closing, results):
-            by_stream.setdefault(id(s), []).append((win, stop, res))
+        for (s, _, _), (res, span) in zip(closing, results):
+            by_stream.setdefault(id(s), []).append((res, span))
         for s, _, m in work:
-            for win, stop, res in by_stream.get(id(s), []):
+            for res, span in by_stream.get(id(s), []):
                 if not self.options.events_only:
                     out.append(res)
-                out += self._events(s, s.tracker.add(WindowSpan(win.start, stop, res.label, res.score)))
+                out += self._events(s, s.tracker.add(span))
             if isinstance(m, (Dropped, Finished)):
                 out += self._events(s, s.tracker.close())
                 s._new_segment(s.pos)
@@ -589,22 +589,29 @@ class Watcher:
             lo = hi
         return torch.stack(means), spans
 
-    def _classify(self, closing: list[tuple[_Stream, _Window, int]]) -> list[WindowResult]:
+    def _classify(self, closing: list[tuple[_Stream, _Window, int]]) -> list[tuple[WindowResult, WindowSpan]]:
         if not closing:
             return []
         prepared = [self._window_means(s, win, stop) for s, win, stop in closing]
-        logits = self.backend.clip_logits(torch.stack([m for m, _ in prepared]).to(self.device)).float().mean(1).cpu()
+        cluster_logits = self.backend.clip_logits(torch.stack([m for m, _ in prepared]).to(self.device)).float().cpu()
+        logits = cluster_logits.mean(1)
         now = time.perf_counter()
         results = []
-        for (s, win, stop), (_, spans), row in zip(closing, prepared, logits):
+        for (s, win, stop), (_, spans), row, per_cluster in zip(closing, prepared, logits, cluster_logits):
             probs = torch.softmax(row.double(), 0)
             top = probs.topk(self.topk)
+            label = int(top.indices[0])
+            cluster_probs = torch.softmax(per_cluster.double(), 1)
             n = stop - win.start
-            clusters = []
-            for lo, hi in spans:  # positions beyond a short window's end were padding: cut, as a clip's are
-                lo = min(lo, n - 1)
+            clusters, hits = [], []
+            for (lo, hi), p in zip(spans, cluster_probs):
+                lo = min(lo, n - 1)  # positions beyond a short window's end were padding: cut, as a clip's are
                 hi = max(min(hi, n), lo + 1)
-                clusters.append((s.boundary(win.start + lo, end=False)[1], s.boundary(win.start + hi, end=True)[1]))
+                j = int(p.argmax())
+                clusters.append((s.boundary(win.start + lo, end=False)[1], s.boundary(win.start + hi, end=True)[1],
+                                 self.labels[j], round(float(p[j]), 6)))
+                if j == label and float(p[j]) >= self.options.threshold:
+                    hits.append((win.start + lo, win.start + hi))
             start_s, start_frame = s.boundary(win.start, end=False)
             end_s, end_frame = s.boundary(stop, end=True)
             arrival = s.arrival[(stop - 1) % s.ts_cap]
@@ -612,11 +619,13 @@ class Watcher:
                 first = max(s.latency_upto, win.start)
                 self.frame_latency += [now - s.arrival[p % s.ts_cap] for p in range(first, stop)]
                 s.latency_upto = max(s.latency_upto, stop)
-            results.append(WindowResult(
-                s.name, s.windows_done, start_frame, end_frame, start_s, end_s, self.labels[int(top.indices[0])],
+            result = WindowResult(
+                s.name, s.windows_done, start_frame, end_frame, start_s, end_s, self.labels[label],
                 round(float(top.values[0]), 6), [(self.labels[int(i)], round(float(v), 6)) for v, i in zip(top.values, top.indices)],
                 n < s.W, clusters, s.basis, round(float(now - arrival), 4), logits=row,
-            ))
+            )
+            results.append((result, WindowSpan(win.start, stop, result.label, result.score,
+                                               hits[0][0] if hits else None, hits[-1][1] if hits else None)))
             s.windows_done += 1
         return results
 

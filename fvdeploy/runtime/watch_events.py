@@ -1,16 +1,20 @@
 """Merge consecutive window results into action events.
 
-Windows overlap, so an event's extent cannot simply be the union of its windows (that overshoots
-by up to half a window on each side). Each window instead *stands for* the frames nearer its
-centre than any neighbouring window's centre, cut to the window itself: with a regular stride S
-that is the S frames around its centre; the first window of a segment reaches back to the
-segment's start and the last one to its end; with S longer than the window, the whole window.
-An event runs from the start of its first window's share to the end of its last window's share,
-so a label that holds for the majority of each window is placed within about one stride.
+An event opens with a window whose top score reaches the threshold, grows while the following
+windows keep that label above it, and closes (is emitted) at the first window that does not, or at
+the end of the segment (a drop, the end of the stream): a live source reports it about one stride
+after it ended. Events shorter than ``min_duration_s`` are dropped (flickers).
 
-An event opens with a window whose score reaches the threshold, grows while the following windows
-keep that label above it, and closes (is emitted) at the first window that does not, or at the end
-of the segment (a drop, the end of the stream). Events shorter than ``min_duration_s`` are dropped.
+Where it starts and ends: windows overlap, so the union of its windows would overshoot by up to a
+window on each side. The full-video method already says which frames carry the label: each window
+is split into G clusters of similar consecutive frames, and each cluster is classified on its own
+(before the window's logits are averaged). An event starts at the first cluster of its first
+window whose own top label is the event's label with a probability at or above the threshold, and
+ends at the end of the last such cluster of its last window. Where a window has no such cluster,
+its *share* is used instead: the frames nearer its centre than any neighbouring window's centre,
+cut to the window (with a regular stride S the S frames around its centre; the first window of a
+segment reaches back to its start, the last one to its end). An event never starts before the
+previous event of the stream ended.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ class WindowSpan:
     stop: int  # exclusive
     label: str
     score: float
+    first_hit: int | None = None  # start of the first cluster carrying ``label`` (above the threshold)
+    last_hit: int | None = None  # end of the last such cluster
 
     @property
     def centre2(self) -> int:  # twice the centre, to stay in integers
@@ -63,6 +69,7 @@ class EventTracker:
         self.stream, self.threshold, self.min_duration_s = stream, threshold, min_duration_s
         self.time_basis, self.boundary, self.fps = time_basis, boundary, fps
         self.prev: WindowSpan | None = None
+        self.last_end: int | None = None  # where the previous event of this segment ended
         self.open: _Open | None = None
         self.open_start_s: float | None = None
         self.open_start_frame = 0
@@ -74,9 +81,13 @@ class EventTracker:
         if self.prev is not None:
             prev_end, start = shared_boundary(self.prev, w)
             if self.open is not None and (w.label != self.open.label or w.score < self.threshold):
-                out += self._close(prev_end)
+                out += self._close(prev_end if self.prev.last_hit is None else self.prev.last_hit)
         if w.score >= self.threshold:
             if self.open is None:
+                if w.first_hit is not None:
+                    start = w.first_hit
+                if self.last_end is not None:
+                    start = max(start, self.last_end)
                 self.open = _Open(w.label, start, 0.0, 0)
                 self.open_start_s, self.open_start_frame = self.boundary(start, False)
             self.open.score_sum += w.score
@@ -86,12 +97,16 @@ class EventTracker:
 
     def close(self) -> list[Event]:
         """End of the segment: an open event ends with its last window."""
-        out = self._close(self.prev.stop) if self.open is not None and self.prev is not None else []
-        self.prev = None
+        out = []
+        if self.open is not None and self.prev is not None:
+            out = self._close(self.prev.stop if self.prev.last_hit is None else self.prev.last_hit)
+        self.prev = self.last_end = None
         return out
 
     def _close(self, stop: int) -> list[Event]:
         o, self.open = self.open, None
+        stop = max(stop, o.start + 1)
+        self.last_end = stop
         start_s, start_frame = self.open_start_s, self.open_start_frame
         end_s, end_frame = self.boundary(stop, True)
         if start_s is not None and end_s is not None:
