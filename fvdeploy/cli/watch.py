@@ -21,7 +21,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from . import app, err, guarded, usage_error
+from . import app, err, guarded, print_error, usage_error
 from .classify import BackendName, Method, Precision
 
 
@@ -160,7 +160,7 @@ def _consume(watcher, items, clf, options, writer, to_stdout: bool, live: bool, 
                     if isinstance(item, StreamEnd) and item.error:
                         failed += 1
                         if view is None:
-                            err.print(f"[red]error:[/] {item.error}", markup=True, highlight=False, soft_wrap=True)
+                            print_error(item.error)
                         else:
                             view.errors.append(item.error)
             except (KeyboardInterrupt, _Stop):
@@ -169,7 +169,7 @@ def _consume(watcher, items, clf, options, writer, to_stdout: bool, live: bool, 
                 items.close()
         if view is not None:
             for e in view.errors:
-                err.print(f"[red]error:[/] {e}", markup=True, highlight=False, soft_wrap=True)
+                print_error(str(e))
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
