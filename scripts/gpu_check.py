@@ -153,6 +153,12 @@ def main() -> None:
     runner.run("precision fp16 vs fp32", fv + ["bench", "precision", str(move4 / "test"), "--device", device,
                                                "--precision", "fp16" if cuda else "bf16"], 60)
 
+    # live streams on one device (issue 9): how many 30-fps streams stay real time, R18 at 224 px
+    for res, n in ((("360p", 16), ("1080p", 8)) if cuda else (("360p", 1),)):
+        runner.run(f"watch {n} x {res}", fv + ["bench", "watch", "--streams", str(n), "--resolution", res, "--device", device,
+                                           "--arch", "resnet18", "--seconds", "12", "--max-memory", "16384"]
+                   + ([] if cuda else ["--quick", "--crop", "64"]), 60)
+
     summary = {"device": info, "steps": runner.steps}
     (out / "gpu-check.json").write_text(json.dumps(summary, indent=2))
     print("\n== summary")
@@ -161,7 +167,8 @@ def main() -> None:
         r = s.get("result") or {}
         key = {k: r[k] for k in ("decode_fps", "end_to_end_fps", "ratio", "cpu_s_per_frame", "full_fps", "tsm_all_fps",
                                  "speedup_vs_tsm_all", "plain_images_per_s", "videos_per_s", "frames_per_s", "gpu_busy",
-                                 "growth_mib", "ok", "top1_agreement", "boundaries_within_1", "rule_ok") if k in r}
+                                 "growth_mib", "ok", "top1_agreement", "boundaries_within_1", "rule_ok", "sustained", "dropped_frames",
+                                 "window_latency_ms", "gpu_util_percent") if k in r}
         print(f"{s['step']:<{width}}  {s['status']:<14} {json.dumps(key)}")
     shutil.rmtree(tmp, ignore_errors=True)
     print(f"\nwrote {out / 'gpu-check.log'} and {out / 'gpu-check.json'}")

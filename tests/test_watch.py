@@ -270,3 +270,30 @@ def test_closing_the_generator_stops_the_readers(clf, tmp_path):
     assert first.type == "window"
     gen.close()
     assert not [t for t in threading.enumerate() if t.name.startswith("fvdeploy-watch")]
+
+
+def test_a_backend_without_the_stem_split_gives_the_same_windows(tmp_path):
+    """ONNX Runtime runs stem + layer1 as one graph: the edge reruns then include the stem (documented
+    cost), and the windows are the same as with the eager backend."""
+    pytest.importorskip("onnxruntime")
+    from typer.testing import CliRunner
+
+    from fvdeploy.cli import app
+    from fvdeploy.runtime.watch_stages import InputStages, frame_stages
+
+    torch.manual_seed(4)
+    model_dir = save_model(create_model(tiny_config()).eval(), tmp_path / "m")
+    clip = write_clip(tmp_path / "c.mp4", synthetic_frames(40, 36, 44, seed=2))
+    r = CliRunner().invoke(app, ["export", str(model_dir), "--clip", str(clip), "--max-frames", "300"])
+    assert r.exit_code == 0, r.output
+    frames = synthetic_frames(70, 36, 44, seed=5)
+    got = {}
+    for backend in ("torch", "onnxruntime"):
+        clf = Classifier.load(model_dir, device="cpu", backend=backend)
+        got[backend] = windows_of(clf.watch(frames, window_frames=24, stride_frames=10, fps=25.0))
+    assert isinstance(frame_stages(clf.backend), InputStages)
+    assert len(got["torch"]) == len(got["onnxruntime"]) == 6
+    for a, b in zip(got["torch"], got["onnxruntime"]):
+        assert a.label == b.label and (a.start_frame, a.end_frame) == (b.start_frame, b.end_frame)
+        torch.testing.assert_close(a.logits, b.logits, rtol=RTOL, atol=ATOL)
+        assert all(abs(x[0] - y[0]) <= 1 and abs(x[1] - y[1]) <= 1 for x, y in zip(a.clusters, b.clusters))

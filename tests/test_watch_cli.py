@@ -120,7 +120,9 @@ def test_sigterm_winds_the_watch_down_cleanly(model_dir, tmp_path):
     end = recs[-1]
     assert end["type"] == "end" and end["error"] is None and 20 <= end["frames"] < 600
     wins = [x for x in recs if x["type"] == "window"]
-    assert wins[-1]["end_frame"] == end["frames"]  # the last frames made a last (partial) window
+    # the last frames that reached the model made a last (partial) window (a paced file drops
+    # frames when the device falls behind, so the very last ones may not have)
+    assert end["frames"] - end["dropped_frames"] <= wins[-1]["end_frame"] <= end["frames"]
     assert recs[-2]["type"] == "event" and recs[-2]["end_frame"] <= end["frames"]  # the open event closed
 
 
@@ -134,3 +136,20 @@ def test_bench_watch_quick_prints_its_json_last(model_dir):
     assert isinstance(out["sustained"], bool) and out["window_latency_ms"]["p50"] is not None
     assert out["frame_latency_s"]["p95"] >= out["frame_latency_s"]["p50"] > 0
     assert out["cpu_cores_used"] > 0 and out["gpu_util_percent"] is None
+
+
+def test_the_live_view_shows_each_stream_state_label_and_last_events():
+    from rich.console import Console
+
+    from fvdeploy.cli.watch import LiveView
+    from fvdeploy.runtime.watch_results import Event, Gap, StreamEnd, WindowResult
+
+    view = LiveView()
+    view.add(WindowResult("cam1", 0, 0, 30, 0.0, 1.2, "a", 0.91, [("a", 0.91)], False, [], "clock", 0.05))
+    view.add(Event("cam1", "a", 0.9, 0.0, 1.0, 0, 25, 2, "clock"))
+    view.add(Gap("cam2", 3.0, 4.5, 90, 2, "dropped"))
+    view.add(StreamEnd("cam3", 10, 0, 0, 0, 0, 25.0, 30, 15, "fps", error="boom"))
+    console = Console(record=True, width=160)
+    console.print(view._table())
+    text = console.export_text()
+    assert "a 0.91" in text and "a 0.0-1.0s" in text and "reconnected (2 tries)" in text and "failed" in text

@@ -120,3 +120,36 @@ def test_events_on_a_recording_of_known_actions_are_placed_within_one_stride():
         # no event of another label takes more than a stride of the action
         others = [e for e in events if e.label != label and min(e.end_frame, end) - max(e.start_frame, start) > S]
         assert not others, (label, start, end, others)
+
+
+@pytest.mark.slow
+def test_event_placement_over_many_recordings():
+    """The figure in docs/watch.md: eight recordings (seeds 0-7), four actions each; how many actions
+    come out as one event of the right label, and how many boundaries lie within one stride."""
+    model = default_model_path()
+    if model is None:
+        pytest.skip("no bundled default model in this install (fvdeploy/assets/default_model)")
+    from fvdeploy.runtime import Classifier
+    from fvdeploy.runtime.watch_results import Event
+
+    clf = Classifier.load(model, device="cpu")
+    found = within = extra = 0
+    errors = []
+    for seed in range(8):
+        frames, truth = recording(seed)
+        events = [i for i in clf.watch(frames, window_frames=W, stride_frames=S, fps=25.0, threshold=0.7,
+                                       min_duration_s=0.5, events_only=True) if isinstance(i, Event)]
+        matched = set()
+        for label, start, end in truth:
+            mine = [e for e in events if e.label == label and e.start_frame < end + S and e.end_frame > start - S]
+            if len(mine) != 1:
+                continue
+            found += 1
+            matched.add(id(mine[0]))
+            for err in (mine[0].start_frame - start, mine[0].end_frame - end):
+                errors.append(err)
+                within += abs(err) <= S
+        extra += sum(1 for e in events if id(e) not in matched)
+    print(f"\nactions found as one event: {found}/32; boundaries within one stride ({S} frames): {within}/{len(errors)}; "
+          f"largest error {max(map(abs, errors))} frames; other events (on distractor stretches): {extra}")
+    assert found >= 30 and within >= 0.8 * len(errors)

@@ -41,6 +41,7 @@ def watch(
     window: Annotated[float, typer.Option(help="Window length in seconds.")] = 8.0,
     stride: Annotated[float, typer.Option(help="Seconds between window starts.")] = 2.0,
     max_memory: Annotated[Optional[int], typer.Option("--max-memory", help="MiB the watch may hold beyond the model.", min=16)] = None,
+    threads: Annotated[Optional[int], typer.Option(help="torch intra-op threads (default: torch's own choice).", min=1)] = None,
     quick: Annotated[bool, typer.Option(help="A smoke-test size: 4 s streams, 2 s windows, 1 s stride.")] = False,
 ) -> None:
     """Stream N real-time 30-fps sources through one device: sustained or not, latency, CPU/GPU use."""
@@ -55,6 +56,10 @@ def watch(
         raise usage_error("--model and --arch are alternatives; pick one")
     if quick:
         seconds, window, stride = 4.0, 2.0, 1.0
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory(prefix="fvdeploy-bench-model-") as tmp:
         if arch is not None:
             model = _random_model(Path(tmp) / arch.value, arch.value, crop)
@@ -62,7 +67,10 @@ def watch(
                               max_memory_mib=max_memory, mode="full")
         out = bench_watch(clf, streams=streams, fps=fps, resolution=resolution.value, seconds=seconds,
                           window_s=window, stride_s=stride, log=_log)
+    import torch
+
     out["model"] = f"random {arch.value}" if arch is not None else str(model or "bundled default")
+    out["threads"] = torch.get_num_threads()
     typer.echo(json.dumps(out))
 
 

@@ -310,9 +310,13 @@ class Watcher:
         feature, _ = self._per_frame_bytes()
         k = self.step_frames
         frame_bytes = max(1, reader.width * reader.height * 3)
-        queue = max(2 * k, 16)
-        need = (window + k + 1) * feature * (1.5 if self.device.type == "cpu" else 1) + (max(self.g, 4 * self.halo) + k) * feature \
-            + queue * frame_bytes
+        # decoded frames waiting: a live source about half a second (more only adds delay before it
+        # drops), a file two device steps, at most ~64 MiB of them
+        if reader.live:
+            queue = min(2 * k, max(4, round(0.5 * (reader.fps or 30.0))))
+        else:
+            queue = max(4, min(2 * k, (64 << 20) // frame_bytes))
+        need = (window + k + 1) * feature + (max(self.g, 4 * self.halo) + k) * feature + queue * frame_bytes
         if self.reserved + need > self.budget:
             raise FvdeployError(
                 f"{reader.spec.name}: a window of {window} frames needs {need / 2**20:.0f} MiB for this stream "
@@ -486,7 +490,7 @@ class Watcher:
                                "the stream dropped and was reopened"))
             if isinstance(m, Finished):
                 r = s.reader
-                out.append(StreamEnd(s.name, s.pos, s.windows_done, s.events_done, r.stats.dropped, r.stats.reconnects,
+                out.append(StreamEnd(s.name, r.stats.frames + r.stats.dropped, s.windows_done, s.events_done, r.stats.dropped, r.stats.reconnects,
                                      s.fps, s.W, s.S, s.basis, partial=m.partial, error=m.error))
         self.busy_s += time.perf_counter() - t0
         return out

@@ -92,10 +92,10 @@ class StreamEnd(_Item):
 
     type = "end"
     stream: str
-    frames: int
+    frames: int  # read from the source (frame numbers run 0 .. frames - 1)
     windows: int
     events: int
-    dropped_frames: int  # live frames dropped before the model because the device fell behind
+    dropped_frames: int  # of those, live frames dropped before the model because the device fell behind
     reconnects: int
     fps: float | None
     window_frames: int | None

@@ -36,6 +36,7 @@ class TimelineRecorder:
     gaps: list[tuple[float, float]] = field(default_factory=list)
     unit: str = "s"
     end: StreamEnd | None = None
+    truth: list[tuple[float, float, int]] = field(default_factory=list)  # known actions, for docs and tests
     thin: int = 1
     _seen: int = 0
 
@@ -85,11 +86,17 @@ def render(rec: TimelineRecorder) -> np.ndarray:
     margin, top = 24, 60
     win_y, win_h = top + 22, 34
     ev_y, ev_h = win_y + win_h + 40, 30
-    legend_y = ev_y + ev_h + 48
+    truth_y = ev_y + ev_h + 14
+    if rec.truth:
+        ev_h2 = 22
+        legend_extra = ev_h2 + 14
+    else:
+        ev_h2 = legend_extra = 0
+    legend_y = ev_y + ev_h + 48 + legend_extra
     height = legend_y + 20 * ((len(rec.labels) + 5) // 6) + 16
     img = np.full((height, WIDTH, 3), 250, np.uint8)
     cols = palette(len(rec.labels))
-    spans = [(s, e) for s, e, _, _ in rec.windows] + [(s, e) for s, e, _, _ in rec.events] + rec.gaps
+    spans = [(s, e) for s, e, _, _ in rec.windows] + [(s, e) for s, e, _, _ in rec.events] + rec.gaps + [(s, e) for s, e, _ in rec.truth]
     t0 = min((s for s, _ in spans), default=0.0)
     t1 = max((e for _, e in spans), default=1.0)
     if t1 <= t0:
@@ -130,8 +137,12 @@ def render(rec: TimelineRecorder) -> np.ndarray:
         cv2.rectangle(img, (x(s), win_y), (max(x(s) + 1, x(e)), ev_y + ev_h), (160, 160, 160), -1)
         _text(img, "gap", (x(s) + 2, ev_y + ev_h + 14), 0.35, (90, 90, 90))
     cv2.rectangle(img, (x0, ev_y), (x1, ev_y + ev_h), (120, 120, 120), 1)
+    if rec.truth:
+        _text(img, "truth", (margin, truth_y + 16), 0.4, (90, 90, 90))
+        for s, e, label in rec.truth:
+            cv2.rectangle(img, (x(s), truth_y), (max(x(s), x(e) - 1), truth_y + ev_h2), cols[label], 2)
     # axis
-    axis_y = ev_y + ev_h + 28
+    axis_y = ev_y + ev_h + 28 + legend_extra
     cv2.line(img, (x0, axis_y - 10), (x1, axis_y - 10), (120, 120, 120), 1)
     step = _nice_step((t1 - t0) / 10)
     t = np.ceil(t0 / step) * step
