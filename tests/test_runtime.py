@@ -190,12 +190,12 @@ def _rss_mib() -> float:
 
 def test_one_classifier_serves_many_videos_without_growing(model_dir):
     clf = Classifier.load(model_dir, device="cpu")
-    frames = synthetic_frames(60, 32, 32)
+    frames = synthetic_frames(24, 32, 32)
     for _ in range(5):
         clf.classify(frames)
     gc.collect()
     before = _rss_mib()
-    for _ in range(60):
+    for _ in range(40):
         clf.classify(frames)
     gc.collect()
     assert _rss_mib() - before < 24, "memory grew across calls"
