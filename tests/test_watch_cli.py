@@ -132,7 +132,7 @@ def test_bench_watch_quick_prints_its_json_last(model_dir):
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["streams"] == 2 and out["resolution"] == "360p" and out["fps"] == 30.0
-    assert out["frames"] + out["dropped_frames"] == 2 * 120
+    assert out["frames"] == 2 * 120 and 0 <= out["dropped_frames"] <= out["frames"]
     assert isinstance(out["sustained"], bool) and out["window_latency_ms"]["p50"] is not None
     assert out["frame_latency_s"]["p95"] >= out["frame_latency_s"]["p50"] > 0
     assert out["cpu_cores_used"] > 0 and out["gpu_util_percent"] is None

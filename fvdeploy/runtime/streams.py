@@ -103,7 +103,8 @@ def resolve_sources(sources: Iterable[Any]) -> list[StreamSpec]:
         elif isinstance(src, Iterable):
             specs.append(StreamSpec("<iterator>", "iterator", src))
         else:
-            raise FvdeployError(f"cannot watch a {type(src).__name__}: pass a path, URL, camera index, array or iterator of frames")
+            raise FvdeployError(f"cannot watch a {type(src).__name__}: pass a path, URL, camera index, array "
+                                "or iterator of frames")
     return specs
 
 
@@ -114,6 +115,10 @@ class FrameBatch:
     source_index: np.ndarray  # int64 [k]: the frame's number in the source (counts across reconnects)
     seconds: np.ndarray  # float64 [k]: timestamps in the stream's time basis (nan: none)
     arrival: np.ndarray  # float64 [k]: time.perf_counter() when the frame was read
+
+    def part(self, start: int, stop: int) -> "FrameBatch":
+        return FrameBatch(self.frames[start:stop], self.source_index[start:stop], self.seconds[start:stop],
+                          self.arrival[start:stop])
 
 
 @dataclass
@@ -333,8 +338,8 @@ class StreamReader:
                     return out, item
                 room = max_frames - n
                 if len(item.frames) > room:
-                    out.append(FrameBatch(item.frames[:room], item.source_index[:room], item.seconds[:room], item.arrival[:room]))
-                    self._items[0] = FrameBatch(item.frames[room:], item.source_index[room:], item.seconds[room:], item.arrival[room:])
+                    out.append(item.part(0, room))
+                    self._items[0] = item.part(room, len(item.frames))
                     n += room
                     self._queued_frames -= room
                     break

@@ -83,10 +83,12 @@ class WatchOptions:
 
     def validate(self) -> None:
         if (self.window_frames is None) != (self.stride_frames is None):
-            raise FvdeployError("give the window and the stride both in frames (window_frames and stride_frames) or both in seconds")
+            raise FvdeployError("give the window and the stride both in frames (window_frames and stride_frames) "
+                                "or both in seconds")
         if self.window_frames is not None:
             if self.window_frames < 1 or self.stride_frames < 1:
-                raise FvdeployError(f"window and stride must be at least 1 frame, got {self.window_frames} and {self.stride_frames}")
+                raise FvdeployError(f"window and stride must be at least 1 frame, got {self.window_frames} "
+                                    f"and {self.stride_frames}")
         elif not (self.window_s > 0 and self.stride_s > 0):
             raise FvdeployError(f"window and stride must be positive, got {self.window_s} s and {self.stride_s} s")
         if not 0.0 <= self.threshold <= 1.0:
@@ -332,6 +334,7 @@ class Watcher:
         ``Classifier.watch``; else it becomes a StreamEnd with ``error``) and return the generator
         that watches them all until every one has ended. Closing it stops the readers."""
         specs = resolve_sources(sources)
+        raise_errors = raise_errors and len(specs) == 1  # a directory's files report their errors as results
         o = self.options
         self._reader_options = ReaderOptions(realtime=o.realtime, fps=o.fps, color=o.color, retries=o.retries,
                                              retry_delay_s=o.retry_delay_s, open_timeout_s=o.open_timeout_s)
@@ -490,8 +493,9 @@ class Watcher:
                                "the stream dropped and was reopened"))
             if isinstance(m, Finished):
                 r = s.reader
-                out.append(StreamEnd(s.name, r.stats.frames + r.stats.dropped, s.windows_done, s.events_done, r.stats.dropped, r.stats.reconnects,
-                                     s.fps, s.W, s.S, s.basis, partial=m.partial, error=m.error))
+                out.append(StreamEnd(s.name, r.stats.frames + r.stats.dropped, s.windows_done, s.events_done,
+                                     r.stats.dropped, r.stats.reconnects, s.fps, s.W, s.S, s.basis,
+                                     partial=m.partial, error=m.error))
         self.busy_s += time.perf_counter() - t0
         return out
 
@@ -623,9 +627,9 @@ class Watcher:
                 first = max(s.latency_upto, win.start)
                 self.frame_latency += [now - s.arrival[p % s.ts_cap] for p in range(first, stop)]
                 s.latency_upto = max(s.latency_upto, stop)
+            topk = [(self.labels[int(i)], round(float(v), 6)) for v, i in zip(top.values, top.indices)]
             result = WindowResult(
-                s.name, s.windows_done, start_frame, end_frame, start_s, end_s, self.labels[label],
-                round(float(top.values[0]), 6), [(self.labels[int(i)], round(float(v), 6)) for v, i in zip(top.values, top.indices)],
+                s.name, s.windows_done, start_frame, end_frame, start_s, end_s, self.labels[label], topk[0][1], topk,
                 n < s.W, clusters, s.basis, round(float(now - arrival), 4), logits=row,
             )
             results.append((result, WindowSpan(win.start, stop, result.label, result.score,
@@ -635,8 +639,9 @@ class Watcher:
 
 
 def watch(classifier, source, options: WatchOptions) -> Iterator[WatchItem]:
-    """``Classifier.watch``: one source (a directory: its files). A source that cannot be opened
-    raises a one-line FvdeployError here, before anything is yielded."""
+    """``Classifier.watch``: one source. A source that cannot be opened raises a one-line
+    FvdeployError here, before anything is yielded (a directory: its files, each bad one reported
+    as a StreamEnd with ``error``)."""
     return Watcher(classifier, options).run([source], raise_errors=True)
 
 

@@ -73,7 +73,8 @@ def make_clip(folder: Path, resolution: str, fps: float, seconds: float = 2.0) -
     from ..bench import looped_clip
 
     w, h = RESOLUTIONS[resolution]
-    return looped_clip(folder / f"bench_{resolution}.mp4", int(round(fps * seconds)), w, h, fps=fps, base_frames=int(round(fps * seconds)))
+    n = int(round(fps * seconds))
+    return looped_clip(folder / f"bench_{resolution}.mp4", n, w, h, fps=fps, base_frames=n)
 
 
 def bench_watch(clf, *, streams: int, fps: float, resolution: str, seconds: float, window_s: float, stride_s: float,
@@ -131,7 +132,7 @@ def bench_watch(clf, *, streams: int, fps: float, resolution: str, seconds: floa
         "gpu_peak_memory_mib": _peak_cuda_mib(device),
     }
     log(f"{streams} x {resolution} @ {fps:g} fps on {device} ({clf.config.arch} {clf.config.input.crop}px): "
-        f"{'sustained' if sustained else 'NOT sustained'}, dropped {dropped} of {frames + dropped} frames, "
+        f"{'sustained' if sustained else 'NOT sustained'}, dropped {dropped} of {frames} frames, "
         f"window latency p50/p95 {out['window_latency_ms']['p50']}/{out['window_latency_ms']['p95']} ms, "
         f"device loop busy {busy:.0%}, CPU {out['cpu_cores_used']} cores, GPU {out['gpu_util_percent']}%")
     return out

@@ -96,7 +96,7 @@ def render(rec: TimelineRecorder) -> np.ndarray:
     height = legend_y + 20 * ((len(rec.labels) + 5) // 6) + 16
     img = np.full((height, WIDTH, 3), 250, np.uint8)
     cols = palette(len(rec.labels))
-    spans = [(s, e) for s, e, _, _ in rec.windows] + [(s, e) for s, e, _, _ in rec.events] + rec.gaps + [(s, e) for s, e, _ in rec.truth]
+    spans = [(s, e) for s, e, _, _ in rec.windows + rec.events] + rec.gaps + [(s, e) for s, e, _ in rec.truth]
     t0 = min((s for s, _ in spans), default=0.0)
     t1 = max((e for _, e in spans), default=1.0)
     if t1 <= t0:
@@ -124,7 +124,7 @@ def render(rec: TimelineRecorder) -> np.ndarray:
     thr_y = int(win_y + win_h - rec.threshold * win_h)
     for px in range(x0, x1, 8):
         cv2.line(img, (px, thr_y), (min(px + 4, x1), thr_y), (90, 90, 90), 1)
-    pts = [(x((lo + hi) / 2), int(win_y + win_h - score * win_h)) for (lo, hi), (_, _, _, score) in zip(_shares(rec.windows), rec.windows)]
+    pts = [(x((lo + hi) / 2), int(win_y + win_h - w[3] * win_h)) for (lo, hi), w in zip(_shares(rec.windows), rec.windows)]
     if len(pts) > 1:
         cv2.polylines(img, [np.array(pts, np.int32)], False, (40, 40, 40), 1, cv2.LINE_AA)
     cv2.rectangle(img, (x0, win_y), (x1, win_y + win_h), (120, 120, 120), 1)
