@@ -195,6 +195,13 @@ def test_eval_cli_prints_json_and_writes_the_confusion_png(data, tmp_path):
     r = subprocess.run([sys.executable, "-m", "fvdeploy", "eval", "--model", str(out / "best"), "--data", str(data),
                         "--confusion", str(png)], capture_output=True, text=True, env=ONE_THREAD_ENV)
     assert r.returncode == 2 and "--force" in r.stderr
+    other = tmp_path / "other" / "Bowling"  # a class the model does not know
+    other.mkdir(parents=True)
+    (other / "v.mp4").write_bytes((data / "test" / "move_up" / "00000.mp4").read_bytes())
+    r = subprocess.run([sys.executable, "-m", "fvdeploy", "eval", "--model", str(out / "best"), "--data",
+                        str(tmp_path / "other")], capture_output=True, text=True, env=ONE_THREAD_ENV)
+    assert r.returncode == 1 and "'Bowling' is not one of the model's labels" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
 
 
 def test_train_cli_errors_are_one_line(tmp_path):
