@@ -88,7 +88,7 @@ class RichReporter:
             parts += [f"val loss {float(row['val_loss']):.4f}", f"val top-1 {float(row['val_top1']):.2%}",
                       f"top-5 {float(row['val_top5']):.2%}"]
         parts.append(f"{row['epoch_s']} s" + ("  best" if row.get("best") else ""))
-        err.print("  ".join(parts), highlight=False, soft_wrap=True)
+        err.print("  ".join(parts), highlight=False, soft_wrap=True, markup=False)
 
     def close(self) -> None:
         if self.progress:
@@ -105,8 +105,8 @@ def _given(ctx: typer.Context) -> set[str]:
 @guarded
 def train(
     ctx: typer.Context,
-    data: Annotated[Path, typer.Option(help="Training videos: a list file, a folder per class, or a dataset folder with train.txt (e.g. from make-move4).")],
     out: Annotated[Path, typer.Option(help="Run folder: last/ and best/ model folders, log.csv, summary.json. Must be new or empty unless --resume.")],
+    data: Annotated[Optional[Path], typer.Option(help="Training videos: a list file, a folder per class, or a dataset folder with train.txt (e.g. from make-move4). Not needed with --resume.")] = None,
     val: Annotated[Optional[Path], typer.Option(help="Evaluation videos (default: the dataset folder's val.txt or test.txt).")] = None,
     classes: Annotated[Optional[Path], typer.Option(help="Class file: one name per line, or 'index name' lines (UCF101 classInd.txt).")] = None,
     root: Annotated[Optional[Path], typer.Option(help="Folder that list-file paths are relative to (default: the list file's folder).")] = None,
@@ -148,8 +148,10 @@ def train(
 
     if min(workers, epochs, batch_size) < 0 or epochs == 0 or batch_size == 0:
         raise usage_error("--epochs and --batch-size must be >= 1, --workers >= 0")
+    if data is None and not resume:
+        raise usage_error("--data is required (a resumed run reads it from its train state)")
     cfg = TrainConfig(
-        data=str(data), out=str(out), val=str(val) if val else None, classes=str(classes) if classes else None,
+        data=str(data) if data else "", out=str(out), val=str(val) if val else None, classes=str(classes) if classes else None,
         root=str(root) if root else None, arch=arch.value, mode=mode.value, clusters=clusters, method=method.value,
         segments=segments, frames=frames, size=size, shorter_side=shorter_side, epochs=epochs, batch_size=batch_size,
         eval_batch_size=eval_batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay, warmup_epochs=warmup_epochs,
