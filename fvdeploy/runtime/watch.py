@@ -80,6 +80,7 @@ class WatchOptions:
     open_timeout_s: float = 10.0
     max_open_files: int = 8  # files (e.g. a directory's) watched at once; live sources always start
     step_frames: int | None = None  # frames per stream per device step; default from the memory budget
+    live_step_s: float = 0.25  # live sources only: at most one device step per this many seconds
 
     def validate(self) -> None:
         if (self.window_frames is None) != (self.stride_frames is None):
@@ -101,6 +102,8 @@ class WatchOptions:
             raise FvdeployError(f"color must be 'bgr' or 'rgb', got {self.color!r}")
         if self.retries < 0 or self.retry_delay_s < 0:
             raise FvdeployError("retries and retry_delay must be >= 0")
+        if self.live_step_s < 0:
+            raise FvdeployError(f"live_step_s must be >= 0, got {self.live_step_s}")
         if self.step_frames is not None and self.step_frames < 1:
             raise FvdeployError(f"step_frames must be >= 1, got {self.step_frames}")
 
@@ -312,10 +315,10 @@ class Watcher:
         feature, _ = self._per_frame_bytes()
         k = self.step_frames
         frame_bytes = max(1, reader.width * reader.height * 3)
-        # decoded frames waiting: a live source about half a second (more only adds delay before it
-        # drops), a file two device steps, at most ~64 MiB of them
+        # decoded frames waiting: a live source about a second (enough to ride out a slow step; more
+        # would only add delay before it drops), a file two device steps, at most ~64 MiB of them
         if reader.live:
-            queue = min(2 * k, max(4, round(0.5 * (reader.fps or 30.0))))
+            queue = min(2 * k, max(4, round(reader.fps or 30.0)))
         else:
             queue = max(4, min(2 * k, (64 << 20) // frame_bytes))
         need = (window + k + 1) * feature + (max(self.g, 4 * self.halo) + k) * feature + queue * frame_bytes
@@ -369,9 +372,17 @@ class Watcher:
                 s.reader.start()
             yield from initial
             yield from self._fill(streams)
+            last_step = 0.0
             while streams:
                 if not any(s.reader.has_items for s in streams):
                     self.wake.wait(0.05)
+                if all(s.reader.live for s in streams):
+                    # live frames trickle in one by one: gathering them for a moment amortises the fixed
+                    # cost of a step (many small kernels) over more frames, for a little latency
+                    wait = last_step + self.options.live_step_s - time.perf_counter()
+                    if wait > 0:
+                        time.sleep(wait)
+                last_step = time.perf_counter()
                 self.wake.clear()
                 work = [(s, *s.reader.take(self.step_frames)) for s in streams]
                 work = [(s, batches, marker) for s, batches, marker in work if batches or marker is not None]
