@@ -14,7 +14,9 @@ command -v ffmpeg >/dev/null || { echo "needs ffmpeg with libx264: apt-get insta
   -c:v libx264 -preset veryfast -crf 37 -pix_fmt yuv420p -an -frames:v 3000 .carry/clips/1080p.mp4
 [ -f .carry/clips/360p.mp4 ] || ffmpeg -hide_banner -loglevel error -y -stream_loop 22 -i "$SRC" -vf scale=640:360 \
   -c:v libx264 -preset veryfast -crf 32 -pix_fmt yuv420p -an -frames:v 3000 .carry/clips/360p.mp4
+# the shared test clip, which the GPU tests compare on (../shared does not travel)
+mkdir -p .carry/data && cp -f "$SRC" .carry/data/bigbuckbunny.mp4
 # the lent machine's Python is 3.12 on x86_64
 ls .carry/wheels/pynvvideocodec-*-cp312-*.whl >/dev/null 2>&1 || python3 -m pip download -q --no-deps -d .carry/wheels \
   --python-version 3.12 --only-binary=:all: --platform manylinux_2_28_x86_64 pynvvideocodec
-du -sh .carry/clips .carry/wheels
+du -sh .carry/clips .carry/data .carry/wheels

@@ -56,7 +56,9 @@ def _seed():
 
 @pytest.fixture(scope="session")
 def bigbuckbunny() -> Path:
-    path = SHARED_DATA / "bigbuckbunny.mp4"
+    # ../shared does not travel to a lent GPU machine; scripts/make-gpu-carry.sh copies the clip into .carry/
+    path = next((p for p in (SHARED_DATA / "bigbuckbunny.mp4", REPO / ".carry" / "data" / "bigbuckbunny.mp4") if p.is_file()),
+                SHARED_DATA / "bigbuckbunny.mp4")
     if not path.is_file():
         pytest.skip(f"{path} is absent (the shared data folder beside the repo)")
     return path
