@@ -14,6 +14,11 @@ command -v ffmpeg >/dev/null || { echo "needs ffmpeg with libx264: apt-get insta
   -c:v libx264 -preset veryfast -crf 37 -pix_fmt yuv420p -an -frames:v 3000 .carry/clips/1080p.mp4
 [ -f .carry/clips/360p.mp4 ] || ffmpeg -hide_banner -loglevel error -y -stream_loop 22 -i "$SRC" -vf scale=640:360 \
   -c:v libx264 -preset veryfast -crf 32 -pix_fmt yuv420p -an -frames:v 3000 .carry/clips/360p.mp4
+# a corpus of short 1080p clips (the batch job: many 12 s videos), 300 frames each from 4 offsets
+for i in 0 1 2 3; do
+  [ -f .carry/clips/corpus1080p_$i.mp4 ] || ffmpeg -hide_banner -loglevel error -y -stream_loop 3 -i "$SRC" -ss $((i * 1)) \
+    -vf scale=1920:1080 -c:v libx264 -preset veryfast -crf 37 -pix_fmt yuv420p -an -frames:v 300 .carry/clips/corpus1080p_$i.mp4
+done
 # the shared test clip, which the GPU tests compare on (../shared does not travel)
 mkdir -p .carry/data && cp -f "$SRC" .carry/data/bigbuckbunny.mp4
 # the lent machine's Python is 3.12 on x86_64

@@ -49,6 +49,20 @@ def test_decode_workers_change_nothing_but_speed(model_dir, folder):
     three = [comparable(r.to_dict()) for r in clf.classify_many(paths, decode_workers=3)]
     assert one == three
     assert [r["error"] is not None for r in one] == ["bad" in p for p in paths]
+    # the CUDA default: the open videos also compute at once, each in its own thread
+    clf.concurrent_finish = True
+    threaded = [comparable(r.to_dict()) for r in clf.classify_many(paths, decode_workers=3)]
+    assert threaded == one
+
+
+def test_concurrent_videos_share_the_budget_and_stop_early(model_dir, folder):
+    paths = sorted(str(p) for p in folder.glob("v[0-2].mp4")) * 3
+    clf = Classifier.load(model_dir, device="cpu", max_memory_mib=64, decode_workers=3, concurrent_finish=True)
+    assert clf.plan(1000, parallel=3, share=3).budget == 64 * 2**20 // 3
+    stream = clf.classify_many(paths)
+    first = next(stream)
+    stream.close()  # stops decoding and computing what the caller no longer reads
+    assert first.error is None and first.path == paths[0]
 
 
 def test_worker_processes_give_the_same_jsonl_as_one_process(model_dir, folder, tmp_path):

@@ -3,19 +3,19 @@
 Clustering needs every neighbour distance before it can place a boundary, and only then can the
 cluster means be taken. The accumulator receives layer1 feature chunks in order and:
 
-1. keeps every frame's neighbour distance (8 bytes a frame) and, while they fit the memory budget,
+1. keeps every frame's neighbour distance (8 bytes a frame, on the device) and, while they fit the memory budget,
    the features themselves: short and medium videos are decoded once and averaged exactly;
 2. beyond the budget, keeps per-chunk *sums* instead, in a bounded number of slots (neighbouring
    slots merge when full), so what it holds no longer grows with T;
 3. at the end, cluster ids come from the distances; a cluster mean is the sum of the slots inside
    it plus, for the at most G-1 slots that straddle a boundary, the frames recomputed from the
-   source (``recompute(start, stop) -> features``: the caller seeks, decodes and reruns stem +
-   layer1 on just those frames). The result equals the whole-video forward.
+   source (``recompute(start, stop)`` yields their features in chunks: the caller seeks, decodes and
+   reruns stem + layer1 on just those frames). The result equals the whole-video forward.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -24,7 +24,9 @@ from torch import Tensor
 from ..errors import FvdeployError
 from ..ops.clustering import cluster_ids_from_distances
 
-Recompute = Callable[[int, int], Tensor]
+# (start, stop) -> the layer1 maps of frames [start, stop) in order, in chunks: a straddling slot can
+# hold thousands of frames, so it is never materialised whole (nor in float64).
+Recompute = Callable[[int, int], Iterable[Tensor]]
 
 
 class MemoryBudgetExceeded(FvdeployError):
@@ -67,7 +69,7 @@ class ClusterAccumulator:
         if self.prev_signs is not None:
             first = (signs[0] != self.prev_signs).sum(dtype=torch.long).reshape(1)
             d = torch.cat([first, d])
-        self.distances.append(d.cpu())
+        self.distances.append(d)  # stays on the device: a copy here would stall the GPU every chunk
         self.prev_signs = signs[-1].clone()
         start = self.num_frames
         self.num_frames += feats.shape[0]
@@ -107,7 +109,7 @@ class ClusterAccumulator:
         """Cluster means ``[G, C, h, w]`` (float32) and ids ``[T]`` over all frames added."""
         if self.num_frames < num_clusters:
             raise ValueError(f"need at least {num_clusters} frames, got {self.num_frames} (pad before streaming)")
-        d = torch.cat(self.distances)  # num_frames - 1 neighbour distances
+        d = torch.cat(self.distances).cpu()  # num_frames - 1 neighbour distances
         ids = cluster_ids_from_distances(d[None], num_clusters, method)[0]
         counts = torch.bincount(ids, minlength=num_clusters).to(torch.float64)
         if self.features is not None:
@@ -126,7 +128,11 @@ class ClusterAccumulator:
             if first == last:
                 sums[first] += slot.total
                 continue
-            feats = recompute(slot.start, slot.stop).to(torch.float64)
-            sums.index_add_(0, ids_dev[slot.start : slot.stop], feats)
+            pos = slot.start
+            for feats in recompute(slot.start, slot.stop):
+                sums.index_add_(0, ids_dev[pos : pos + feats.shape[0]], feats.to(torch.float64))
+                pos += feats.shape[0]
+            if pos != slot.stop:
+                raise RuntimeError(f"recomputing frames [{slot.start}, {slot.stop}) gave {pos - slot.start} frames")
         means = sums / counts.to(device).reshape(-1, *[1] * (sums.dim() - 1))
         return means.to(torch.float32), ids

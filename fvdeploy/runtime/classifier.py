@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +47,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_MEMORY_MIB = {"cpu": 1024, "cuda": 2048}
 DECODE_QUEUE_CHUNKS = 3
+NVDEC_QUEUE_CHUNKS = 2
 MAX_CHUNK = 64
 DECODERS = ("opencv", "nvdec", "auto")
 # Reduced precision -> precision of stem + layer1 where reduced precision broke the DECISIONS.md rule
@@ -70,10 +73,11 @@ class MemoryPlan:
 class Classifier:
     def __init__(self, backend: Backend, *, max_memory_mib: int | None = None, chunk_size: int | None = None,
                  topk: int = 5, model_path: str | None = None, memory_plan: "MemoryPlan | None" = None,
-                 decoder: str = "opencv", decode_workers: int = 1) -> None:
+                 decoder: str = "opencv", decode_workers: int = 1, concurrent_finish: bool | None = None) -> None:
         """``memory_plan`` fixes how the budget is split (for tests and benchmarks of the
         bounded-memory path); by default it is derived from ``max_memory_mib`` per video.
-        ``decode_workers``: videos decoded ahead (and in parallel) by ``classify_many``."""
+        ``decode_workers``: videos decoded ahead (and in parallel) by ``classify_many``;
+        ``concurrent_finish``: whether those videos also compute at once (default: on CUDA)."""
         bound_heap_growth()
         if decoder not in DECODERS:
             raise FvdeployError(f"unknown decoder {decoder!r}; choose one of {', '.join(DECODERS)}")
@@ -89,7 +93,9 @@ class Classifier:
         self.memory_plan = memory_plan
         self.decoder = decoder
         self.decode_workers = decode_workers
-        self.stager = HostStager(backend.device)
+        self.concurrent_finish = backend.device.type == "cuda" if concurrent_finish is None else concurrent_finish
+        # Pinned staging buffers are allocated once per concurrent video and then reused.
+        self._stagers: queue.SimpleQueue[HostStager] = queue.SimpleQueue()
         self.config: ModelConfig = backend.config
         self.model_path = model_path
         device_type = backend.device.type
@@ -119,6 +125,7 @@ class Classifier:
         decoder: str | None = None,
         decode_workers: int | None = None,
         features_precision: str | None = None,
+        concurrent_finish: bool | None = None,
     ) -> "Classifier":
         """Load a model folder (default: the bundled model) onto a device with a backend.
 
@@ -151,7 +158,7 @@ class Classifier:
         if decode_workers is None:
             decode_workers = default_decode_workers(dev)
         return cls(impl, max_memory_mib=max_memory_mib, chunk_size=chunk_size, topk=topk, model_path=str(path),
-                   decoder=decoder, decode_workers=decode_workers)
+                   decoder=decoder, decode_workers=decode_workers, concurrent_finish=concurrent_finish)
 
     # -- public API -----------------------------------------------------------------------------
     def classify(self, source, *, fps: float | None = None, color: str = "bgr", progress: ProgressFn | None = None,
@@ -161,13 +168,18 @@ class Classifier:
         return self._finish(self._start(source, fps=fps, color=color, progress=progress, visualize=visualize))
 
     def classify_many(self, sources: Iterable, *, decode_workers: int | None = None, **kwargs) -> Iterator[VideoResult]:
-        """Classify each source in order; a bad one yields a result with ``error`` set (no raise).
+        """Classify each source; results come in input order, and a bad source yields a result with
+        ``error`` set (no raise).
 
-        Up to ``decode_workers`` videos decode at once (each in its own thread, OpenCV releases the
-        GIL): video k+1 decodes while video k computes. Keyword arguments go to :meth:`classify`;
-        ``visualize`` may be a callable ``source -> png path``."""
+        Up to ``decode_workers`` videos are open at once, each decoding in its own thread (OpenCV and
+        NVDEC release the GIL). On CUDA, where the host rather than the network is the bottleneck,
+        they are also finished at once (``concurrent_finish``), each in its own thread with its own
+        share of ``max_memory_mib``, so that every decoder stays busy; on the CPU the network needs
+        the cores, so one video computes while the next ones decode ahead. Keyword arguments go to
+        :meth:`classify`; ``visualize`` may be a callable ``source -> png path``."""
         workers = decode_workers or self.decode_workers
-        pending: deque = deque()
+        concurrent = workers if self.concurrent_finish else 1
+        pending: deque = deque()  # (name, _Job | VideoResult | Future), in input order
         it = iter(sources)
 
         def start(source):
@@ -176,32 +188,52 @@ class Classifier:
             if callable(args.get("visualize")):
                 args["visualize"] = args["visualize"](source)
             try:
-                return name, self._start(source, parallel=workers, **args)
+                return name, self._start(source, parallel=workers, share=concurrent, **args)
             except FvdeployError as e:
                 return name, VideoResult.failed(name, str(e))
             except Exception as e:  # a bug must not stop a batch of thousands; it is logged
                 log.exception("internal error on %s", name)
                 return name, VideoResult.failed(name, f"internal error {type(e).__name__}: {e}")
 
-        while True:
-            while len(pending) < workers:
-                source = next(it, _DONE)
-                if source is _DONE:
-                    break
-                pending.append(start(source))
-            if not pending:
-                return
-            name, job = pending.popleft()
-            if isinstance(job, VideoResult):
-                yield job
-                continue
+        def finish(name, job) -> VideoResult:
+            if pool is not None and self.backend.device.type == "cuda":
+                torch.cuda.set_device(self.backend.device)  # a pool thread starts on device 0
             try:
-                yield self._finish(job)
+                return self._finish(job)
             except FvdeployError as e:
-                yield VideoResult.failed(name, str(e))
+                return VideoResult.failed(name, str(e))
             except Exception as e:
                 log.exception("internal error on %s", name)
-                yield VideoResult.failed(name, f"internal error {type(e).__name__}: {e}")
+                return VideoResult.failed(name, f"internal error {type(e).__name__}: {e}")
+
+        pool = ThreadPoolExecutor(concurrent, thread_name_prefix="fvdeploy-video") if concurrent > 1 else None
+        try:
+            while True:
+                while len(pending) < workers:
+                    source = next(it, _DONE)
+                    if source is _DONE:
+                        break
+                    name, job = start(source)
+                    if pool is not None and isinstance(job, _Job):
+                        job = pool.submit(finish, name, job)
+                    pending.append((name, job))
+                if not pending:
+                    return
+                name, job = pending.popleft()
+                if isinstance(job, VideoResult):
+                    yield job
+                elif isinstance(job, _Job):
+                    yield finish(name, job)
+                else:
+                    yield job.result()
+        finally:  # the caller may stop early: stop decoding what it will not read
+            for _, job in pending:
+                if isinstance(job, _Job):
+                    job.decoded.close()
+                elif not isinstance(job, VideoResult):
+                    job.cancel()
+            if pool is not None:
+                pool.shutdown(wait=True)
 
     def watch(self, source, **options):
         """Windowed classification of a long recording or a live source (file, directory, camera
@@ -217,22 +249,29 @@ class Classifier:
 
         return watch_many(self, sources, WatchOptions(**options))
 
-    def _start(self, source, *, fps=None, color="bgr", progress=None, visualize=None, parallel: int = 1) -> "_Job":
-        """Open the source and start decoding (in a background thread for files)."""
+    def _start(self, source, *, fps=None, color="bgr", progress=None, visualize=None, parallel: int = 1,
+               share: int = 1) -> "_Job":
+        """Open the source and start decoding (in a background thread for files). ``parallel``:
+        videos decoding at once; ``share``: videos computing at once (each gets 1/share of the budget)."""
         t0 = time.perf_counter()
         gpu = self.backend.device.index or 0 if self.backend.device.type == "cuda" else 0
         threads = max(1, (os.cpu_count() or 1) // parallel) if parallel > 1 else 0
         src = open_source(source, fps=fps, color=color, decoder=self.decoder, gpu_id=gpu, threads=threads)
-        plan = self.plan(src.frame_bytes or 3 * 1920 * 1080, parallel)
+        plan = self.plan(src.frame_bytes or 3 * 1920 * 1080, parallel, share)
         if src.decoder == "opencv":
             decoded = BackgroundReader(src.chunks(plan.decode_frames), max_chunks=DECODE_QUEUE_CHUNKS)
+        elif src.decoder == "nvdec":  # decoded chunks are already on the GPU: keep fewer of them waiting
+            decoded = BackgroundReader(src.chunks(plan.decode_frames), max_chunks=NVDEC_QUEUE_CHUNKS)
         else:
             decoded = _Inline(src.chunks(plan.decode_frames))
         return _Job(src, plan, decoded, progress, visualize, Thumbnails() if visualize is not None else None, t0)
 
     def _finish(self, job: "_Job") -> VideoResult:
         src = job.src
-        self._model_seconds = 0.0
+        try:
+            job.stager = self._stagers.get_nowait()
+        except queue.Empty:
+            job.stager = HostStager(self.backend.device)
         try:
             with job.decoded as decoded:
                 if self.config.mode == "full":
@@ -241,12 +280,13 @@ class Classifier:
                     out = self._classify_tsm(job, decoded)
         finally:
             job.decoded.close()
+            self._stagers.put(job.stager)
         result = self._result(src, *out)
         # diagnostics of the last call (benchmarks read them): re-decoded frames, memory path taken
-        self.last_stats = {"extra_decoded_frames": src.extra_decoded, "memory_path": self._memory_path}
+        self.last_stats = {"extra_decoded_frames": src.extra_decoded, "memory_path": job.memory_path}
         result.timings = {
             "decode": round(src.decode_seconds, 4),
-            "model": round(self._model_seconds, 4),
+            "model": round(job.model_seconds, 4),
             "total": round(time.perf_counter() - job.t0, 4),
         }
         if job.visualize is not None:
@@ -262,11 +302,12 @@ class Classifier:
                 "mode": self.config.mode}
 
     # -- planning -------------------------------------------------------------------------------
-    def plan(self, frame_bytes: int, parallel: int = 1) -> MemoryPlan:
-        """Split the budget. ``parallel`` videos decoding at once share the decode part."""
+    def plan(self, frame_bytes: int, parallel: int = 1, share: int = 1) -> MemoryPlan:
+        """Split the budget. ``parallel`` videos decoding at once share the decode part; ``share``
+        videos computing at once share all of it."""
         if self.memory_plan is not None:
             return self.memory_plan
-        budget = self.max_memory_mib * 2**20
+        budget = self.max_memory_mib * 2**20 // share
         s = self.config.input.crop
         c, h, w = self.backend.feature_shape
         esize = 2 if self.backend.precision in ("fp16", "bf16") else 4
@@ -281,25 +322,25 @@ class Classifier:
         return MemoryPlan(budget, chunk, decode, store_bytes=int(0.5 * budget), slot_bytes=int(0.15 * budget))
 
     # -- full mode ------------------------------------------------------------------------------
-    def _prepared(self, chunks: Iterable, color: str, thumbs: "Thumbnails | None",
+    def _prepared(self, job: "_Job", chunks: Iterable, color: str, thumbs: "Thumbnails | None",
                   progress: ProgressFn | None, hint: int) -> Iterator[Tensor]:
         done = 0
         for chunk in chunks:
             t = time.perf_counter()
             if thumbs is not None:
                 thumbs.add(done, chunk, color)
-            x = preprocess(self.stager.upload(chunk), self.config.input, color)
-            self._model_seconds += time.perf_counter() - t
+            x = preprocess(job.stager.upload(chunk), self.config.input, color)
+            job.model_seconds += time.perf_counter() - t
             done += len(chunk)
             if progress is not None:
                 progress(done, hint)
             yield x
 
-    def _timed(self, fn: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
+    def _timed(self, job: "_Job", fn: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
         def call(x: Tensor) -> Tensor:
             t = time.perf_counter()
             out = fn(x)
-            self._model_seconds += time.perf_counter() - t
+            job.model_seconds += time.perf_counter() - t
             return out
 
         return call
@@ -310,25 +351,29 @@ class Classifier:
         c, h, w = b.feature_shape
         esize = 2 if b.features_precision in ("fp16", "bf16") else 4
         acc = ClusterAccumulator(c * h * w * esize, plan.store_bytes, plan.slot_bytes, can_recompute=src.rereadable)
-        self._memory_path = "stored"
-        features = self._timed(b.frame_features)
-        prepared = self._prepared(decoded, src.color, thumbs, job.progress, src.frame_count_hint)
+        job.memory_path = "stored"
+        features = self._timed(job, b.frame_features)
+        prepared = self._prepared(job, decoded, src.color, thumbs, job.progress, src.frame_count_hint)
         for feats in stream_with_halo(features, rechunk(prepared, plan.chunk_frames), b.halo, min_frames=g):
             acc.add(feats)
         num_frames = src.frames_read
 
-        def recompute(start: int, stop: int) -> Tensor:
+        def recompute(start: int, stop: int) -> Iterator[Tensor]:
             lo, hi = max(0, start - b.halo), min(num_frames, stop + b.halo)
-            prepared = self._prepared(src.read_range(lo, hi, plan.decode_frames), src.color, None, None, 0)
-            out = torch.cat(list(stream_with_halo(features, rechunk(prepared, plan.chunk_frames), b.halo)))
-            return out[start - lo : stop - lo]
+            prepared = self._prepared(job, src.read_range(lo, hi, plan.decode_frames), src.color, None, None, 0)
+            pos = lo  # the halo frames on either side only give the shifts their context
+            for feats in stream_with_halo(features, rechunk(prepared, plan.chunk_frames), b.halo):
+                first, last = max(pos, start), min(pos + feats.shape[0], stop)
+                if last > first:
+                    yield feats[first - pos : last - pos]
+                pos += feats.shape[0]
 
         t = time.perf_counter()
         if acc.streaming_sums:
-            self._memory_path = f"sums ({len(acc.slots)} slots)"
+            job.memory_path = f"sums ({len(acc.slots)} slots)"
         means, ids = acc.finish(g, self.config.method, recompute if src.rereadable else None)
         cluster_logits = self.backend.clip_logits(means[None].to(b.device))[0].float().cpu()
-        self._model_seconds += time.perf_counter() - t
+        job.model_seconds += time.perf_counter() - t
         segments = [(min(s, num_frames - 1), max(min(e, num_frames), min(s, num_frames - 1) + 1))
                     for s, e in cluster_segments(ids[None])[0]]
         return num_frames, cluster_logits, segments, thumbs
@@ -336,7 +381,7 @@ class Classifier:
     # -- tsm mode -------------------------------------------------------------------------------
     def _classify_tsm(self, job: "_Job", decoded):
         src, plan, thumbs, progress = job.src, job.plan, job.thumbs, job.progress
-        self._memory_path = "tsm"
+        job.memory_path = "tsm"
         k = self.config.segments
         if k == 0:
             return self._classify_tsm_all(job, decoded)
@@ -350,7 +395,7 @@ class Classifier:
                 thumbs.add(index, chunk, src.color)
             for j in range(len(chunk)):
                 if wanted is None or index + j in wanted:
-                    kept[index + j] = self._prepare_one(chunk[j], src.color)
+                    kept[index + j] = self._prepare_one(job, chunk[j], src.color)
                     kept_bytes += kept[index + j].numel() * kept[index + j].element_size()
                     if wanted is None and kept_bytes > limit:
                         if not src.rereadable:
@@ -364,19 +409,19 @@ class Classifier:
         num_frames = src.frames_read
         indices = tsm_indices(num_frames, k).tolist()
         for i in sorted(set(indices) - set(kept)):  # the container's count was wrong: fetch the rest
-            kept[i] = self._prepare_one(next(iter(src.read_range(i, i + 1, 1)))[0], src.color)
+            kept[i] = self._prepare_one(job, next(iter(src.read_range(i, i + 1, 1)))[0], src.color)
         frames = torch.stack([kept[i] for i in indices])
         t = time.perf_counter()
         seg_logits = self.backend.clip_logits(self.backend.frame_features(frames)[None])[0].float().cpu()
-        self._model_seconds += time.perf_counter() - t
+        job.model_seconds += time.perf_counter() - t
         segments = [(s, max(e, s + 1)) for s, e in segment_bounds(num_frames, k)]
         segments = [(min(s, num_frames - 1), min(max(e, min(s, num_frames - 1) + 1), num_frames)) for s, e in segments]
         return num_frames, seg_logits, segments, thumbs
 
-    def _prepare_one(self, frame, color: str) -> Tensor:
+    def _prepare_one(self, job: "_Job", frame, color: str) -> Tensor:
         t = time.perf_counter()
-        x = preprocess(self.stager.upload(frame[None]), self.config.input, color)[0]
-        self._model_seconds += time.perf_counter() - t
+        x = preprocess(job.stager.upload(frame[None]), self.config.input, color)[0]
+        job.model_seconds += time.perf_counter() - t
         return x
 
     def _classify_tsm_all(self, job: "_Job", decoded):
@@ -388,8 +433,8 @@ class Classifier:
             return b.clip_logits(b.frame_features(x)[None])[0].float()
 
         logits = []
-        prepared = self._prepared(decoded, src.color, thumbs, progress, src.frame_count_hint)
-        for out in stream_with_halo(self._timed(per_frame_logits), rechunk(prepared, plan.chunk_frames), b.network_halo):
+        prepared = self._prepared(job, decoded, src.color, thumbs, progress, src.frame_count_hint)
+        for out in stream_with_halo(self._timed(job, per_frame_logits), rechunk(prepared, plan.chunk_frames), b.network_halo):
             logits.append(out.cpu())
         frame_logits = torch.cat(logits)
         # Units: runs of consecutive frames with the same top label (one entry per frame would be T long).
@@ -442,6 +487,10 @@ class _Job:
     visualize: str | Path | None
     thumbs: "Thumbnails | None"
     t0: float
+    # per-video state, so that several videos can be finished at once (classify_many's threads)
+    model_seconds: float = 0.0
+    memory_path: str = ""
+    stager: "HostStager | None" = None
 
 
 _DONE = object()
