@@ -46,7 +46,8 @@ class ClusterAccumulator:
         ``slot_budget``: bytes of slot sums (float64) once the features no longer fit."""
         self.feature_bytes = feature_bytes
         self.store_budget = store_budget
-        self.max_slots = max(2, slot_budget // (2 * feature_bytes))
+        self.slot_budget = slot_budget
+        self.max_slots = 2  # set from the first chunk: a slot holds one map in float64
         self.can_recompute = can_recompute
         self.features: list[Tensor] | None = []
         self.stored = 0
@@ -63,6 +64,8 @@ class ClusterAccumulator:
         """Add the layer1 maps ``[m, C, h, w]`` of the next m frames."""
         if feats.shape[0] == 0:
             return
+        if self.num_frames == 0:  # -1: a merge makes one more sum before it frees two
+            self.max_slots = max(2, self.slot_budget // (8 * feats[0].numel()) - 1)
         signs = feats > 0
         pairs = signs[1:] != signs[:-1]
         d = pairs.flatten(1).sum(1, dtype=torch.long)
@@ -89,12 +92,16 @@ class ClusterAccumulator:
         self._merge()
 
     def _to_slots(self) -> None:
+        # stored chunks are freed as they become slot sums, so the two budgets are not held at once
+        features, self.features, self.stored = self.features, None, 0
+        features.reverse()
         start = 0
-        for f in self.features:
+        while features:
+            f = features.pop()
             self.slots.append(Slot(start, start + f.shape[0], f.sum(0, dtype=torch.float64)))
             start += f.shape[0]
+            del f
             self._merge()
-        self.features, self.stored = None, 0
 
     def _merge(self) -> None:
         # Merge the neighbouring pair with the fewest frames: slots stay about equally long, so

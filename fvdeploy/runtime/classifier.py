@@ -313,13 +313,14 @@ class Classifier:
         esize = 2 if self.backend.precision in ("fp16", "bf16") else 4
         # Peak activations per frame in stem + layer1: the input, conv1/bn1 outputs, a few layer1 maps.
         per_frame = esize * (3 * s * s + 3 * 64 * (s // 2) ** 2 + 6 * c * h * w)
-        chunk = max(1, min(MAX_CHUNK, int(0.2 * budget) // per_frame))
+        # Each stem + layer1 call also sees `halo` frames of context on either side (the shifts).
+        chunk = max(1, min(MAX_CHUNK, int(0.2 * budget) // per_frame - 2 * self.backend.halo))
         if self.chunk_size:
             chunk = self.chunk_size
         # Decoded frames wait in a queue, then become float for resizing: keep them to ~10%.
         decode_cost = frame_bytes * (DECODE_QUEUE_CHUNKS + 2) + frame_bytes * 4 * 2
         decode = max(1, min(chunk, 32, int(0.1 * budget) // max(1, decode_cost * parallel)))
-        return MemoryPlan(budget, chunk, decode, store_bytes=int(0.5 * budget), slot_bytes=int(0.15 * budget))
+        return MemoryPlan(budget, chunk, decode, store_bytes=int(0.5 * budget), slot_bytes=int(0.25 * budget))
 
     # -- full mode ------------------------------------------------------------------------------
     def _prepared(self, job: "_Job", chunks: Iterable, color: str, thumbs: "Thumbnails | None",
