@@ -68,9 +68,9 @@ def memory_child(video: str, model: str | None, device: str, max_memory_mib: int
     """In a fresh process: load, warm up, then the peak growth while classifying ``video``."""
     import torch
 
-    from .runtime import Classifier
-
     import cv2
+
+    from .runtime import Classifier
 
     clf = Classifier.load(model, device=device, max_memory_mib=max_memory_mib)
     cap = cv2.VideoCapture(video)
@@ -215,8 +215,7 @@ def bench_model(arch: str, device: str, precision: str | None, frames: int, size
                 return compiled(x.to(backend.features_dtype)[None])[0]
 
     def full() -> None:
-        c, h, w = backend.feature_shape
-        acc = ClusterAccumulator(c * h * w * dtype.itemsize, 1 << 62, 1 << 30, can_recompute=False)
+        acc = ClusterAccumulator(1 << 62, 1 << 30, can_recompute=False)
         for feats in stream_with_halo(features, chunks(), backend.halo, min_frames=clusters):
             acc.add(feats)
         means, _ = acc.finish(clusters, net.config.method)

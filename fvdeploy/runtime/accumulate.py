@@ -41,10 +41,9 @@ class Slot:
 
 
 class ClusterAccumulator:
-    def __init__(self, feature_bytes: int, store_budget: int, slot_budget: int, can_recompute: bool) -> None:
-        """``feature_bytes``: one layer1 map; ``store_budget``: bytes of features kept verbatim;
-        ``slot_budget``: bytes of slot sums (float64) once the features no longer fit."""
-        self.feature_bytes = feature_bytes
+    def __init__(self, store_budget: int, slot_budget: int, can_recompute: bool) -> None:
+        """``store_budget``: bytes of features kept verbatim; ``slot_budget``: bytes of slot sums
+        (float64) once the features no longer fit."""
         self.store_budget = store_budget
         self.slot_budget = slot_budget
         self.max_slots = 2  # set from the first chunk: a slot holds one map in float64

@@ -319,7 +319,8 @@ class Classifier:
             chunk = self.chunk_size
         # Decoded frames wait in a queue, then become float for resizing: keep them to ~10%.
         decode_cost = frame_bytes * (DECODE_QUEUE_CHUNKS + 2) + frame_bytes * 4 * 2
-        decode = max(1, min(chunk, 32, int(0.1 * budget) // max(1, decode_cost * parallel)))
+        # ... per video decoding into this share of the budget: parallel / share of them
+        decode = max(1, min(chunk, 32, int(0.1 * budget) // max(1, decode_cost * max(1, parallel // share))))
         return MemoryPlan(budget, chunk, decode, store_bytes=int(0.5 * budget), slot_bytes=int(0.25 * budget))
 
     # -- full mode ------------------------------------------------------------------------------
@@ -349,9 +350,7 @@ class Classifier:
     def _classify_full(self, job: "_Job", decoded):
         src, plan, thumbs = job.src, job.plan, job.thumbs
         g, b = self.config.num_clusters, self.backend
-        c, h, w = b.feature_shape
-        esize = 2 if b.features_precision in ("fp16", "bf16") else 4
-        acc = ClusterAccumulator(c * h * w * esize, plan.store_bytes, plan.slot_bytes, can_recompute=src.rereadable)
+        acc = ClusterAccumulator(plan.store_bytes, plan.slot_bytes, can_recompute=src.rereadable)
         job.memory_path = "stored"
         features = self._timed(job, b.frame_features)
         prepared = self._prepared(job, decoded, src.color, thumbs, job.progress, src.frame_count_hint)
