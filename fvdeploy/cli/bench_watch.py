@@ -12,7 +12,7 @@ import typer
 
 from . import guarded
 from .bench import _log, bench_app
-from .classify import Precision
+from .choices import Precision
 
 
 class Resolution(str, Enum):

@@ -4,42 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from . import app, err, guarded, print_error, usage_error
-
-
-class BackendName(str, Enum):
-    torch = "torch"
-    onnxruntime = "onnxruntime"
-    tensorrt = "tensorrt"
-
-
-class Mode(str, Enum):
-    full = "full"
-    tsm = "tsm"
-
-
-class Method(str, Enum):
-    cumulative = "cumulative"
-    slope = "slope"
-    uniform = "uniform"
-
-
-class Decoder(str, Enum):
-    opencv = "opencv"
-    nvdec = "nvdec"
-    auto = "auto"
-
-
-class Precision(str, Enum):
-    fp32 = "fp32"
-    fp16 = "fp16"
-    bf16 = "bf16"
+from .choices import BackendName, Decoder, Method, Mode, Precision
 
 
 def _visual_path(folder: Path, source: str, used: set[Path]) -> Path:

@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from . import app, err, guarded, print_error
+from .choices import Method, Mode
 
 
 class Source(str, Enum):
@@ -17,17 +18,6 @@ class Source(str, Enum):
     mmaction2 = "mmaction2"
     torchvision = "torchvision"
     auto = "auto"
-
-
-class Mode(str, Enum):
-    full = "full"
-    tsm = "tsm"
-
-
-class Method(str, Enum):
-    cumulative = "cumulative"
-    slope = "slope"
-    uniform = "uniform"
 
 
 @app.command("import-checkpoint")

@@ -11,29 +11,13 @@ from typing import Annotated, Any, Optional
 import typer
 
 from . import app, err, guarded, usage_error
+from .choices import Method, Mode, Precision
 
 
 class Arch(str, Enum):
     resnet18 = "resnet18"
     resnet50 = "resnet50"
     tiny = "tiny"
-
-
-class Mode(str, Enum):
-    full = "full"
-    tsm = "tsm"
-
-
-class Method(str, Enum):
-    cumulative = "cumulative"
-    slope = "slope"
-    uniform = "uniform"
-
-
-class Precision(str, Enum):
-    fp32 = "fp32"
-    fp16 = "fp16"
-    bf16 = "bf16"
 
 
 class Flip(str, Enum):

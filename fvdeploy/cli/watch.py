@@ -22,7 +22,7 @@ from typing import Annotated, Optional
 import typer
 
 from . import app, err, guarded, print_error, usage_error
-from .classify import BackendName, Method, Precision
+from .choices import BackendName, Method, Precision
 
 
 def _png_path(folder: Path, stream: str, used: set[Path]) -> Path:

@@ -72,8 +72,12 @@ def render_timeline(result: VideoResult, thumbnails=None) -> np.ndarray:
 
 def plot_timeline(result: VideoResult, thumbnails, path: str | Path) -> Path:
     """Write the timeline PNG atomically (temp file + rename)."""
+    return write_png(render_timeline(result, thumbnails), path)
+
+
+def write_png(img: np.ndarray, path: str | Path) -> Path:
+    """Write ``img`` (BGR uint8) as a PNG atomically: a reader never sees half a file."""
     path = Path(path)
-    img = render_timeline(result, thumbnails)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".png", prefix=f".{path.stem}.", dir=path.parent)
     os.close(fd)

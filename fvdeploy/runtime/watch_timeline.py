@@ -8,16 +8,13 @@ one is dropped (the picture loses detail, not its extent).
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from ..errors import FvdeployError
-from .visualize import palette
+from .visualize import palette, write_png
 from .watch_results import Event, Gap, StreamEnd, WindowResult
 
 WIDTH = 1280
@@ -170,16 +167,4 @@ def _nice_step(raw: float) -> float:
 
 def write_timeline(rec: TimelineRecorder, path: str | Path) -> Path:
     """Write the PNG atomically (temp file + rename)."""
-    path = Path(path)
-    img = render(rec)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".png", prefix=f".{path.stem}.", dir=path.parent)
-    os.close(fd)
-    try:
-        if not cv2.imwrite(tmp, img):
-            raise FvdeployError(f"{path}: could not write the PNG")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return write_png(render(rec), path)
