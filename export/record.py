@@ -7,13 +7,12 @@ size and sha256, and that the bundle was made from the weights the model folder 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fvdeploy.bundle import WEIGHTS_NAME, weights_hash
+from fvdeploy.bundle import WEIGHTS_NAME, sha256_file, weights_hash
 from fvdeploy.config import ModelConfig
 from fvdeploy.errors import BackendError
 
@@ -23,14 +22,6 @@ RECORD_FORMAT = "fvdeploy-export"
 RECORD_VERSION = 1
 ONNX_FILES = ("model.onnx", "frontend.onnx", "backend.onnx")
 REEXPORT = "re-export with `fvdeploy export MODEL --force`"
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def file_entry(path: Path) -> dict[str, Any]:

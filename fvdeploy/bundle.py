@@ -124,8 +124,13 @@ def replace_dir(src: Path, dst: Path) -> None:
 
 def weights_hash(path: str | Path) -> str:
     """sha256 of a model folder's weights file: identifies the source of exports and imports."""
+    return sha256_file(Path(path) / WEIGHTS_NAME)
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks (weights and engines can be large)."""
     h = hashlib.sha256()
-    with open(Path(path) / WEIGHTS_NAME, "rb") as f:
+    with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()

@@ -49,6 +49,19 @@ def pytest_runtest_setup(item):
             pytest.skip(reason)
 
 
+ONE_THREAD_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # for subprocesses of the training tests
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models gain nothing from a second thread, and on a busy shared CPU two threads spin
+    against each other (a training step took 7x longer here): the training tests run on one."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

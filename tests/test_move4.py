@@ -5,32 +5,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 import sys
 
 import numpy as np
 import pytest
-import torch
 
+from conftest import ONE_THREAD_ENV
 from fvdeploy.io.video import read_video
 from fvdeploy.training.datasets import VideoDataset, open_source
 from fvdeploy.training.move4 import CLASSES, KINDS, Move4Spec, render_video, write_move4
 
 SPEC = Move4Spec(frames=24, size=32)
-
-
-ONE_THREAD_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from a second thread, and on a busy shared CPU two threads spin
-    against each other (a training step took 7x longer here): run these tests on one."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

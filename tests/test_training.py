@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import subprocess
 import sys
 
@@ -15,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import tiny_config
+from conftest import ONE_THREAD_ENV, tiny_config
 from fvdeploy.bundle import load_model, save_model
 from fvdeploy.models import create_model
 from fvdeploy.training.loop import (
@@ -33,17 +32,7 @@ from fvdeploy.training.measure import forward_flops, saved_activation_bytes
 from fvdeploy.training.move4 import CLASSES, Move4Spec, write_move4
 
 
-ONE_THREAD_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from a second thread, and on a busy shared CPU two threads spin
-    against each other (a training step took 7x longer here): run these tests on one."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

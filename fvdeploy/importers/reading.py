@@ -8,7 +8,6 @@ nothing else: a refusal names the file and the refused type.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..bundle import sha256_file
 from ..errors import ModelError
+
 
 def _numpy_allow_list() -> list[Any]:
     scalar = np._core.multiarray.scalar if hasattr(np, "_core") else np.core.multiarray.scalar
@@ -42,14 +43,6 @@ _REFUSED = (
 )
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def read_checkpoint(path: str | Path) -> tuple[Any, str]:
     """The unpickled object of a ``.pth`` file (zip or legacy format) and the file's sha256."""
     path = Path(path)
@@ -58,7 +51,7 @@ def read_checkpoint(path: str | Path) -> tuple[Any, str]:
     if not path.is_file():
         raise ModelError(f"{path}: not a file (name the .pth checkpoint itself)")
     try:
-        digest = sha256_of(path)
+        digest = sha256_file(path)
     except OSError as e:
         raise ModelError(f"{path}: cannot read ({e.strerror or e})") from None
     try:
