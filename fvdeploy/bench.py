@@ -125,13 +125,14 @@ def bench_memory(model: str | None, device: str, max_memory_mib: int, lengths: l
 
 
 # -- throughput -------------------------------------------------------------------------------------
-def bench_throughput(video: str, model: str | None, device: str, decoder: str | None = None, log=print) -> dict:
+def bench_throughput(video: str, model: str | None, device: str, decoder: str | None = None, fast_resize: bool = False,
+                     log=print) -> dict:
     """End-to-end frames/s vs decode-only frames/s of the same file, same decoder, same run."""
     from .io.video import BackgroundReader
     from .runtime import Classifier
     from .runtime.sources import open_source
 
-    clf = Classifier.load(model, device=device, decoder=decoder)
+    clf = Classifier.load(model, device=device, decoder=decoder, fast_resize=fast_resize)
     clf.classify(np.zeros((clf.config.num_clusters + 3, 64, 64, 3), np.uint8))  # warm up
     gpu = clf.backend.device.index or 0
     src = open_source(video, decoder=clf.decoder, gpu_id=gpu)
@@ -149,7 +150,7 @@ def bench_throughput(video: str, model: str | None, device: str, decoder: str | 
     e2e_s, e2e_cpu = time.perf_counter() - t0, time.process_time() - cpu0
     out = {
         "video": str(video), "frames": frames, "device": str(clf.backend.device), "precision": clf.backend.precision,
-        "decoder": result.run["decoder"], "arch": clf.config.arch,
+        "decoder": result.run["decoder"], "arch": clf.config.arch, "fast_resize": fast_resize,
         "decode_fps": round(frames / decode_s, 1), "end_to_end_fps": round(result.num_frames / e2e_s, 1),
         "ratio": round((result.num_frames / e2e_s) / (frames / decode_s), 3),
         "cpu_s_per_frame": {"decode": round(decode_cpu / frames, 5), "end_to_end": round(e2e_cpu / result.num_frames, 5)},

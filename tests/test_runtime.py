@@ -199,3 +199,26 @@ def test_one_classifier_serves_many_videos_without_growing(model_dir):
         clf.classify(frames)
     gc.collect()
     assert _rss_mib() - before < 24, "memory grew across calls"
+
+
+def test_preprocess_fast_resize_stays_within_one_grey_level(bigbuckbunny):
+    from fvdeploy.config import InputSpec
+    from fvdeploy.io.transforms import center_crop, normalize, resize, resized_size, to_model_color
+
+    frames = torch.from_numpy(read_video(bigbuckbunny)[:12])
+    for spec in (InputSpec(), InputSpec(shorter_side=73, crop=64)):
+        # the default path is the float reference, written out here step by step
+        x = to_model_color(frames, spec, "bgr").float()
+        x = center_crop(resize(x, resized_size(x.shape[-2], x.shape[-1], spec.shorter_side), spec), spec.crop)
+        reference = normalize(x, spec)
+        assert torch.equal(preprocess(frames, spec, "bgr"), reference)
+        fast = preprocess(frames, spec, "bgr", fast=True)
+        levels = (fast - reference).abs() * torch.tensor(spec.std)[:, None, None] * 255
+        assert levels.max().item() <= 1.0 and levels.mean().item() < 0.5
+
+
+def test_fast_resize_keeps_the_label_end_to_end(bigbuckbunny):
+    exact = Classifier.load(device="cpu").classify(bigbuckbunny)
+    fast = Classifier.load(device="cpu", fast_resize=True).classify(bigbuckbunny)
+    assert fast.label == exact.label and fast.num_frames == exact.num_frames
+    assert all(abs(a.start_frame - b.start_frame) <= 1 for a, b in zip(exact.segments, fast.segments))

@@ -46,13 +46,14 @@ def throughput(
     model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Model folder; default: the bundled model.")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
     decoder: Annotated[Optional[str], typer.Option(help="opencv | nvdec | auto (default: auto on CUDA).")] = None,
+    fast_resize: Annotated[bool, typer.Option("--fast-resize", help="CPU: resize in uint8 (see fvdeploy classify --help).")] = False,
 ) -> None:
     """End-to-end frames/s vs decode-only frames/s of the same file in the same run."""
     from ..bench import bench_throughput
     from ..runtime.sources import FileSource
 
     FileSource(video)  # one-line error for a bad file before loading anything
-    typer.echo(json.dumps(bench_throughput(str(video), str(model) if model else None, device, decoder, log=_log)))
+    typer.echo(json.dumps(bench_throughput(str(video), str(model) if model else None, device, decoder, fast_resize, log=_log)))
 
 
 @bench_app.command("model")

@@ -49,6 +49,7 @@ def classify(
     decode_workers: Annotated[Optional[int], typer.Option(help="Videos decoded ahead in parallel (default: from the CPU count).", min=1)] = None,
     devices: Annotated[Optional[str], typer.Option(help="One worker process per device: 'all', '0,1,2,3' (GPUs) or 'cpu,cpu'.")] = None,
     features_precision: Annotated[Optional[Precision], typer.Option(help="Precision of stem+layer1, whose signs the clustering reads.")] = None,
+    fast_resize: Annotated[bool, typer.Option("--fast-resize", help="CPU: resize in uint8, ~10x faster at 720p-1080p, within one grey level of the default float resize.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no table.")] = False,
 ) -> None:
     """Classify videos of any length: label, top-k and per-cluster segments for each."""
@@ -93,6 +94,7 @@ def classify(
         num_clusters=clusters, method=method.value if method else None,
         precision=precision.value if precision else None, max_memory_mib=max_memory, chunk_size=chunk_size, topk=topk,
         decoder=decoder.value if decoder else None, features_precision=features_precision.value if features_precision else None,
+        fast_resize=fast_resize,
     )
     device_list = None
     if devices is not None:

@@ -51,11 +51,22 @@ def to_model_color(frames: Tensor, spec: InputSpec, color: str) -> Tensor:
     return x if color == spec.color else x.flip(1)
 
 
-def preprocess(frames: Tensor, spec: InputSpec, color: str = "bgr", dtype: torch.dtype = torch.float32) -> Tensor:
+def preprocess(frames: Tensor, spec: InputSpec, color: str = "bgr", dtype: torch.dtype = torch.float32,
+               fast: bool = False) -> Tensor:
     """uint8 ``[k, H, W, 3]`` (``color`` order, as decoded) -> ``[k, 3, crop, crop]`` model input:
-    colour order, shorter side to ``spec.shorter_side``, centre crop, scale and normalise."""
+    colour order, shorter side to ``spec.shorter_side``, centre crop, scale and normalise.
+
+    ``fast`` (CPU, bilinear with antialiasing): resize in uint8 with torch's vectorised kernel,
+    which at 720p-1080p is about 10x faster than resizing in float, and within one grey level of
+    it (max 0.98 on the shared clip); off by default so that CPU and GPU agree to float rounding."""
     if frames.dtype != torch.uint8 or frames.dim() != 4 or frames.shape[-1] != 3:
         raise ValueError(f"expected uint8 frames [k, H, W, 3], got {frames.dtype} {tuple(frames.shape)}")
-    x = to_model_color(frames, spec, color).to(dtype)
-    x = resize(x, resized_size(x.shape[-2], x.shape[-1], spec.shorter_side), spec)
-    return normalize(center_crop(x, spec.crop), spec)
+    x = frames.permute(0, 3, 1, 2)  # a channels-last view: no copy
+    size = resized_size(x.shape[-2], x.shape[-1], spec.shorter_side)
+    if fast and x.device.type == "cpu" and spec.interpolation == "bilinear" and spec.antialias:
+        x = center_crop(resize(x, size, spec), spec.crop).to(dtype)
+    else:
+        x = center_crop(resize(x.to(dtype), size, spec), spec.crop)
+    # colour order last, on the small crop (a channel permutation commutes with resizing)
+    x = x if color == spec.color else x.flip(1)
+    return normalize(x, spec)

@@ -73,11 +73,13 @@ class MemoryPlan:
 class Classifier:
     def __init__(self, backend: Backend, *, max_memory_mib: int | None = None, chunk_size: int | None = None,
                  topk: int = 5, model_path: str | None = None, memory_plan: "MemoryPlan | None" = None,
-                 decoder: str = "opencv", decode_workers: int = 1, concurrent_finish: bool | None = None) -> None:
+                 decoder: str = "opencv", decode_workers: int = 1, concurrent_finish: bool | None = None,
+                 fast_resize: bool = False) -> None:
         """``memory_plan`` fixes how the budget is split (for tests and benchmarks of the
         bounded-memory path); by default it is derived from ``max_memory_mib`` per video.
         ``decode_workers``: videos decoded ahead (and in parallel) by ``classify_many``;
-        ``concurrent_finish``: whether those videos also compute at once (default: on CUDA)."""
+        ``concurrent_finish``: whether those videos also compute at once (default: on CUDA);
+        ``fast_resize``: resize in uint8 on the CPU (see ``io.transforms.preprocess``)."""
         bound_heap_growth()
         if decoder not in DECODERS:
             raise FvdeployError(f"unknown decoder {decoder!r}; choose one of {', '.join(DECODERS)}")
@@ -93,6 +95,7 @@ class Classifier:
         self.memory_plan = memory_plan
         self.decoder = decoder
         self.decode_workers = decode_workers
+        self.fast_resize = fast_resize
         self.concurrent_finish = backend.device.type == "cuda" if concurrent_finish is None else concurrent_finish
         # Pinned staging buffers are allocated once per concurrent video and then reused.
         self._stagers: queue.SimpleQueue[HostStager] = queue.SimpleQueue()
@@ -126,6 +129,7 @@ class Classifier:
         decode_workers: int | None = None,
         features_precision: str | None = None,
         concurrent_finish: bool | None = None,
+        fast_resize: bool = False,
     ) -> "Classifier":
         """Load a model folder (default: the bundled model) onto a device with a backend.
 
@@ -158,7 +162,8 @@ class Classifier:
         if decode_workers is None:
             decode_workers = default_decode_workers(dev)
         return cls(impl, max_memory_mib=max_memory_mib, chunk_size=chunk_size, topk=topk, model_path=str(path),
-                   decoder=decoder, decode_workers=decode_workers, concurrent_finish=concurrent_finish)
+                   decoder=decoder, decode_workers=decode_workers, concurrent_finish=concurrent_finish,
+                   fast_resize=fast_resize)
 
     # -- public API -----------------------------------------------------------------------------
     def classify(self, source, *, fps: float | None = None, color: str = "bgr", progress: ProgressFn | None = None,
@@ -331,7 +336,7 @@ class Classifier:
             t = time.perf_counter()
             if thumbs is not None:
                 thumbs.add(done, chunk, color)
-            x = preprocess(job.stager.upload(chunk), self.config.input, color)
+            x = preprocess(job.stager.upload(chunk), self.config.input, color, fast=self.fast_resize)
             job.model_seconds += time.perf_counter() - t
             done += len(chunk)
             if progress is not None:
@@ -420,7 +425,7 @@ class Classifier:
 
     def _prepare_one(self, job: "_Job", frame, color: str) -> Tensor:
         t = time.perf_counter()
-        x = preprocess(job.stager.upload(frame[None]), self.config.input, color)[0]
+        x = preprocess(job.stager.upload(frame[None]), self.config.input, color, fast=self.fast_resize)[0]
         job.model_seconds += time.perf_counter() - t
         return x
 

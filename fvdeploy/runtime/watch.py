@@ -452,7 +452,7 @@ class Watcher:
         # 2. the stem, once per frame, all streams in one batch
         stems: list[Tensor] = []
         if pieces:
-            x = torch.cat([preprocess(self.stager.upload(f), self.clf.config.input, s.color) for s, _, f, _ in pieces])
+            x = torch.cat([preprocess(self.stager.upload(f), self.clf.config.input, s.color, fast=self.clf.fast_resize) for s, _, f, _ in pieces])
             self.stem_frames += x.shape[0]
             stems = list(self.stages.stem(x).split([len(f) for _, _, f, _ in pieces]))
         # 3. the streamed layer1: which rows can be emitted
