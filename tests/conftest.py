@@ -86,6 +86,17 @@ def tiny_config(**overrides):
     return ModelConfig(**base)
 
 
+def save_tiny_model(folder: Path, seed: int, **overrides) -> Path:
+    """A freshly initialised model (``tiny_config(**overrides)``, weights from ``seed``) saved as a
+    model folder: the fixture behind most tests' ``model_dir``."""
+    from fvdeploy.bundle import save_model
+    from fvdeploy.models import create_model
+
+    torch.manual_seed(seed)
+    save_model(create_model(tiny_config(**overrides)).eval(), folder)
+    return folder
+
+
 @pytest.fixture
 def tiny_model():
     from fvdeploy.models import create_model

@@ -16,20 +16,15 @@ import torch
 from typer.testing import CliRunner
 
 from clips import synthetic_frames, write_clip
-from conftest import tiny_config
-from fvdeploy.bundle import save_model
+from conftest import save_tiny_model
 from fvdeploy.cli import app
-from fvdeploy.models import create_model
 
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    torch.manual_seed(2)
-    path = tmp_path_factory.mktemp("m") / "tiny model"  # a space in the path on purpose
-    save_model(create_model(tiny_config()).eval(), path)
-    return path
+    return save_tiny_model(tmp_path_factory.mktemp("m") / "tiny model", seed=2)  # a space in the path on purpose
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,9 @@ import torch
 from typer.testing import CliRunner
 
 from clips import synthetic_frames, write_clip
-from conftest import tiny_config
-from fvdeploy.bundle import save_model
+from conftest import save_tiny_model
 from fvdeploy.cli import app
 from fvdeploy.errors import BackendError
-from fvdeploy.models import create_model
 from fvdeploy.runtime import Classifier
 from fvdeploy.runtime.workers import parse_devices
 
@@ -23,10 +21,7 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    torch.manual_seed(3)
-    path = tmp_path_factory.mktemp("m") / "tiny"
-    save_model(create_model(tiny_config()).eval(), path)
-    return path
+    return save_tiny_model(tmp_path_factory.mktemp("m") / "tiny", seed=3)
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,9 @@ import pytest
 import torch
 
 from clips import synthetic_frames, write_clip
-from conftest import tiny_config
-from fvdeploy.bundle import save_model
+from conftest import save_tiny_model
 from fvdeploy.errors import VideoError
 from fvdeploy.io import preprocess, read_video
-from fvdeploy.models import create_model
 from fvdeploy.ops import cluster_segments, tsm_indices
 from fvdeploy.runtime import Classifier
 from fvdeploy.runtime.classifier import MemoryPlan
@@ -22,10 +20,7 @@ from fvdeploy.runtime.classifier import MemoryPlan
 
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory):
-    torch.manual_seed(1)
-    path = tmp_path_factory.mktemp("model") / "tiny"
-    save_model(create_model(tiny_config()).eval(), path)
-    return path
+    return save_tiny_model(tmp_path_factory.mktemp("model") / "tiny", seed=1)
 
 
 @pytest.fixture(scope="session")

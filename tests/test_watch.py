@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from clips import synthetic_frames, write_clip
-from conftest import tiny_config
+from conftest import save_tiny_model, tiny_config
 from fvdeploy.bundle import load_model, save_model
 from fvdeploy.errors import FvdeployError, VideoError
 from fvdeploy.io import preprocess, read_video
@@ -27,10 +27,7 @@ RTOL, ATOL = 1e-3, 1e-4  # DECISIONS.md, fp32
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    torch.manual_seed(1)
-    path = tmp_path_factory.mktemp("model") / "tiny"
-    save_model(create_model(tiny_config()).eval(), path)
-    return path
+    return save_tiny_model(tmp_path_factory.mktemp("model") / "tiny", seed=1)
 
 
 @pytest.fixture(scope="module")

@@ -11,24 +11,18 @@ import time
 
 import cv2
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from clips import synthetic_frames, write_clip
-from conftest import tiny_config
-from fvdeploy.bundle import save_model
+from conftest import save_tiny_model
 from fvdeploy.cli import app
-from fvdeploy.models import create_model
 
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    torch.manual_seed(3)
-    path = tmp_path_factory.mktemp("m") / "tiny model"  # a space on purpose
-    save_model(create_model(tiny_config()).eval(), path)
-    return path
+    return save_tiny_model(tmp_path_factory.mktemp("m") / "tiny model", seed=3)  # a space on purpose
 
 
 @pytest.fixture(scope="module")

@@ -13,23 +13,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import cv2
 import pytest
-import torch
 
 from clips import synthetic_frames
-from conftest import tiny_config
-from fvdeploy.bundle import save_model
+from conftest import save_tiny_model
 from fvdeploy.errors import VideoError
-from fvdeploy.models import create_model
 from fvdeploy.runtime import Classifier
 from fvdeploy.runtime.watch_results import Gap, StreamEnd, WindowResult
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    torch.manual_seed(1)
-    path = tmp_path_factory.mktemp("model") / "tiny"
-    save_model(create_model(tiny_config()).eval(), path)
-    return path
+    return save_tiny_model(tmp_path_factory.mktemp("model") / "tiny", seed=1)
 
 
 class MjpegServer:
