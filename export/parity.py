@@ -140,7 +140,7 @@ def uint8_crops(path, spec) -> "torch.Tensor":
     import torch
 
     from fvdeploy.io.transforms import center_crop, resize, resized_size, to_model_color
-    from fvdeploy.io.video import read_video
+    from fvdeploy.io.sources import read_video
 
     frames = torch.from_numpy(read_video(path))
     x = to_model_color(frames, spec, "bgr").to(torch.float32)

@@ -13,7 +13,7 @@ from conftest import tiny_config
 from fvdeploy.config import InputSpec
 from fvdeploy.errors import VideoError
 from fvdeploy.io.transforms import preprocess
-from fvdeploy.io.video import read_video
+from fvdeploy.io.sources import read_video
 from fvdeploy.models import create_model
 from fvdeploy.training.augment import AugmentSpec, augment_frames, flip_allowed, mirror_sensitive
 from fvdeploy.training.datasets import (

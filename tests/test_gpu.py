@@ -84,13 +84,13 @@ def test_gpu_preprocessing_equals_cpu_within_one_level(bigbuckbunny):
 
 def test_nvdec_frames_match_opencv(model_dir, bigbuckbunny, tmp_path):
     from fvdeploy.io.nvdec import probe_nvdec
-    from fvdeploy.runtime.sources import FileSource, NvdecSource
+    from fvdeploy.io.sources import NvdecSource, OpenCVSource
 
     missing = probe_nvdec()
     if missing is not None:
         pytest.skip(f"NVDEC unavailable: {missing}")
-    cv = np.concatenate(list(FileSource(bigbuckbunny).chunks(32)))[..., ::-1]  # BGR -> RGB
-    nv = torch.cat(list(NvdecSource(bigbuckbunny, 0).chunks(32))).cpu().numpy()
+    cv = np.concatenate([b.frames for b in OpenCVSource(str(bigbuckbunny)).batches(32)])[..., ::-1]  # BGR -> RGB
+    nv = torch.cat([b.frames for b in NvdecSource(bigbuckbunny, 0).batches(32)]).cpu().numpy()
     assert nv.shape == cv.shape
     diff = np.abs(nv.astype(np.int16) - cv.astype(np.int16))
     print(f"nvdec vs opencv pixels: mean {diff.mean():.3f}, max {diff.max()}")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import ONE_THREAD_ENV
-from fvdeploy.io.video import read_video
+from fvdeploy.io.sources import read_video
 from fvdeploy.training.datasets import VideoDataset, open_source
 from fvdeploy.training.move4 import CLASSES, KINDS, Move4Spec, render_video, write_move4
 

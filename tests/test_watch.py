@@ -19,8 +19,8 @@ from fvdeploy.io import preprocess, read_video
 from fvdeploy.models import create_model
 from fvdeploy.ops import cluster_segments
 from fvdeploy.runtime import Classifier
-from fvdeploy.runtime.watch import Watcher, WatchOptions
-from fvdeploy.runtime.watch_results import StreamEnd, WindowResult
+from fvdeploy.watch import Watcher, WatchOptions, watch, watch_many
+from fvdeploy.watch.results import StreamEnd, WindowResult
 
 RTOL, ATOL = 1e-3, 1e-4  # DECISIONS.md, fp32
 
@@ -74,7 +74,7 @@ GRID = [(64, 20, 6, 32), (64, 20, 6, 3), (50, 12, 12, 5), (58, 10, 25, 7), (22, 
 def test_each_window_equals_classifying_its_frames_as_a_clip(model_dir, clf, frames, num_frames, window, stride, step):
     model = load_model(model_dir)
     frames = frames[:num_frames]
-    items = list(clf.watch(frames, window_frames=window, stride_frames=stride, fps=25.0, step_frames=step))
+    items = list(watch(clf, frames, window_frames=window, stride_frames=stride, fps=25.0, step_frames=step))
     wins = windows_of(items)
     starts = list(range(0, len(frames), stride))
     full = [a for a in starts if a + window <= len(frames)]
@@ -99,14 +99,14 @@ def test_other_clustering_methods(model_dir, frames, method):
     clf = Classifier.load(model_dir, device="cpu", method=method)
     model = load_model(model_dir)
     model.config = model.config.replace(method=method)
-    for w in windows_of(clf.watch(frames[:45], window_frames=24, stride_frames=9, fps=25.0, step_frames=8)):
+    for w in windows_of(watch(clf, frames[:45], window_frames=24, stride_frames=9, fps=25.0, step_frames=8)):
         assert_window_is_clip(w, model, frames, clf.config.labels)
 
 
 @pytest.mark.parametrize("num_frames", [1, 3, 7])
 def test_a_source_shorter_than_a_window_is_one_partial_window(model_dir, clf, num_frames):
     frames = synthetic_frames(num_frames, 32, 40, seed=num_frames)
-    wins = windows_of(clf.watch(frames, window_frames=16, stride_frames=4, fps=25.0))
+    wins = windows_of(watch(clf, frames, window_frames=16, stride_frames=4, fps=25.0))
     assert [(w.start_frame, w.end_frame, w.partial) for w in wins] == [(0, num_frames, True)]
     assert_window_is_clip(wins[0], load_model(model_dir), frames, clf.config.labels)
     assert len(wins[0].clusters) == clf.config.num_clusters
@@ -119,8 +119,8 @@ def test_a_file_gives_the_same_windows_as_its_decoded_frames(model_dir, clf, tmp
     decoded_src = synthetic_frames(70, 40, 52, seed=5)
     path = write_clip(tmp_path / "rec.mp4", decoded_src)
     frames = read_video(path)
-    from_file = list(clf.watch(str(path), window_frames=24, stride_frames=10))
-    from_array = list(clf.watch(frames, window_frames=24, stride_frames=10, fps=25.0))
+    from_file = list(watch(clf, str(path), window_frames=24, stride_frames=10))
+    from_array = list(watch(clf, frames, window_frames=24, stride_frames=10, fps=25.0))
     model = load_model(model_dir)
     wf, wa = windows_of(from_file), windows_of(from_array)
     assert [(w.start_frame, w.end_frame) for w in wf] == [(w.start_frame, w.end_frame) for w in wa]
@@ -144,7 +144,7 @@ def test_the_stem_runs_once_per_frame_whatever_the_overlap(clf, frames, window, 
     frames = frames[:70]
     seen, handle = count_stem_frames(clf)
     try:
-        wins = windows_of(clf.watch(frames, window_frames=window, stride_frames=stride, fps=25.0, step_frames=6))
+        wins = windows_of(watch(clf, frames, window_frames=window, stride_frames=stride, fps=25.0, step_frames=6))
     finally:
         handle.remove()
     covered = set()
@@ -161,8 +161,8 @@ def test_the_stem_runs_once_per_frame_whatever_the_overlap(clf, frames, window, 
 def test_many_streams_batched_equal_each_stream_alone(model_dir, clf):
     sources = [synthetic_frames(n, 36, 44, seed=s) for n, s in ((64, 1), (41, 2), (90, 3))]
     opts = dict(window_frames=16, stride_frames=5, fps=25.0)
-    alone = [windows_of(clf.watch(f, **opts)) for f in sources]
-    together = list(clf.watch_many(sources, **opts))
+    alone = [windows_of(watch(clf, f, **opts)) for f in sources]
+    together = list(watch_many(clf, sources, **opts))
     ends = [i for i in together if isinstance(i, StreamEnd)]
     assert len(ends) == 3 and all(e.ok for e in ends)
     # streams are told apart by name; arrays are all "<array>", so split by order of their StreamEnds
@@ -176,45 +176,46 @@ def test_many_streams_batched_equal_each_stream_alone(model_dir, clf):
 
 def test_many_named_streams_keep_separate_state(model_dir, clf, tmp_path):
     paths = [write_clip(tmp_path / f"cam{i}.mp4", synthetic_frames(n, 36, 44, seed=i)) for i, n in enumerate((50, 75))]
-    items = list(clf.watch_many([str(p) for p in paths], window_frames=20, stride_frames=10))
+    items = list(watch_many(clf, [str(p) for p in paths], window_frames=20, stride_frames=10))
     for p in paths:
         mine = [i for i in items if i.stream == str(p)]
-        alone = list(clf.watch(str(p), window_frames=20, stride_frames=10))
+        alone = list(watch(clf, str(p), window_frames=20, stride_frames=10))
         assert [(i.type, getattr(i, "start_frame", None), getattr(i, "label", None)) for i in mine] == \
                [(i.type, getattr(i, "start_frame", None), getattr(i, "label", None)) for i in alone]
     # a directory is its video files, each its own stream
-    by_dir = list(clf.watch(str(tmp_path), window_frames=20, stride_frames=10))
+    by_dir = list(watch(clf, str(tmp_path), window_frames=20, stride_frames=10))
     assert {i.stream for i in by_dir} == {str(p) for p in paths}
 
 
 def test_iterator_and_rgb_sources(clf, frames):
-    a = windows_of(clf.watch(frames[:50], window_frames=20, stride_frames=10, fps=25.0))
-    b = windows_of(clf.watch(iter(list(frames[:50])), window_frames=20, stride_frames=10, fps=25.0))
-    c = windows_of(clf.watch(frames[:50, :, :, ::-1].copy(), window_frames=20, stride_frames=10, fps=25.0, color="rgb"))
+    a = windows_of(watch(clf, frames[:50], window_frames=20, stride_frames=10, fps=25.0))
+    b = windows_of(watch(clf, iter(list(frames[:50])), window_frames=20, stride_frames=10, fps=25.0))
+    c = windows_of(watch(clf, frames[:50, :, :, ::-1].copy(), window_frames=20, stride_frames=10, fps=25.0, color="rgb"))
     for x, y, z in zip(a, b, c):
         assert x.label == y.label == z.label and x.clusters == y.clusters == z.clusters
     assert b[0].time_basis == "fps"
-    clock = windows_of(clf.watch(iter(list(frames[:30])), window_frames=20, stride_frames=10))
-    assert clock[0].time_basis == "clock" and clock[0].start_s is not None
-    plain = windows_of(clf.watch(frames[:30], window_frames=20, stride_frames=10))
+    # DECISIONS rev. 2: an iterator or array without fps has no times (seconds null), in watch as in classify
+    untimed = windows_of(watch(clf, iter(list(frames[:30])), window_frames=20, stride_frames=10))
+    assert untimed[0].time_basis is None and untimed[0].start_s is None
+    plain = windows_of(watch(clf, frames[:30], window_frames=20, stride_frames=10))
     assert plain[0].time_basis is None and plain[0].start_s is None and plain[0].end_s is None
 
 
 def test_bad_inputs_and_options_are_one_line_errors(model_dir, clf, tmp_path):
     with pytest.raises(VideoError, match="no such file"):
-        clf.watch(str(tmp_path / "missing.mp4"))
+        watch(clf, str(tmp_path / "missing.mp4"))
     with pytest.raises(VideoError, match="no frame rate"):
-        clf.watch(synthetic_frames(10, 32, 32), window_s=2, stride_s=1)
+        watch(clf, synthetic_frames(10, 32, 32), window_s=2, stride_s=1)
     with pytest.raises(FvdeployError, match="both in frames"):
-        clf.watch(synthetic_frames(10, 32, 32), window_frames=8)
+        watch(clf, synthetic_frames(10, 32, 32), window_frames=8)
     with pytest.raises(FvdeployError, match="threshold"):
-        clf.watch(synthetic_frames(10, 32, 32), window_frames=8, stride_frames=2, threshold=1.5)
+        watch(clf, synthetic_frames(10, 32, 32), window_frames=8, stride_frames=2, threshold=1.5)
     with pytest.raises(FvdeployError, match="mode tsm"):
-        Classifier.load(model_dir, device="cpu", mode="tsm").watch(synthetic_frames(10, 32, 32), window_frames=8, stride_frames=2)
+        watch(Classifier.load(model_dir, device="cpu", mode="tsm"), synthetic_frames(10, 32, 32), window_frames=8, stride_frames=2)
     with pytest.raises(VideoError, match="uint8"):
-        clf.watch(np.zeros((4, 8, 8, 3), np.float32), window_frames=8, stride_frames=2)
+        watch(clf, np.zeros((4, 8, 8, 3), np.float32), window_frames=8, stride_frames=2)
     # several sources: a bad one becomes an error result, the good one goes on
-    items = list(clf.watch_many([str(tmp_path / "missing.mp4"), synthetic_frames(20, 32, 32)], window_frames=8, stride_frames=4))
+    items = list(watch_many(clf, [str(tmp_path / "missing.mp4"), synthetic_frames(20, 32, 32)], window_frames=8, stride_frames=4))
     ends = [i for i in items if isinstance(i, StreamEnd)]
     assert [e.error is None for e in ends].count(True) == 1 and "no such file" in next(e.error for e in ends if e.error)
     assert len(windows_of(items)) == 4
@@ -223,7 +224,7 @@ def test_bad_inputs_and_options_are_one_line_errors(model_dir, clf, tmp_path):
 def test_the_memory_budget_bounds_the_window(model_dir):
     clf = Classifier.load(model_dir, device="cpu", max_memory_mib=16)
     with pytest.raises(FvdeployError, match="memory budget"):
-        clf.watch(synthetic_frames(10, 32, 32), window_frames=200_000, stride_frames=10)
+        watch(clf, synthetic_frames(10, 32, 32), window_frames=200_000, stride_frames=10)
 
 
 def _rss_mib() -> float:
@@ -262,7 +263,7 @@ def test_memory_stays_bounded_over_a_long_stream(clf):
 
 def test_closing_the_generator_stops_the_readers(clf, tmp_path):
     path = write_clip(tmp_path / "r.mp4", synthetic_frames(120, 32, 32))
-    gen = clf.watch(str(path), window_frames=10, stride_frames=5)
+    gen = watch(clf, str(path), window_frames=10, stride_frames=5)
     first = next(gen)
     assert first.type == "window"
     gen.close()
@@ -276,7 +277,7 @@ def test_a_backend_without_the_stem_split_gives_the_same_windows(tmp_path):
     from typer.testing import CliRunner
 
     from fvdeploy.cli import app
-    from fvdeploy.runtime.watch_stages import InputStages, frame_stages
+    from fvdeploy.watch.stages import InputStages, frame_stages
 
     torch.manual_seed(4)
     model_dir = save_model(create_model(tiny_config()).eval(), tmp_path / "m")
@@ -287,7 +288,7 @@ def test_a_backend_without_the_stem_split_gives_the_same_windows(tmp_path):
     got = {}
     for backend in ("torch", "onnxruntime"):
         clf = Classifier.load(model_dir, device="cpu", backend=backend)
-        got[backend] = windows_of(clf.watch(frames, window_frames=24, stride_frames=10, fps=25.0))
+        got[backend] = windows_of(watch(clf, frames, window_frames=24, stride_frames=10, fps=25.0))
     assert isinstance(frame_stages(clf.backend), InputStages)
     assert len(got["torch"]) == len(got["onnxruntime"]) == 6
     for a, b in zip(got["torch"], got["onnxruntime"]):

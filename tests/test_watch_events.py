@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from fvdeploy.assets import default_model_path
-from fvdeploy.runtime.watch_events import EventTracker, WindowSpan, shared_boundary
+from fvdeploy.watch import watch
+from fvdeploy.watch.events import EventTracker, WindowSpan, shared_boundary
 
 
 def tracker(threshold=0.5, min_duration_s=0.0, fps=10.0):
@@ -105,11 +106,11 @@ def test_events_on_a_recording_of_known_actions_are_placed_within_one_stride():
         pytest.skip("no bundled default model in this install (fvdeploy/assets/default_model)")
     pytest.importorskip("fvdeploy.training.move4", reason="the Move4 generator (fvdeploy.training) is not installed")
     from fvdeploy.runtime import Classifier
-    from fvdeploy.runtime.watch_results import Event
+    from fvdeploy.watch.results import Event
 
     frames, truth = recording(0)
     clf = Classifier.load(model, device="cpu")
-    events = [i for i in clf.watch(frames, window_frames=W, stride_frames=S, fps=25.0, threshold=0.7,
+    events = [i for i in watch(clf, frames, window_frames=W, stride_frames=S, fps=25.0, threshold=0.7,
                                    min_duration_s=0.5, events_only=True) if isinstance(i, Event)]
     for label, start, end in truth:
         mine = [e for e in events if e.label == label and e.start_frame < end + S and e.end_frame > start - S]
@@ -130,14 +131,14 @@ def test_event_placement_over_many_recordings():
     if model is None:
         pytest.skip("no bundled default model in this install (fvdeploy/assets/default_model)")
     from fvdeploy.runtime import Classifier
-    from fvdeploy.runtime.watch_results import Event
+    from fvdeploy.watch.results import Event
 
     clf = Classifier.load(model, device="cpu")
     found = within = extra = 0
     errors = []
     for seed in range(8):
         frames, truth = recording(seed)
-        events = [i for i in clf.watch(frames, window_frames=W, stride_frames=S, fps=25.0, threshold=0.7,
+        events = [i for i in watch(clf, frames, window_frames=W, stride_frames=S, fps=25.0, threshold=0.7,
                                        min_duration_s=0.5, events_only=True) if isinstance(i, Event)]
         matched = set()
         for label, start, end in truth:

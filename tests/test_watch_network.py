@@ -18,7 +18,8 @@ from clips import synthetic_frames
 from conftest import save_tiny_model
 from fvdeploy.errors import VideoError
 from fvdeploy.runtime import Classifier
-from fvdeploy.runtime.watch_results import Gap, StreamEnd, WindowResult
+from fvdeploy.watch import watch
+from fvdeploy.watch.results import Gap, StreamEnd, WindowResult
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +94,7 @@ def test_an_mjpeg_stream_is_read_survives_a_restart_and_stops_cleanly(model_dir)
     server.start()
     try:
         clf = Classifier.load(model_dir, device="cpu")
-        gen = clf.watch(server.url, window_frames=12, stride_frames=6, retries=20, retry_delay_s=0.2)
+        gen = watch(clf, server.url, window_frames=12, stride_frames=6, retries=20, retry_delay_s=0.2)
         before, after, gaps = [], [], []
         restart = None
         deadline = time.time() + 120
@@ -130,7 +131,7 @@ def test_a_stream_that_never_comes_back_ends_with_an_error(model_dir):
     clf = Classifier.load(model_dir, device="cpu")
     items = []
     try:
-        for item in clf.watch(server.url, window_frames=8, stride_frames=4, retries=2, retry_delay_s=0.1):
+        for item in watch(clf, server.url, window_frames=8, stride_frames=4, retries=2, retry_delay_s=0.1):
             items.append(item)
             if len([i for i in items if isinstance(i, WindowResult)]) == 2 and server.server is not None:
                 server.stop()
@@ -145,7 +146,7 @@ def test_an_unreachable_url_is_a_one_line_error(model_dir):
     url = f"http://127.0.0.1:{_free_port()}/nothing.mjpg"
     clf = Classifier.load(model_dir, device="cpu")
     with pytest.raises(VideoError, match="cannot open the stream"):
-        clf.watch(url, window_frames=8, stride_frames=4)
+        watch(clf, url, window_frames=8, stride_frames=4)
     r = subprocess.run([sys.executable, "-m", "fvdeploy", "watch", url, "--model", str(model_dir), "--device", "cpu"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 1

@@ -81,7 +81,7 @@ def watch(
         raise usage_error("--json and --output are alternatives; pick one")
 
     from ..runtime import Classifier
-    from ..runtime.watch import WatchOptions, Watcher
+    from ..watch import WatchOptions, Watcher
 
     options = WatchOptions(window_s=window, stride_s=stride, window_frames=window_frames, stride_frames=stride_frames,
                            threshold=threshold, min_duration_s=min_duration, events_only=events_only, realtime=realtime,
@@ -114,8 +114,8 @@ def watch(
 def _consume(watcher, items, clf, options, writer, to_stdout: bool, live: bool, visualize: Path | None) -> int:
     """Write, show and draw every item; returns how many streams failed. The first Ctrl-C or
     SIGTERM winds the watch down (open events close, outputs finish); a second one stops at once."""
-    from ..runtime.watch_results import Event, StreamEnd
-    from ..runtime.watch_timeline import TimelineRecorder, write_timeline
+    from ..watch.results import Event, StreamEnd
+    from ..watch.timeline import TimelineRecorder, write_timeline
 
     view = LiveView() if live else None
     recorders: dict[str, TimelineRecorder] = {}
@@ -215,7 +215,7 @@ class LiveView:
         return self._live
 
     def add(self, item) -> None:
-        from ..runtime.watch_results import Event, Gap, StreamEnd, WindowResult
+        from ..watch.results import Event, Gap, StreamEnd, WindowResult
 
         row = self.rows.setdefault(item.stream, {"state": "watching", "label": "", "frames": 0, "events": [], "t": time.time()})
         if isinstance(item, WindowResult):

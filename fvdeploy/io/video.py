@@ -1,19 +1,17 @@
-"""Video decoding with OpenCV, behind a small interface (so another decoder can slot in).
+"""OpenCV's FFmpeg capture, the folder scan and FFmpeg's log level: what ``io.sources`` builds on.
 
 Frames are ``uint8 [H, W, 3]`` in BGR, as OpenCV gives them (the model's colour order is applied
-in preprocessing), oriented as displayed (OpenCV applies rotation metadata by default). Every frame
-is decoded in order; the container's frame count is only a hint, never trusted: what counts is what
-was read.
+in preprocessing), oriented as displayed (OpenCV applies rotation metadata by default). The
+container's frame count is only a hint, never trusted: what counts is what was decoded.
 """
 
 from __future__ import annotations
 
+import ctypes
+import logging
 import os
-import queue
-import threading
 import zlib
-from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 # FFmpeg prints its own complaints ("moov atom not found", "huffman table decode error") straight
@@ -31,7 +29,18 @@ from ..errors import VideoError  # noqa: E402
 if hasattr(cv2, "utils") and hasattr(cv2.utils, "logging"):
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts", ".3gp")
+log = logging.getLogger(__name__)
+
+# Every container FFmpeg commonly reads (compared case-insensitively): phones (.mov .mp4 .3gp),
+# camcorders (.mts .m2ts .dv), broadcast (.mxf .ts .vob .mpg), raw elementary streams (.h264 ...).
+VIDEO_EXTENSIONS = (
+    ".mp4", ".m4v", ".mov", ".qt", ".mkv", ".webm", ".avi", ".divx", ".wmv", ".asf", ".flv", ".f4v",
+    ".mpg", ".mpeg", ".m1v", ".m2v", ".mpv", ".ts", ".mts", ".m2ts", ".mxf", ".vob", ".ogv", ".ogg",
+    ".dv", ".3gp", ".3g2", ".y4m", ".h264", ".264", ".h265", ".265", ".hevc", ".gif", ".mjpeg", ".mjpg",
+    ".rm", ".rmvb", ".nut", ".ivf",
+)
+# FFmpeg's log levels (libavutil/log.h): quiet, and warning for --log-level debug.
+AV_LOG_QUIET, AV_LOG_WARNING = -8, 24
 
 
 @dataclass
@@ -87,137 +96,63 @@ def frame_fingerprint(frame: np.ndarray) -> int:
     return zlib.crc32(np.ascontiguousarray(frame[::8, ::8]).tobytes())
 
 
-class VideoDecodeReport:
-    """What a decode produced: frames read and whether the file ended early (truncated/corrupt)."""
+@dataclass
+class FolderScan:
+    """What a folder holds: video files (by extension, case-insensitive) and what was skipped."""
 
-    def __init__(self, info: VideoInfo) -> None:
-        self.info = info
-        self.frames = 0
-        self.partial = False
-        self.message: str | None = None
-
-    def finish(self) -> None:
-        hint = self.info.frame_count_hint
-        # Containers announce approximate counts (edit lists, VFR); a shortfall beyond a few frames
-        # means the decoder stopped early: the file is truncated or corrupt.
-        if hint > 0 and self.frames < hint - max(2, hint // 100):
-            self.partial = True
-            self.message = f"decoding stopped after {self.frames} of the {hint} frames the container announces"
+    videos: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
 
 
-def iter_frame_chunks(
-    path: str | Path, chunk_size: int = 32, *, start: int = 0, stop: int | None = None, report: VideoDecodeReport | None = None,
-    threads: int = 0,
-) -> Iterator[np.ndarray]:
-    """Decode ``path`` in order and yield ``uint8 [k, H, W, 3]`` BGR chunks of frames ``[start, stop)``.
-
-    Frames before ``start`` are grabbed (decoded, not converted); a zero-frame video is a VideoError.
-    Frame sizes may not change mid-stream (a VideoError if they do).
-    """
-    cap, info = open_capture(path, threads)
-    report = report if report is not None else VideoDecodeReport(info)
-    report.info = info
-    try:
-        index = 0
-        while index < start:
-            if not cap.grab():
-                break
-            index += 1
-        buf: list[np.ndarray] = []
-        shape = None
-        while stop is None or index < stop:
-            ok, frame = cap.read()
-            if not ok or frame is None:
-                break
-            if frame.ndim == 2:  # some backends give single-channel frames for grayscale video
-                frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
-            if shape is None:
-                shape = frame.shape
-            elif frame.shape != shape:
-                raise VideoError(f"{path}: frame {index} has size {frame.shape[1]}x{frame.shape[0]}, "
-                                 f"earlier frames {shape[1]}x{shape[0]} (size changes are not supported)")
-            buf.append(frame)
-            index += 1
-            report.frames = index
-            if len(buf) == chunk_size:
-                yield np.stack(buf)
-                buf = []
-        if buf:
-            yield np.stack(buf)
-    finally:
-        cap.release()
-    if start == 0 and stop is None:
-        report.finish()
-        if report.frames == 0:
-            raise VideoError(f"{path}: no frames could be decoded (zero-frame or corrupt video)")
-
-
-def read_video(path: str | Path) -> np.ndarray:
-    """All frames of a short clip, ``uint8 [T, H, W, 3]`` BGR. Long videos: use the runtime."""
-    return np.concatenate(list(iter_frame_chunks(path, 256)))
-
-
-_END = object()
-
-
-class BackgroundReader:
-    """Run an iterator in a daemon thread behind a bounded queue, so decoding overlaps compute
-    (OpenCV releases the GIL while it decodes). Exceptions are re-raised in the consumer."""
-
-    def __init__(self, it: Iterator, max_chunks: int = 4) -> None:
-        self._queue: queue.Queue = queue.Queue(maxsize=max_chunks)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(it,), daemon=True, name="fvdeploy-decode")
-        self._thread.start()
-
-    def _run(self, it: Iterator) -> None:
-        try:
-            for item in it:
-                while not self._stop.is_set():
-                    try:
-                        self._queue.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if self._stop.is_set():
-                    return
-            self._put_final(_END)
-        except BaseException as e:  # delivered to the consumer, which raises it
-            self._put_final(e)
-        finally:
-            close = getattr(it, "close", None)
-            if close is not None:
-                close()
-
-    def _put_final(self, item) -> None:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    def __iter__(self):
-        while True:
-            item = self._queue.get()
-            if item is _END:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+def scan_folder(root: str | Path) -> FolderScan:
+    """Video files under a directory (recursive, sorted) and the other files it skipped (sorted)."""
+    root = Path(root)
+    scan = FolderScan()
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            (scan.videos if p.suffix.lower() in VIDEO_EXTENSIONS else scan.skipped).append(p)
+    return scan
 
 
 def find_videos(root: str | Path) -> list[Path]:
     """Video files under a directory (recursive), sorted."""
-    root = Path(root)
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
+    return scan_folder(root).videos
+
+
+def describe_skipped(root: str | Path, skipped: list[Path], limit: int = 5) -> str:
+    """One line naming what a folder scan skipped (the first ``limit`` names and a count)."""
+    names = ", ".join(str(p.relative_to(root)) if p.is_relative_to(root) else str(p) for p in skipped[:limit])
+    more = f" and {len(skipped) - limit} more" if len(skipped) > limit else ""
+    return f"{root}: skipped {len(skipped)} file(s) without a video extension: {names}{more}"
+
+
+def set_ffmpeg_log_level(level: int = AV_LOG_QUIET) -> bool:
+    """Set the log level of the FFmpeg that OpenCV carries, at any time.
+
+    OpenCV reads ``OPENCV_FFMPEG_LOGLEVEL`` only when its FFmpeg backend first starts, so an
+    application that opened a capture (or a writer) before importing fvdeploy would get FFmpeg's
+    own lines (``[h264 @ 0x...] Invalid NAL unit size``) on its terminal. We report damage as one
+    warning per file instead, so we call ``av_log_set_level`` of the libavutil already loaded in
+    this process (found in /proc/self/maps; OpenCV has no API for it). Hand-written: False where
+    that library cannot be found (the environment variable then still applies)."""
+    path = next((line.split()[-1] for line in _maps() if "libavutil" in line and line.split()[-1].startswith("/")), None)
+    if path is None:
+        return False
+    try:
+        ctypes.CDLL(path).av_log_set_level(ctypes.c_int(level))
+    except (OSError, AttributeError):
+        return False
+    return True
+
+
+def _maps() -> list[str]:
+    try:
+        with open("/proc/self/maps") as f:
+            return f.read().splitlines()
+    except OSError:
+        return []
+
+
+# Quiet from the first import on, whatever opened a capture before us; a user who set
+# OPENCV_FFMPEG_LOGLEVEL to something else (debugging) gets FFmpeg's warnings.
+set_ffmpeg_log_level(AV_LOG_QUIET if os.environ.get("OPENCV_FFMPEG_LOGLEVEL", "-8") == "-8" else AV_LOG_WARNING)

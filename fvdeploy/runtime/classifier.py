@@ -31,8 +31,8 @@ from ..backends.base import Backend
 from ..bundle import read_config
 from ..config import ModelConfig
 from ..errors import BackendError, FvdeployError, VideoError
+from ..io.sources import DECODERS, FrameBatch, FrameReader, FrameSource, open_source
 from ..io.transforms import preprocess
-from ..io.video import BackgroundReader
 from ..ops.clustering import cluster_segments
 from ..ops.halo import rechunk, stream_with_halo
 from ..ops.sampling import segment_bounds, tsm_indices
@@ -40,7 +40,6 @@ from .accumulate import ClusterAccumulator, MemoryBudgetExceeded
 from .malloc import bound_heap_growth
 from .models import resolve_model_path
 from .results import Segment, VideoResult
-from .sources import Source, open_source
 from .staging import HostStager
 
 log = logging.getLogger(__name__)
@@ -49,7 +48,6 @@ DEFAULT_MAX_MEMORY_MIB = {"cpu": 1024, "cuda": 2048}
 DECODE_QUEUE_CHUNKS = 3
 NVDEC_QUEUE_CHUNKS = 2
 MAX_CHUNK = 64
-DECODERS = ("opencv", "nvdec", "auto")
 # Reduced precision -> precision of stem + layer1 where reduced precision broke the DECISIONS.md rule
 # (same top-1, boundaries within one frame on >= 99% of videos). Measured with `fvdeploy bench
 # precision`: bf16 (8-bit mantissa, coarser than fp16's 11) on 200 held-out Move4 videos with the
@@ -182,6 +180,8 @@ class Classifier:
         share of ``max_memory_mib``, so that every decoder stays busy; on the CPU the network needs
         the cores, so one video computes while the next ones decode ahead. Keyword arguments go to
         :meth:`classify`; ``visualize`` may be a callable ``source -> png path``."""
+        if isinstance(sources, (str, Path)):  # one path is one input, not an iterable of characters
+            sources = [sources]
         workers = decode_workers or self.decode_workers
         concurrent = workers if self.concurrent_finish else 1
         pending: deque = deque()  # (name, _Job | VideoResult | Future), in input order
@@ -240,20 +240,6 @@ class Classifier:
             if pool is not None:
                 pool.shutdown(wait=True)
 
-    def watch(self, source, **options):
-        """Windowed classification of a long recording or a live source (file, directory, camera
-        index, URL, array, iterator): yields window results and events as they close. Options are
-        the fields of ``watch.WatchOptions`` (``window_s=8, stride_s=2, threshold=0.5, ...``)."""
-        from .watch import WatchOptions, watch
-
-        return watch(self, source, WatchOptions(**options))
-
-    def watch_many(self, sources, **options):
-        """``watch`` for several sources at once, their frames batched together on the device."""
-        from .watch import WatchOptions, watch_many
-
-        return watch_many(self, sources, WatchOptions(**options))
-
     def _start(self, source, *, fps=None, color="bgr", progress=None, visualize=None, parallel: int = 1,
                share: int = 1) -> "_Job":
         """Open the source and start decoding (in a background thread for files). ``parallel``:
@@ -262,13 +248,17 @@ class Classifier:
         gpu = self.backend.device.index or 0 if self.backend.device.type == "cuda" else 0
         threads = max(1, (os.cpu_count() or 1) // parallel) if parallel > 1 else 0
         src = open_source(source, fps=fps, color=color, decoder=self.decoder, gpu_id=gpu, threads=threads)
+        if src.live:
+            src.close()
+            raise VideoError(f"{src.describe()}: a live source has no end to classify up to; watch it instead "
+                             "(fvdeploy watch / Classifier.watch)")
+        src.record = True  # every frame's time (segments' seconds) and checksum (re-reading)
         plan = self.plan(src.frame_bytes or 3 * 1920 * 1080, parallel, share)
-        if src.decoder == "opencv":
-            decoded = BackgroundReader(src.chunks(plan.decode_frames), max_chunks=DECODE_QUEUE_CHUNKS)
-        elif src.decoder == "nvdec":  # decoded chunks are already on the GPU: keep fewer of them waiting
-            decoded = BackgroundReader(src.chunks(plan.decode_frames), max_chunks=NVDEC_QUEUE_CHUNKS)
+        if src.decoder in ("opencv", "nvdec"):  # NVDEC's chunks are already on the GPU: keep fewer waiting
+            chunks = DECODE_QUEUE_CHUNKS if src.decoder == "opencv" else NVDEC_QUEUE_CHUNKS
+            decoded = FrameReader(src, batch_frames=plan.decode_frames, queue_frames=chunks * plan.decode_frames, drop=False)
         else:
-            decoded = _Inline(src.chunks(plan.decode_frames))
+            decoded = _Inline(src, plan.decode_frames)
         return _Job(src, plan, decoded, progress, visualize, Thumbnails() if visualize is not None else None, t0)
 
     def _finish(self, job: "_Job") -> VideoResult:
@@ -332,7 +322,8 @@ class Classifier:
     def _prepared(self, job: "_Job", chunks: Iterable, color: str, thumbs: "Thumbnails | None",
                   progress: ProgressFn | None, hint: int) -> Iterator[Tensor]:
         done = 0
-        for chunk in chunks:
+        for batch in chunks:
+            chunk = batch.frames
             t = time.perf_counter()
             if thumbs is not None:
                 thumbs.add(done, chunk, color)
@@ -379,9 +370,12 @@ class Classifier:
         means, ids = acc.finish(g, self.config.method, recompute if src.rereadable else None)
         cluster_logits = self.backend.clip_logits(means[None].to(b.device))[0].float().cpu()
         job.model_seconds += time.perf_counter() - t
-        segments = [(min(s, num_frames - 1), max(min(e, num_frames), min(s, num_frames - 1) + 1))
-                    for s, e in cluster_segments(ids[None])[0]]
-        return num_frames, cluster_logits, segments, thumbs
+        # A video shorter than G was padded by repeating its last frame: clusters of padding alone
+        # are part of the video's mean logits (as the model computes it) but not reported as segments.
+        spans = cluster_segments(ids[None])[0]
+        real = [i for i, (s, _) in enumerate(spans) if s < num_frames]
+        units = [(s, min(e, num_frames)) for s, e in (spans[i] for i in real)]
+        return num_frames, _Units(cluster_logits.mean(0), cluster_logits[real], units), thumbs
 
     # -- tsm mode -------------------------------------------------------------------------------
     def _classify_tsm(self, job: "_Job", decoded):
@@ -395,7 +389,8 @@ class Classifier:
         kept: dict[int, Tensor] = {}
         kept_bytes, limit = 0, plan.store_bytes
         index = 0
-        for chunk in decoded:
+        for batch in decoded:
+            chunk = batch.frames
             if thumbs is not None:
                 thumbs.add(index, chunk, src.color)
             for j in range(len(chunk)):
@@ -414,14 +409,18 @@ class Classifier:
         num_frames = src.frames_read
         indices = tsm_indices(num_frames, k).tolist()
         for i in sorted(set(indices) - set(kept)):  # the container's count was wrong: fetch the rest
-            kept[i] = self._prepare_one(job, next(iter(src.read_range(i, i + 1, 1)))[0], src.color)
+            kept[i] = self._prepare_one(job, next(iter(src.read_range(i, i + 1, 1))).frames[0], src.color)
         frames = torch.stack([kept[i] for i in indices])
         t = time.perf_counter()
         seg_logits = self.backend.clip_logits(self.backend.frame_features(frames)[None])[0].float().cpu()
         job.model_seconds += time.perf_counter() - t
-        segments = [(s, max(e, s + 1)) for s, e in segment_bounds(num_frames, k)]
-        segments = [(min(s, num_frames - 1), min(max(e, min(s, num_frames - 1) + 1), num_frames)) for s, e in segments]
-        return num_frames, seg_logits, segments, thumbs
+        # Each segment's frames (a video shorter than K has segments that share a frame: one unit each)
+        spans: dict[tuple[int, int], list[int]] = {}
+        for j, (s, e) in enumerate(segment_bounds(num_frames, k)):
+            s = min(s, num_frames - 1)
+            spans.setdefault((s, min(max(e, s + 1), num_frames)), []).append(j)
+        units = torch.stack([seg_logits[rows].mean(0) for rows in spans.values()])
+        return num_frames, _Units(seg_logits.mean(0), units, list(spans)), thumbs
 
     def _prepare_one(self, job: "_Job", frame, color: str) -> Tensor:
         t = time.perf_counter()
@@ -450,34 +449,28 @@ class Classifier:
                 segments.append((start, i))
                 start = i
         seg_logits = torch.stack([frame_logits[s:e].mean(0) for s, e in segments])
-        return src.frames_read, _MeanOverFrames(frame_logits.mean(0), seg_logits), segments, thumbs
+        return src.frames_read, _Units(frame_logits.mean(0), seg_logits, segments), thumbs
 
     # -- results --------------------------------------------------------------------------------
-    def _result(self, src: Source, num_frames: int, unit_logits, spans, thumbs) -> VideoResult:
+    def _result(self, src: FrameSource, num_frames: int, units: "_Units", thumbs) -> VideoResult:
+        """Scores are softmax probabilities of the video's mean logits; seconds are presentation
+        timestamps (``start_s`` of ``start_frame``, ``end_s`` of ``end_frame``, the last frame's end)."""
         labels = self.config.labels
-        if isinstance(unit_logits, _MeanOverFrames):
-            video_logits, unit_logits = unit_logits.video, unit_logits.units
-        else:
-            video_logits = unit_logits.mean(0)
-        probs = torch.softmax(video_logits.double(), 0)
+        probs = torch.softmax(units.video.double(), 0)
         k = min(self.topk, len(labels))
         top = probs.topk(k)
-        unit_probs = torch.softmax(unit_logits.double(), 1)
-        fps = src.fps
-
-        def sec(frame: int) -> float | None:
-            return round(frame / fps, 4) if fps else None
-
+        unit_probs = torch.softmax(units.units.double(), 1)
         segments = []
-        for (s, e), p in zip(spans, unit_probs):
+        for (s, e), p in zip(units.spans, unit_probs):
             j = int(p.argmax())
-            segments.append(Segment(int(s), int(e), sec(s), sec(e), labels[j], round(float(p[j]), 6)))
+            segments.append(Segment(int(s), int(e), src.seconds(s), src.seconds(e), labels[j], round(float(p[j]), 6)))
+        start, end = src.seconds(0), src.seconds(num_frames)
         run = {**self.run_info, "decoder": src.decoder}
         return VideoResult(
             path=src.path, label=labels[int(top.indices[0])], score=round(float(top.values[0]), 6),
             topk=[(labels[int(i)], round(float(v), 6)) for v, i in zip(top.values, top.indices)],
-            num_frames=num_frames, fps=fps, duration_s=sec(num_frames), segments=segments,
-            partial=src.partial_message is not None, error=None, run=run,
+            num_frames=num_frames, fps=src.fps, duration_s=None if start is None or end is None else round(end - start, 6),
+            segments=segments, partial=src.partial, warnings=list(src.warnings), error=None, run=run,
         )
 
 
@@ -517,27 +510,29 @@ def default_features_precision(precision: str) -> str:
 
 
 @dataclass
-class _MeanOverFrames:
+class _Units:
+    """What the model saw as units: the video's logits ``[classes]`` (mean over all units, padding
+    included, as the model computes them) and the reported units' logits ``[U, classes]`` and spans."""
+
     video: Tensor
     units: Tensor
+    spans: list[tuple[int, int]]
 
 
 class _Inline:
-    """The same shape as BackgroundReader, for sources that need no thread."""
+    """The shape of a FrameReader, for sources that need no thread (arrays, iterators)."""
 
-    def __init__(self, it: Iterator) -> None:
-        self.it = it
+    def __init__(self, source: FrameSource, batch_frames: int) -> None:
+        self.it = source.batches(batch_frames)
 
-    def __enter__(self):
-        return self.it
+    def __enter__(self) -> Iterator[FrameBatch]:
+        return self.it  # type: ignore[return-value]  # in-memory sources yield no markers
 
     def __exit__(self, *exc) -> None:
         self.close()
 
     def close(self) -> None:
-        close = getattr(self.it, "close", None)
-        if close is not None:
-            close()
+        self.it.close()
 
 
 class Thumbnails:

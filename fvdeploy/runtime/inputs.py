@@ -7,7 +7,7 @@ import glob
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..io.video import find_videos
+from ..io.video import describe_skipped, scan_folder
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,10 @@ def read_manifest(path: str | Path) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
 
 
-def expand_inputs(paths: list[str]) -> list[Input]:
+def expand_inputs(paths: list[str], skipped: list[str] | None = None) -> list[Input]:
+    """Files, directories (searched recursively for every video extension, case-insensitive) and
+    globs as inputs. What a directory scan skips is described, one line per directory, in
+    ``skipped`` (the CLI prints them: nothing is skipped silently)."""
     out: list[Input] = []
     for p in paths:
         if any(ch in p for ch in "*?[") and not Path(p).exists():
@@ -41,12 +44,14 @@ def expand_inputs(paths: list[str]) -> list[Input]:
             if not matches:
                 out.append(Input(p, f"{p}: no file matches this pattern"))
             for m in matches:
-                out.extend(expand_inputs([m]) if Path(m).is_dir() else [Input(m)])
+                out.extend(expand_inputs([m], skipped) if Path(m).is_dir() else [Input(m)])
         elif Path(p).is_dir():
-            videos = find_videos(p)
-            if not videos:
+            scan = scan_folder(p)
+            if scan.skipped and skipped is not None:
+                skipped.append(describe_skipped(p, scan.skipped))
+            if not scan.videos:
                 out.append(Input(p, f"{p}: directory contains no video files"))
-            out.extend(Input(str(v)) for v in videos)
+            out.extend(Input(str(v)) for v in scan.videos)
         else:
             out.append(Input(p))
     return out

@@ -80,9 +80,7 @@ def make_clip(folder: Path, resolution: str, fps: float, seconds: float = 2.0) -
 def bench_watch(clf, *, streams: int, fps: float, resolution: str, seconds: float, window_s: float, stride_s: float,
                 log=print) -> dict:
     """Run ``streams`` real-time streams for about ``seconds`` each and measure (see module doc)."""
-    from .streams import StreamSpec
-    from .watch import Watcher, WatchOptions
-    from .watch_results import StreamEnd, WindowResult
+    from ..watch import StreamEnd, StreamSpec, Watcher, WatchOptions, WindowResult
 
     device = clf.backend.device
     with tempfile.TemporaryDirectory(prefix="fvdeploy-bench-watch-") as tmp:
@@ -92,7 +90,7 @@ def bench_watch(clf, *, streams: int, fps: float, resolution: str, seconds: floa
         warm = Watcher(clf, WatchOptions(window_frames=max(clf.config.num_clusters, 8), stride_frames=4))
         for _ in warm.run([str(clip)]):
             pass
-        specs = [StreamSpec(f"stream{i}", "file", str(clip), loops=loops) for i in range(streams)]
+        specs = [StreamSpec(f"stream{i}", str(clip), loops=loops) for i in range(streams)]
         options = WatchOptions(window_s=window_s, stride_s=stride_s, realtime=True, fps=fps, max_open_files=streams)
         watcher = Watcher(clf, options, collect_latency=True)
         if device.type == "cuda":

@@ -25,7 +25,7 @@ Definitions (docs/watch.md has pictures):
 - a live source's frames may be dropped before the model when the device falls behind (counted);
   windows then span the frames that were kept.
 
-Many streams: each source decodes in its own thread (``streams.py``); each device step takes the
+Many streams: each source decodes in its own thread (``io.sources.FrameReader``); each device step takes the
 frames every stream has ready and runs the stem on all of them in one batch, ``layer1`` on all
 streams at once (a padded batch with per-stream lengths), the edge reruns in one batch and
 ``layer2..4`` for every window that closed in one batch. Per-stream state (ring, open events) is
@@ -42,23 +42,75 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from ..errors import FvdeployError, VideoError
+from ..io.sources import Dropped, End, FrameBatch, FrameReader, FrameSource, Resumed, is_url, open_source, redact
 from ..io.transforms import preprocess
+from ..io.video import describe_skipped, scan_folder
 from ..ops.clustering import cluster_ids_from_distances, frame_distances
-from .staging import HostStager
-from .streams import Dropped, Finished, FrameBatch, ReaderOptions, Resumed, StreamReader, StreamSpec, resolve_sources
-from .watch_events import EventTracker, WindowSpan
-from .watch_results import Event, Gap, StreamEnd, WatchItem, WindowResult
-from .watch_stages import frame_stages
+from ..runtime.staging import HostStager
+from .events import EventTracker, WindowSpan
+from .results import Event, Gap, StreamEnd, WatchItem, WindowResult
+from .stages import frame_stages
 
 log = logging.getLogger(__name__)
 
 MAX_STEP_FRAMES = 32
+FILE_BATCH = 8  # frames per queue item for sources read as fast as they decode
+
+
+@dataclass
+class StreamSpec:
+    """One source to watch: what the user named, shown as ``name``."""
+
+    name: str
+    target: Any
+    error: str | None = None  # known before opening (e.g. an empty directory)
+    loops: int = 1  # files: play this many times back to back (benchmarks)
+
+    @property
+    def is_file(self) -> bool:
+        return isinstance(self.target, (str, Path)) and not is_url(str(self.target))
+
+
+def resolve_sources(sources: Iterable[Any]) -> list[StreamSpec]:
+    """Expand what the user named into streams: a directory becomes its video files (sorted; what it
+    skips is logged as a warning), anything else one stream each (opened by ``io.sources.open_source``)."""
+    specs: list[StreamSpec] = []
+    for src in sources:
+        if isinstance(src, StreamSpec):
+            specs.append(src)
+        elif isinstance(src, np.ndarray):
+            specs.append(StreamSpec("<array>", src))
+        elif isinstance(src, bool):
+            raise FvdeployError(f"cannot watch {src!r}: pass a path, URL, camera index, array or iterator of frames")
+        elif isinstance(src, int):
+            specs.append(StreamSpec(f"camera:{src}", src))
+        elif isinstance(src, (str, Path)):
+            text = str(src)
+            if Path(text).is_dir():
+                scan = scan_folder(text)
+                if scan.skipped:
+                    log.warning("%s", describe_skipped(text, scan.skipped))
+                if not scan.videos:
+                    specs.append(StreamSpec(text, text, error=f"{text}: directory contains no video files"))
+                specs.extend(StreamSpec(str(v), str(v)) for v in scan.videos)
+            elif text.isdigit() and not Path(text).exists():
+                specs.append(StreamSpec(f"camera:{int(text)}", int(text)))
+            else:
+                specs.append(StreamSpec(redact(text) if is_url(text) else text, text))
+        elif isinstance(src, Iterable):
+            specs.append(StreamSpec("<iterator>", src))
+        else:
+            raise FvdeployError(f"cannot watch a {type(src).__name__}: pass a path, URL, camera index, array "
+                                "or iterator of frames")
+    return specs
 
 
 @dataclass
@@ -73,6 +125,7 @@ class WatchOptions:
     min_duration_s: float = 0.0  # shorter events are dropped
     events_only: bool = False
     realtime: bool = False  # pace files (and arrays, iterators) at their frame rate, like a camera
+    live: bool | None = None  # None: by kind (rtsp/rtmp/udp/srt URLs and cameras are live); True: any source
     fps: float | None = None  # overrides the frame rate the source announces
     color: str = "bgr"  # arrays and iterators
     retries: int = 5
@@ -141,11 +194,12 @@ class _Job:
 class _Stream:
     """Everything one stream needs between device steps; memory bounded by the window length."""
 
-    def __init__(self, watcher: "Watcher", spec: StreamSpec, reader: StreamReader, window: int, stride: int) -> None:
+    def __init__(self, watcher: "Watcher", spec: StreamSpec, reader: FrameReader, window: int, stride: int) -> None:
         self.w, self.spec, self.reader, self.name = watcher, spec, reader, spec.name
+        self.source = reader.source
         self.W, self.S = window, stride
-        self.fps, self.basis = reader.fps, reader.basis
-        self.color = reader.options.color if spec.kind in ("array", "iterator") else "bgr"  # OpenCV decodes BGR
+        self.fps, self.basis = self.source.fps, self.source.time_basis
+        self.color = self.source.color
         self.reserved = 0
         self.dt = 1.0 / self.fps if self.fps else 0.0
         k, h = watcher.step_frames, watcher.halo
@@ -195,19 +249,25 @@ class _Stream:
     # -- times ----------------------------------------------------------------------------------
     def boundary(self, pos: int, end: bool) -> tuple[float | None, int]:
         """Seconds and source frame number of a boundary: the start of frame ``pos``, or (``end``)
-        the end of frame ``pos - 1``."""
+        the end of frame ``pos - 1``: the presentation time of frame ``pos`` when it has arrived (and
+        is the next frame of the source), else frame ``pos - 1``'s time plus its duration."""
         if end:
             i = (pos - 1) % self.ts_cap
-            s = self.seconds[i] + self.dt
             frame = int(self.source_index[i]) + 1
+            if pos < self.pos and int(self.source_index[pos % self.ts_cap]) == frame:
+                s = self.seconds[pos % self.ts_cap]
+            else:
+                prev = self.seconds[(pos - 2) % self.ts_cap] if pos >= 2 else math.nan
+                step = self.seconds[i] - prev if pos >= 2 and self.seconds[i] > prev else self.dt
+                s = self.seconds[i] + step
         else:
             i = pos % self.ts_cap
             s, frame = self.seconds[i], int(self.source_index[i])
-        return (None if math.isnan(s) else round(float(s), 4)), frame
+        return (None if math.isnan(s) else round(float(s), 6)), frame
 
     def record(self, batch: FrameBatch) -> None:
         idx = np.arange(self.pos, self.pos + len(batch.frames)) % self.ts_cap
-        self.seconds[idx], self.source_index[idx], self.arrival[idx] = batch.seconds, batch.source_index, batch.arrival
+        self.seconds[idx], self.source_index[idx], self.arrival[idx] = batch.pts, batch.index, batch.arrival
         self.pos += len(batch.frames)
 
     # -- the streamed layer1 ----------------------------------------------------------------------
@@ -311,25 +371,24 @@ class Watcher:
         k = int(0.2 * self.budget) // max(1, work * max(1, live_streams))
         self.step_frames = max(1, min(MAX_STEP_FRAMES, k))
 
-    def _reserve(self, reader: StreamReader, window: int, stride: int) -> int:
+    def _reserve(self, reader: FrameSource, window: int, stride: int) -> tuple[int, int]:
         feature, _ = self._per_frame_bytes()
         k = self.step_frames
         frame_bytes = max(1, reader.width * reader.height * 3)
         # decoded frames waiting: a live source about a second (enough to ride out a slow step; more
         # would only add delay before it drops), a file two device steps, at most ~64 MiB of them
-        if reader.live:
+        if reader.live or self.options.realtime:
             queue = min(2 * k, max(4, round(reader.fps or 30.0)))
         else:
             queue = max(4, min(2 * k, (64 << 20) // frame_bytes))
         need = (window + k + 1) * feature + (max(self.g, 4 * self.halo) + k) * feature + queue * frame_bytes
         if self.reserved + need > self.budget:
             raise FvdeployError(
-                f"{reader.spec.name}: a window of {window} frames needs {need / 2**20:.0f} MiB for this stream "
+                f"{reader.name}: a window of {window} frames needs {need / 2**20:.0f} MiB for this stream "
                 f"({self.reserved / 2**20:.0f} MiB already held by other streams), beyond the memory budget of "
                 f"{self.budget / 2**20:.0f} MiB; shorten the window, watch fewer streams, or raise --max-memory")
         self.reserved += need
-        reader.options = dataclasses.replace(reader.options, queue_frames=queue)
-        return need
+        return need, queue
 
     # -- the loop ---------------------------------------------------------------------------------
     def run(self, sources: Iterable, *, raise_errors: bool = False) -> Iterator[WatchItem]:
@@ -339,10 +398,8 @@ class Watcher:
         specs = resolve_sources(sources)
         raise_errors = raise_errors and len(specs) == 1  # a directory's files report their errors as results
         o = self.options
-        self._reader_options = ReaderOptions(realtime=o.realtime, fps=o.fps, color=o.color, retries=o.retries,
-                                             retry_delay_s=o.retry_delay_s, open_timeout_s=o.open_timeout_s)
-        files = [s for s in specs if s.kind == "file"]
-        starting = [s for s in specs if s.kind != "file"] + files[: o.max_open_files]
+        files = [s for s in specs if s.is_file]
+        starting = [s for s in specs if not s.is_file] + files[: o.max_open_files]
         self._waiting = files[o.max_open_files :]
         self._plan_steps(len(starting))
         streams: list[_Stream] = []
@@ -376,7 +433,7 @@ class Watcher:
             while streams:
                 if not any(s.reader.has_items for s in streams):
                     self.wake.wait(0.05)
-                if all(s.reader.live for s in streams):
+                if all(s.source.live for s in streams):
                     # live frames trickle in one by one: gathering them for a moment amortises the fixed
                     # cost of a step (many small kernels) over more frames, for a little latency
                     wait = last_step + self.options.live_step_s - time.perf_counter()
@@ -389,7 +446,7 @@ class Watcher:
                 if not work:
                     continue
                 yield from self._step(work)
-                for s in [s for s, _, m in work if isinstance(m, Finished)]:
+                for s in [s for s, _, m in work if isinstance(m, End)]:
                     streams.remove(s)
                     self.reserved -= s.reserved
                     s.reader.stop()
@@ -400,7 +457,7 @@ class Watcher:
 
     def _fill(self, streams: list["_Stream"]) -> Iterator[WatchItem]:
         """Start waiting files while fewer than ``max_open_files`` are being watched."""
-        while self._waiting and sum(1 for x in streams if x.spec.kind == "file") < self.options.max_open_files:
+        while self._waiting and sum(1 for x in streams if x.spec.is_file) < self.options.max_open_files:
             before = len(streams)
             item = self._open(self._waiting.pop(0), streams, raise_errors=False)
             if len(streams) > before:
@@ -409,21 +466,32 @@ class Watcher:
                 yield item
 
     def _open(self, spec: StreamSpec, streams: list["_Stream"], raise_errors: bool) -> StreamEnd | None:
-        reader = StreamReader(spec, self._reader_options, self.clock0, self.wake)
+        o = self.options
+        source = None
         try:
-            reader.open()
-            window, stride = self.options.geometry(reader.fps, spec.name)
-            need = self._reserve(reader, window, stride)
+            if spec.error:
+                raise VideoError(spec.error)
+            source = open_source(spec.target, fps=o.fps, color=o.color, live=o.live, retries=o.retries,
+                                 retry_delay_s=o.retry_delay_s, open_timeout_s=o.open_timeout_s, loops=spec.loops)
+            source.name = spec.name
+            window, stride = self.options.geometry(source.fps, spec.name)
+            need, queue = self._reserve(source, window, stride)
         except FvdeployError as e:
-            reader.stop()
+            if source is not None:
+                source.close()
             if raise_errors:
                 raise
-            return StreamEnd(spec.name, 0, 0, 0, 0, 0, reader.fps, None, None, reader.basis, error=str(e))
+            fps = source.fps if source is not None else None
+            basis = source.time_basis if source is not None else None
+            return StreamEnd(spec.name, 0, 0, 0, 0, 0, fps, None, None, basis, error=str(e))
+        live = source.live or o.realtime
+        reader = FrameReader(source, batch_frames=1 if live else FILE_BATCH, queue_frames=queue, drop=live,
+                             pace=o.realtime, wake=self.wake)
         stream = _Stream(self, spec, reader, window, stride)
         stream.reserved = need
         streams.append(stream)
         log.info("%s: window %d frames, stride %d frames (%s fps), time basis %s", spec.name, window, stride,
-                 reader.fps, reader.basis)
+                 source.fps, source.time_basis)
         return None
 
     # -- one device step --------------------------------------------------------------------------
@@ -465,7 +533,7 @@ class Watcher:
             job = s.stream_job(maps, first, flush=ends)
             if job is not None:
                 jobs.append(job)
-        segment_ends = {id(s) for s, _, m in work if isinstance(m, (Dropped, Finished))}
+        segment_ends = {id(s) for s, _, m in work if isinstance(m, (Dropped, End))}
         for s, _, m in work:
             if id(s) in segment_ends:
                 job = s.stream_job(None, s.pos, flush=True)
@@ -495,18 +563,20 @@ class Watcher:
                 if not self.options.events_only:
                     out.append(res)
                 out += self._events(s, s.tracker.add(span))
-            if isinstance(m, (Dropped, Finished)):
+            if isinstance(m, (Dropped, End)):
                 out += self._events(s, s.tracker.close())
                 s._new_segment(s.pos)
                 s.drop_at = s.boundary(s.pos, end=True)[0] if s.pos else None
             if isinstance(m, Resumed):
-                out.append(Gap(s.name, getattr(s, "drop_at", None), round(m.at - self.clock0, 4), s.pos, m.attempts,
-                               "the stream dropped and was reopened"))
-            if isinstance(m, Finished):
-                r = s.reader
-                out.append(StreamEnd(s.name, r.stats.frames + r.stats.dropped, s.windows_done, s.events_done,
-                                     r.stats.dropped, r.stats.reconnects, s.fps, s.W, s.S, s.basis,
-                                     partial=m.partial, error=m.error))
+                # one time basis: the source places a live stream's times on its own clock, as it does m.pts
+                start = getattr(s, "drop_at", None)
+                end = round(max(m.pts, start if start is not None else m.pts), 6) if s.basis is not None else None
+                out.append(Gap(s.name, start, end, s.pos, m.attempts, "the stream dropped and was reopened"))
+            if isinstance(m, End):
+                src = s.source
+                out.append(StreamEnd(s.name, src.frames_read, s.windows_done, s.events_done, s.reader.dropped,
+                                     src.reconnects, s.fps, s.W, s.S, s.basis, partial=src.partial,
+                                     warnings=list(src.warnings), error=m.error))
         self.busy_s += time.perf_counter() - t0
         return out
 
@@ -649,14 +719,16 @@ class Watcher:
         return results
 
 
-def watch(classifier, source, options: WatchOptions) -> Iterator[WatchItem]:
-    """``Classifier.watch``: one source. A source that cannot be opened raises a one-line
-    FvdeployError here, before anything is yielded (a directory: its files, each bad one reported
-    as a StreamEnd with ``error``)."""
-    return Watcher(classifier, options).run([source], raise_errors=True)
+def watch(classifier, source, options: WatchOptions | None = None, **fields: Any) -> Iterator[WatchItem]:
+    """Watch one source with ``classifier`` (a ``runtime.Classifier`` loaded in mode full): yields
+    window results, events, gaps and a stream end as they happen. Options: a ``WatchOptions`` or
+    its fields as keywords (``window_s=8, stride_s=2, threshold=0.5, ...``). A source that cannot be
+    opened raises a one-line FvdeployError here, before anything is yielded (a directory: its files,
+    each bad one reported as a StreamEnd with ``error``)."""
+    return Watcher(classifier, options or WatchOptions(**fields)).run([source], raise_errors=True)
 
 
-def watch_many(classifier, sources: Iterable, options: WatchOptions) -> Iterator[WatchItem]:
-    """``Classifier.watch_many``: every source at once, batched on the device; a bad source yields a
-    StreamEnd with ``error`` and the others go on."""
-    return Watcher(classifier, options).run(list(sources))
+def watch_many(classifier, sources: Iterable, options: WatchOptions | None = None, **fields: Any) -> Iterator[WatchItem]:
+    """``watch`` for several sources at once, their frames batched together on the device; a bad
+    source yields a StreamEnd with ``error`` and the others go on."""
+    return Watcher(classifier, options or WatchOptions(**fields)).run(list(sources))

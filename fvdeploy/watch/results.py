@@ -3,7 +3,7 @@ when a live stream came back after a drop, and one ``StreamEnd`` per stream. Eac
 ``to_dict()`` with a ``type`` field (one JSON line each in ``fvdeploy watch``).
 
 Frames are the source's frame numbers (``end_frame`` exclusive); seconds follow the stream's
-``time_basis`` (see ``streams.TIME_BASES``) and are None where the source has none.
+``time_basis`` (see ``fvdeploy.io.sources``) and are None where the source has none.
 """
 
 from __future__ import annotations
@@ -101,7 +101,8 @@ class StreamEnd(_Item):
     window_frames: int | None
     stride_frames: int | None
     time_basis: str | None
-    partial: str | None = None  # why a file ended early
+    partial: bool = False  # frames were lost (decode errors); warnings say where
+    warnings: list[str] = field(default_factory=list)
     error: str | None = None
 
     @property

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .watch_results import Event
+from .results import Event
 
 
 @dataclass
