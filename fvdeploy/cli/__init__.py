@@ -86,10 +86,8 @@ from . import export  # noqa: E402,F401
 from . import train  # noqa: E402,F401
 from . import import_checkpoint  # noqa: E402,F401
 from . import classify  # noqa: E402,F401
-from . import bench  # noqa: E402,F401
-from . import bench_export  # noqa: E402,F401
 from . import watch  # noqa: E402,F401
-from . import bench_watch  # noqa: E402,F401
+from ..bench import cli as _bench_cli  # noqa: E402,F401
 
 
 def main() -> None:

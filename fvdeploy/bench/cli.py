@@ -1,14 +1,19 @@
-"""``fvdeploy bench ...``: benchmark commands (figures for humans on stderr, one JSON line last)."""
+"""``fvdeploy bench ...``: benchmark commands (figures for humans on stderr, one JSON line last).
+Each command parses its options and imports its benchmark module only when it runs, so
+``fvdeploy --help`` stays light."""
 
 from __future__ import annotations
 
 import json
+import tempfile
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from . import app, err, guarded
+from ..cli import app, err, guarded, usage_error
+from ..cli.choices import Precision
 
 bench_app = typer.Typer(help="Benchmarks: each prints one JSON object as its last line.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
@@ -29,7 +34,7 @@ def memory(
     quick: Annotated[bool, typer.Option(help="Small lengths (100,1000,3000) at 96x64, for smoke tests.")] = False,
 ) -> None:
     """Peak memory growth over the loaded model for videos of the same content and different lengths."""
-    from ..bench import bench_memory
+    from .memory import bench_memory
     from ..backends import resolve_device
 
     resolve_device(device)  # a bad device is a one-line error before any clip is written
@@ -49,7 +54,7 @@ def throughput(
     fast_resize: Annotated[bool, typer.Option("--fast-resize", help="CPU: resize in uint8 (see fvdeploy classify --help).")] = False,
 ) -> None:
     """End-to-end frames/s vs decode-only frames/s of the same file in the same run."""
-    from ..bench import bench_throughput
+    from .throughput import bench_throughput
     from ..runtime.sources import FileSource
 
     FileSource(video)  # one-line error for a bad file before loading anything
@@ -72,7 +77,7 @@ def model_only(
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile stem+layer1 on the fixed chunk shape (measure whether it pays).")] = False,
 ) -> None:
     """Model-only frames/s: full-video model (G clusters) vs TSM-all, plus a plain ResNet's images/s."""
-    from ..bench import bench_model
+    from .model import bench_model
 
     if quick:
         arch, frames, size, batch, chunk = "resnet18", 48, 64, 8, 16
@@ -90,7 +95,7 @@ def corpus(
     decoder: Annotated[Optional[str], typer.Option(help="opencv | nvdec | auto.")] = None,
 ) -> None:
     """videos/s and frames/s over a folder of clips (the realistic batch job), CPU s/frame, GPU busy."""
-    from ..bench import bench_corpus
+    from .corpus import bench_corpus
 
     typer.echo(json.dumps(bench_corpus(str(folder), str(model) if model else None, device, decode_workers, decoder, log=_log)))
 
@@ -104,8 +109,101 @@ def precision_agreement(
     precision: Annotated[str, typer.Option(help="The reduced precision to compare with fp32: fp16 | bf16.")] = "fp16",
 ) -> None:
     """Reduced vs fp32 stem+layer1: top-1 agreement and cluster-boundary shifts over many clips."""
-    from ..bench import bench_precision
+    from .precision import bench_precision
     from ..io.video import find_videos
 
     paths = [str(p) for p in find_videos(folder)] if folder.is_dir() else [str(folder)]
     typer.echo(json.dumps(bench_precision(paths, str(model) if model else None, device, precision, log=_log)))
+
+
+@bench_app.command("onnx")
+@guarded
+def onnx_vs_torch(
+    video: Annotated[Optional[Path], typer.Argument(help="A video file; default: a generated clip.")] = None,
+    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Model folder (its export bundle is used, or a temporary one made); default: the bundled model.")] = None,
+    device: Annotated[str, typer.Option(help="cpu | cuda | cuda:N (ONNX Runtime's CUDA provider, no fallback).")] = "cpu",
+    frames: Annotated[int, typer.Option(help="Frames of the generated clip.", min=1)] = 600,
+    repeats: Annotated[int, typer.Option(help="Timed runs per figure (the best is kept).", min=1)] = 2,
+    threads: Annotated[Optional[int], typer.Option(help="Intra-op threads for both (default: torch's).", min=1)] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="48 frames at 96x64, one run: a smoke test.")] = False,
+) -> None:
+    """ONNX Runtime vs PyTorch eager, model only and end to end, as ratios (PyTorch s / ONNX Runtime s)."""
+    from .onnx import bench_onnx
+    from ..io.video import probe
+
+    if video is not None:
+        probe(video)  # one-line error for a bad file before anything is loaded
+    size = (320, 180)
+    if quick:
+        frames, repeats, size = 48, 1, (96, 64)
+
+    out = bench_onnx(str(model) if model else None, str(video) if video else None, device, frames, repeats, size=size,
+                     threads=threads, log=_log)
+    typer.echo(json.dumps(out))
+
+
+class Resolution(str, Enum):
+    p360 = "360p"
+    p720 = "720p"
+    p1080 = "1080p"
+
+
+class Arch(str, Enum):
+    resnet18 = "resnet18"
+    resnet50 = "resnet50"
+
+
+@bench_app.command("watch")
+@guarded
+def watch(
+    streams: Annotated[int, typer.Option(help="Live streams watched at once.", min=1)] = 1,
+    fps: Annotated[float, typer.Option(help="Frame rate of each stream.", min=1.0)] = 30.0,
+    resolution: Annotated[Resolution, typer.Option(help="Frame size of each stream.")] = Resolution.p360,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+    precision: Annotated[Optional[Precision], typer.Option(help="Default: fp16 on CUDA, fp32 on CPU.")] = None,
+    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Model folder; default: the bundled model.")] = None,
+    arch: Annotated[Optional[Arch], typer.Option(help="Instead of a model folder: a randomly initialised ARCH (speed does not depend on the weights).")] = None,
+    crop: Annotated[int, typer.Option(help="Input size for --arch.", min=32)] = 224,
+    seconds: Annotated[float, typer.Option(help="How long each stream plays.", min=1.0)] = 20.0,
+    window: Annotated[float, typer.Option(help="Window length in seconds.")] = 8.0,
+    stride: Annotated[float, typer.Option(help="Seconds between window starts.")] = 2.0,
+    max_memory: Annotated[Optional[int], typer.Option("--max-memory", help="MiB the watch may hold beyond the model.", min=16)] = None,
+    threads: Annotated[Optional[int], typer.Option(help="torch intra-op threads (default: torch's own choice).", min=1)] = None,
+    quick: Annotated[bool, typer.Option(help="A smoke-test size: 4 s streams, 2 s windows, 1 s stride.")] = False,
+) -> None:
+    """Stream N real-time 30-fps sources through one device: sustained or not, latency, CPU/GPU use."""
+    from ..backends import resolve_device
+    from ..runtime import Classifier
+    from .watch import bench_watch
+
+    resolve_device(device)  # a bad device is a one-line error before any clip is written
+    if arch is not None and model is not None:
+        raise usage_error("--model and --arch are alternatives; pick one")
+    if quick:
+        seconds, window, stride = 4.0, 2.0, 1.0
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    with tempfile.TemporaryDirectory(prefix="fvdeploy-bench-model-") as tmp:
+        if arch is not None:
+            model = _random_model(Path(tmp) / arch.value, arch.value, crop)
+        clf = Classifier.load(model, device=device, precision=precision.value if precision else None,
+                              max_memory_mib=max_memory, mode="full")
+        out = bench_watch(clf, streams=streams, fps=fps, resolution=resolution.value, seconds=seconds,
+                          window_s=window, stride_s=stride, log=_log)
+    import torch
+
+    out["model"] = f"random {arch.value}" if arch is not None else str(model or "bundled default")
+    out["threads"] = torch.get_num_threads()
+    typer.echo(json.dumps(out))
+
+
+def _random_model(path: Path, arch: str, crop: int) -> Path:
+    from ..bundle import save_model
+    from ..config import InputSpec, ModelConfig
+    from ..models import create_model
+
+    config = ModelConfig(arch=arch, num_classes=400, input=InputSpec(shorter_side=round(crop * 256 / 224), crop=crop))
+    save_model(create_model(config).eval(), path)
+    return path
