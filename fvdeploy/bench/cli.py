@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..cli import app, err, guarded, usage_error
-from ..cli.choices import Precision
+from ..cli.choices import Arch, Precision
 
 bench_app = typer.Typer(help="Benchmarks: each prints one JSON object as its last line.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
@@ -148,11 +148,6 @@ class Resolution(str, Enum):
     p1080 = "1080p"
 
 
-class Arch(str, Enum):
-    resnet18 = "resnet18"
-    resnet50 = "resnet50"
-
-
 @bench_app.command("watch")
 @guarded
 def watch(
@@ -207,3 +202,15 @@ def _random_model(path: Path, arch: str, crop: int) -> Path:
     config = ModelConfig(arch=arch, num_classes=400, input=InputSpec(shorter_side=round(crop * 256 / 224), crop=crop))
     save_model(create_model(config).eval(), path)
     return path
+
+
+@bench_app.command("startup")
+@guarded
+def startup(
+    repeats: Annotated[int, typer.Option(help="Timed runs per command (the best is kept).", min=1)] = 3,
+    quick: Annotated[bool, typer.Option("--quick/--no-quick", help="Time --help only (still checks every command's imports).")] = False,
+) -> None:
+    """Start-up: wall time of --help, --version and every SUB --help, and the heavy modules each imports."""
+    from .startup import bench_startup
+
+    typer.echo(json.dumps(bench_startup(repeats, quick, log=_log)))

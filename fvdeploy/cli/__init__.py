@@ -18,8 +18,8 @@ err = Console(stderr=True)
 app = typer.Typer(
     name="fvdeploy",
     help="Full-video action recognition: every frame seen, G temporal clusters, one pass.",
-    rich_markup_mode="rich",
-    context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     pretty_exceptions_enable=False,
     no_args_is_help=True,
     add_completion=False,

@@ -11,13 +11,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from . import app, err, guarded, usage_error
-from .choices import Method, Mode, Precision
-
-
-class Arch(str, Enum):
-    resnet18 = "resnet18"
-    resnet50 = "resnet50"
-    tiny = "tiny"
+from .choices import Arch, Method, Mode, Precision
 
 
 class Flip(str, Enum):
@@ -124,7 +118,7 @@ def train(
     stop_after: Annotated[Optional[int], typer.Option(help="Stop after this epoch (the schedule still spans --epochs); --resume continues.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out exactly where its last finished epoch left it.")] = False,
 ) -> None:
-    """Train a full-video (or TSM) model. Run under [bold]torchrun[/] for several GPUs or nodes.
+    """Train a full-video (or TSM) model. Run under torchrun for several GPUs or nodes.
 
     Prints the summary as JSON on stdout; progress and per-epoch lines go to stderr.
     """

@@ -39,6 +39,7 @@ from ..ops.sampling import segment_bounds, tsm_indices
 from .accumulate import ClusterAccumulator, MemoryBudgetExceeded
 from .malloc import bound_heap_growth
 from .models import resolve_model_path
+from .names import DECODERS
 from .results import Segment, VideoResult
 from .sources import Source, open_source
 from .staging import HostStager
@@ -49,7 +50,6 @@ DEFAULT_MAX_MEMORY_MIB = {"cpu": 1024, "cuda": 2048}
 DECODE_QUEUE_CHUNKS = 3
 NVDEC_QUEUE_CHUNKS = 2
 MAX_CHUNK = 64
-DECODERS = ("opencv", "nvdec", "auto")
 # Reduced precision -> precision of stem + layer1 where reduced precision broke the DECISIONS.md rule
 # (same top-1, boundaries within one frame on >= 99% of videos). Measured with `fvdeploy bench
 # precision`: bf16 (8-bit mantissa, coarser than fp16's 11) on 200 held-out Move4 videos with the
