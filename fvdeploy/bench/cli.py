@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..cli import app, err, guarded, usage_error
-from ..cli.choices import Arch, Precision
+from ..cli.choices import Arch, Decoder, Precision
 
 bench_app = typer.Typer(help="Benchmarks: each prints one JSON object as its last line.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
@@ -31,7 +31,7 @@ def memory(
     max_memory: Annotated[int, typer.Option("--max-memory", help="The runtime's budget in MiB.", min=16)] = 256,
     frames: Annotated[str, typer.Option(help="Comma-separated video lengths.")] = "300,10000,30000",
     size: Annotated[str, typer.Option(help="WxH of the generated clips.")] = "320x180",
-    quick: Annotated[bool, typer.Option(help="Small lengths (100,1000,3000) at 96x64, for smoke tests.")] = False,
+    quick: Annotated[bool, typer.Option("--quick/--no-quick", help="Small lengths (100,1000,3000) at 96x64, for smoke tests.")] = False,
 ) -> None:
     """Peak memory growth over the loaded model for videos of the same content and different lengths."""
     from .memory import bench_memory
@@ -50,38 +50,39 @@ def throughput(
     video: Annotated[Path, typer.Argument(help="A video file.")],
     model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Model folder; default: the bundled model.")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
-    decoder: Annotated[Optional[str], typer.Option(help="opencv | nvdec | auto (default: auto on CUDA).")] = None,
-    fast_resize: Annotated[bool, typer.Option("--fast-resize", help="CPU: resize in uint8 (see fvdeploy classify --help).")] = False,
+    decoder: Annotated[Optional[Decoder], typer.Option(help="Default: auto on CUDA, opencv on CPU.")] = None,
+    fast_resize: Annotated[bool, typer.Option("--fast-resize/--no-fast-resize", help="CPU: resize in uint8 (see fvdeploy classify --help).")] = False,
 ) -> None:
     """End-to-end frames/s vs decode-only frames/s of the same file in the same run."""
     from .throughput import bench_throughput
     from ..runtime.sources import FileSource
 
     FileSource(video)  # one-line error for a bad file before loading anything
-    typer.echo(json.dumps(bench_throughput(str(video), str(model) if model else None, device, decoder, fast_resize, log=_log)))
+    typer.echo(json.dumps(bench_throughput(str(video), str(model) if model else None, device, decoder.value if decoder else None,
+                                            fast_resize, log=_log)))
 
 
 @bench_app.command("model")
 @guarded
 def model_only(
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
-    arch: Annotated[str, typer.Option(help="resnet18 | resnet50 (random weights) unless --model.")] = "resnet50",
+    arch: Annotated[Arch, typer.Option(help="Random weights of this architecture, unless --model.")] = Arch.resnet50,
     model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Use this model folder's weights and input size.")] = None,
     frames: Annotated[int, typer.Option(help="Frames in the video.", min=1)] = 3000,
-    precision: Annotated[Optional[str], typer.Option(help="fp32 | fp16 | bf16 (default fp16 on CUDA).")] = None,
+    precision: Annotated[Optional[Precision], typer.Option(help="Default: fp16 on CUDA, fp32 on CPU.")] = None,
     size: Annotated[int, typer.Option(help="Input crop.", min=16)] = 224,
     clusters: Annotated[int, typer.Option(help="G.", min=1)] = 8,
     batch: Annotated[int, typer.Option(help="Batch of the plain-ResNet yardstick.", min=1)] = 256,
     chunk: Annotated[int, typer.Option(help="Frames per stem+layer1 call.", min=1)] = 64,
-    quick: Annotated[bool, typer.Option(help="resnet18, 48 frames at 64 px, batch 8: a smoke test.")] = False,
-    compile: Annotated[bool, typer.Option("--compile", help="torch.compile stem+layer1 on the fixed chunk shape (measure whether it pays).")] = False,
+    quick: Annotated[bool, typer.Option("--quick/--no-quick", help="resnet18, 48 frames at 64 px, batch 8: a smoke test.")] = False,
+    compile: Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile stem+layer1 on the fixed chunk shape (measure whether it pays).")] = False,
 ) -> None:
     """Model-only frames/s: full-video model (G clusters) vs TSM-all, plus a plain ResNet's images/s."""
     from .model import bench_model
 
     if quick:
-        arch, frames, size, batch, chunk = "resnet18", 48, 64, 8, 16
-    typer.echo(json.dumps(bench_model(arch, device, precision, frames, size, clusters, batch, chunk,
+        arch, frames, size, batch, chunk = Arch.resnet18, 48, 64, 8, 16
+    typer.echo(json.dumps(bench_model(arch.value, device, precision.value if precision else None, frames, size, clusters, batch, chunk,
                                       str(model) if model else None, compile=compile, log=_log)))
 
 
@@ -92,12 +93,13 @@ def corpus(
     model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Model folder; default: the bundled model.")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
     decode_workers: Annotated[Optional[int], typer.Option(help="Videos decoded in parallel.", min=1)] = None,
-    decoder: Annotated[Optional[str], typer.Option(help="opencv | nvdec | auto.")] = None,
+    decoder: Annotated[Optional[Decoder], typer.Option(help="Default: auto on CUDA, opencv on CPU.")] = None,
 ) -> None:
     """videos/s and frames/s over a folder of clips (the realistic batch job), CPU s/frame, GPU busy."""
     from .corpus import bench_corpus
 
-    typer.echo(json.dumps(bench_corpus(str(folder), str(model) if model else None, device, decode_workers, decoder, log=_log)))
+    typer.echo(json.dumps(bench_corpus(str(folder), str(model) if model else None, device, decode_workers,
+                                       decoder.value if decoder else None, log=_log)))
 
 
 @bench_app.command("precision")
@@ -106,14 +108,14 @@ def precision_agreement(
     folder: Annotated[Path, typer.Argument(help="A folder of videos (searched recursively).")],
     model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Model folder; default: the bundled model.")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
-    precision: Annotated[str, typer.Option(help="The reduced precision to compare with fp32: fp16 | bf16.")] = "fp16",
+    precision: Annotated[Precision, typer.Option(help="The reduced precision to compare with fp32.")] = Precision.fp16,
 ) -> None:
     """Reduced vs fp32 stem+layer1: top-1 agreement and cluster-boundary shifts over many clips."""
     from .precision import bench_precision
     from ..io.video import find_videos
 
     paths = [str(p) for p in find_videos(folder)] if folder.is_dir() else [str(folder)]
-    typer.echo(json.dumps(bench_precision(paths, str(model) if model else None, device, precision, log=_log)))
+    typer.echo(json.dumps(bench_precision(paths, str(model) if model else None, device, precision.value, log=_log)))
 
 
 @bench_app.command("onnx")
@@ -121,11 +123,11 @@ def precision_agreement(
 def onnx_vs_torch(
     video: Annotated[Optional[Path], typer.Argument(help="A video file; default: a generated clip.")] = None,
     model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Model folder (its export bundle is used, or a temporary one made); default: the bundled model.")] = None,
-    device: Annotated[str, typer.Option(help="cpu | cuda | cuda:N (ONNX Runtime's CUDA provider, no fallback).")] = "cpu",
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N (ONNX Runtime's CUDA provider, no fallback).")] = "auto",
     frames: Annotated[int, typer.Option(help="Frames of the generated clip.", min=1)] = 600,
     repeats: Annotated[int, typer.Option(help="Timed runs per figure (the best is kept).", min=1)] = 2,
     threads: Annotated[Optional[int], typer.Option(help="Intra-op threads for both (default: torch's).", min=1)] = None,
-    quick: Annotated[bool, typer.Option("--quick", help="48 frames at 96x64, one run: a smoke test.")] = False,
+    quick: Annotated[bool, typer.Option("--quick/--no-quick", help="48 frames at 96x64, one run: a smoke test.")] = False,
 ) -> None:
     """ONNX Runtime vs PyTorch eager, model only and end to end, as ratios (PyTorch s / ONNX Runtime s)."""
     from .onnx import bench_onnx
@@ -164,7 +166,7 @@ def watch(
     stride: Annotated[float, typer.Option(help="Seconds between window starts.")] = 2.0,
     max_memory: Annotated[Optional[int], typer.Option("--max-memory", help="MiB the watch may hold beyond the model.", min=16)] = None,
     threads: Annotated[Optional[int], typer.Option(help="torch intra-op threads (default: torch's own choice).", min=1)] = None,
-    quick: Annotated[bool, typer.Option(help="A smoke-test size: 4 s streams, 2 s windows, 1 s stride.")] = False,
+    quick: Annotated[bool, typer.Option("--quick/--no-quick", help="A smoke-test size: 4 s streams, 2 s windows, 1 s stride.")] = False,
 ) -> None:
     """Stream N real-time 30-fps sources through one device: sustained or not, latency, CPU/GPU use."""
     from ..backends import resolve_device

@@ -4,3 +4,6 @@ loading torch. Inference modes are ``fvdeploy.config.MODES``."""
 from __future__ import annotations
 
 DECODERS: tuple[str, ...] = ("opencv", "nvdec", "auto")
+
+# Containers ``--annotate`` writes (OpenCV's own encoders: mp4v, MJPG).
+ANNOTATE_EXTENSIONS: tuple[str, ...] = (".mp4", ".m4v", ".mov", ".avi", ".mkv")

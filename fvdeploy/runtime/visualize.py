@@ -84,6 +84,9 @@ def write_png(img: np.ndarray, path: str | Path) -> Path:
     try:
         if not cv2.imwrite(tmp, img):
             raise FvdeployError(f"{path}: could not write the PNG")
+        mask = os.umask(0)  # mkstemp makes 0600; a picture is shared like any other file
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
