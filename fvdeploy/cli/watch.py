@@ -210,11 +210,14 @@ def _print_events(events) -> None:
         Console().print("no events")
         return
     table = Table()
-    for col in ("stream", "label", "score", "start", "end", "frames"):
+    for col in ("stream", "label", "score", "start", "end", "frames [start, end)"):
         table.add_column(col, overflow="fold")
+
+    def t(v: float | None) -> str:
+        return "" if v is None else f"{v:.2f}s"
+
     for e in events:
-        t = (lambda v: "" if v is None else f"{v:.2f}s")
-        table.add_row(e.stream, e.label, f"{e.score:.2f}", t(e.start_s), t(e.end_s), f"{e.start_frame}-{e.end_frame - 1}")
+        table.add_row(e.stream, e.label, f"{e.score:.2f}", t(e.start_s), t(e.end_s), f"[{e.start_frame}, {e.end_frame})")
     Console().print(table)
 
 

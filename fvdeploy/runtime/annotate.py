@@ -104,13 +104,14 @@ def annotate_video(source: str | Path, spans: Iterable[Span], out: str | Path, *
             if writer is None:
                 if fps is None or not fps > 0:
                     fps = _source_fps(source) or 25.0
-                writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*fourcc), float(fps), (w, h))
+                writer = cv2.VideoWriter(tmp, cv2.VideoWriter.fourcc(*fourcc), float(fps), (w, h))
                 if not writer.isOpened():
                     raise FvdeployError(f"{out}: OpenCV cannot write {fourcc} video here")
                 strip_h = max(6, h // 24)
                 strip = _strip(pcs, max(total, 1), w, strip_h, colours)
                 scale = max(0.35, min(1.2, w / 900))
                 thick = max(1, int(round(scale * 2)))
+            assert strip is not None  # set with the writer, on the first chunk
             for frame in chunk:
                 while piece < len(pcs) and pcs[piece].end_frame <= done:
                     piece += 1

@@ -30,7 +30,7 @@ from ..backends import create_backend, resolve_device, resolve_precision
 from ..backends.base import Backend
 from ..bundle import read_config
 from ..config import ModelConfig
-from ..errors import BackendError, FvdeployError, VideoError
+from ..errors import BackendError, FvdeployError
 from ..io.transforms import preprocess
 from ..io.video import BackgroundReader
 from ..ops.clustering import cluster_segments

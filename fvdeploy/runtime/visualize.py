@@ -66,7 +66,7 @@ def render_timeline(result: VideoResult, thumbnails=None) -> np.ndarray:
                 cv2.rectangle(img, (cx - w // 2 - 1, row - 1), (cx - w // 2 + w, row + thumb_h), cols[i], 2)
         label = s.label if len(s.label) * 7 < slot_w else s.label[: max(1, slot_w // 7 - 1)] + "."
         _text(img, label, (cx - min(slot_w, len(label) * 7) // 2, row + thumb_h + 16), 0.4)
-        _text(img, f"{s.score:.2f}  {s.start_frame}-{s.end_frame - 1}", (cx - slot_w // 2 + 3, row + thumb_h + 32), 0.35)
+        _text(img, f"{s.score:.2f}  [{s.start_frame}, {s.end_frame})", (cx - slot_w // 2 + 3, row + thumb_h + 32), 0.35)
     return img
 
 
