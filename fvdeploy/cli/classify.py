@@ -25,7 +25,7 @@ def _visual_path(folder: Path, source: str, used: set[Path]) -> Path:
 @app.command()
 @guarded
 def classify(
-    paths: Annotated[Optional[list[str]], typer.Argument(help="Video files, directories (searched recursively) or globs.", show_default=False, metavar="VIDEO...")] = None,
+    paths: Annotated[Optional[list[str]], typer.Argument(help="Video files, directories (searched recursively) or globs.", show_default=False, metavar="VIDEO")] = None,
     model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Model folder; default: the bundled model.")] = None,
     top_k: Annotated[int, typer.Option("--top-k", help="How many labels to report.", min=1)] = 5,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
