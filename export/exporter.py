@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 import fvdeploy
+from fvdeploy.backends.names import PRECISION_NAMES
 from fvdeploy.bundle import CONFIG_NAME, WEIGHTS_NAME, load_model, replace_dir, weights_hash
 from fvdeploy.errors import ExportError, FvdeployError
 
@@ -39,7 +40,7 @@ from .record import EXPORT_DIR, RECORD_FORMAT, RECORD_NAME, RECORD_VERSION, engi
 
 log = logging.getLogger("fvdeploy.export")
 
-PRECISIONS = ("fp32", "fp16", "bf16")
+PRECISIONS = PRECISION_NAMES
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 DEFAULT_FRAMES = (1, 64, 256)  # the whole graph's T profile: min, opt, max
 TIMING_CACHE = "timing.cache"
@@ -131,15 +132,15 @@ def reported(fmt: str) -> Callable:
         @functools.wraps(fn)
         def call(self: "Exporter", *args, **kwargs):
             name = FORMATS[fmt].name
-            self.log(f"[bold]{name}[/]: exporting ...")
+            self.log(f"{name}: exporting ...")
             t0 = time.perf_counter()
             try:
                 files = fn(self, *args, **kwargs)
             except FvdeployError as e:
-                self.log(f"[red]{name}: failed[/] after {time.perf_counter() - t0:.1f} s")
+                self.log(f"{name}: failed after {time.perf_counter() - t0:.1f} s")
                 raise ExportError(str(e)) from None
             except Exception as e:  # a tracer or builder failure is still one line for the user
-                self.log(f"[red]{name}: failed[/] after {time.perf_counter() - t0:.1f} s")
+                self.log(f"{name}: failed after {time.perf_counter() - t0:.1f} s")
                 raise ExportError(f"{name} export failed: {type(e).__name__}: {onnx_export._first_line(e)}") from None
             seconds = time.perf_counter() - t0
             for path in files:
@@ -337,8 +338,8 @@ class Exporter:
     # -- validation ---------------------------------------------------------------------------
     def _add(self, check: Check) -> None:
         self.result.checks.append(check)
-        mark = "[green]ok[/]" if check.passed else "[red]FAILED[/]"
-        self.log(f"  {mark} {check.name}: {check.detail}")
+        # plain text: ``log`` may be a file, a logger or a terminal (the CLI adds colour there)
+        self.log(f"  {'ok' if check.passed else 'FAILED'} {check.name}: {check.detail}")
 
     def _require(self, checks: list[Check]) -> None:
         failed = [c for c in checks if not c.passed]

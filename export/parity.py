@@ -10,8 +10,12 @@ precision (fp16/bf16): the same top-1 and boundaries within +-1 frame.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 MAX_ABS = 1e-3
 RTOL = 1e-3

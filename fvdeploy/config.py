@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ModelError
-from .ops.clustering import METHODS
+from .ops.names import METHODS
 
 FORMAT_VERSION = 1
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -62,8 +62,9 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if isinstance(self.input, dict):
             self.input = _build(InputSpec, self.input, "input")
-        self.input.mean = tuple(float(v) for v in self.input.mean)
-        self.input.std = tuple(float(v) for v in self.input.std)
+        m, s = self.input.mean, self.input.std
+        self.input.mean = (float(m[0]), float(m[1]), float(m[2])) if len(m) == 3 else tuple(float(v) for v in m)  # type: ignore[assignment]
+        self.input.std = (float(s[0]), float(s[1]), float(s[2])) if len(s) == 3 else tuple(float(v) for v in s)  # type: ignore[assignment]
         if not self.labels:
             self.labels = [f"class_{i}" for i in range(self.num_classes)]
 

@@ -130,7 +130,7 @@ def main() -> None:
 
     clips = {name: CLIPS / f"{name}.mp4" for name in ("360p", "1080p") if (CLIPS / f"{name}.mp4").is_file()}
     if not clips or not cuda:
-        from fvdeploy.bench import looped_clip
+        from fvdeploy.bench.clips import looped_clip
 
         print("no GPU or no carried clips (.carry/clips): a small mp4v stand-in instead")
         clips = {"360p": looped_clip(tmp / "360p.mp4", 3000 if cuda else 120, 640 if cuda else 320, 360 if cuda else 180)}
@@ -186,9 +186,9 @@ def main() -> None:
     for s in runner.steps:
         r = s.get("result") or {}
         key = {k: r[k] for k in ("decode_fps", "end_to_end_fps", "ratio", "cpu_s_per_frame", "full_fps", "tsm_all_fps",
-                                 "speedup_vs_tsm_all", "plain_images_per_s", "videos_per_s", "frames_per_s", "gpu_busy",
+                                 "speedup_vs_tsm_all", "plain_images_per_s", "videos_per_s", "frames_per_s", "gpu_util_percent",
                                  "growth_mib", "ok", "top1_agreement", "boundaries_within_1", "rule_ok", "sustained", "dropped_frames",
-                                 "window_latency_ms", "gpu_util_percent") if k in r}
+                                 "window_latency_ms") if k in r}
         print(f"{s['step']:<{width}}  {s['status']:<14} {json.dumps(key)}")
     shutil.rmtree(tmp, ignore_errors=True)
     print(f"\ntotal {args.budget_s - runner.left():.0f} s of a {args.budget_s:.0f} s budget")

@@ -81,6 +81,7 @@ def test_bench_corpus_and_precision(model_dir, tmp_path):
     assert r.exit_code == 0, r.output
     out = last_json(r.stdout)
     assert out["videos"] == 3 and out["failed"] == 0 and out["frames"] == 30 + 35 + 40 and out["decoder"] == ["opencv"]
+    assert out["gpu_util_percent"] is None  # the one sampler reports percent, and nothing on a CPU device
     r = runner.invoke(app, ["bench", "precision", str(tmp_path), "--model", str(model_dir), "--device", "cpu",
                             "--precision", "bf16"])
     assert r.exit_code == 0, r.output

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
+from .._lazy import lazy_exports
 from ..errors import BackendError
-from .base import BACKENDS, PRECISIONS, Backend, resolve_device, resolve_precision
+from .names import BACKENDS
+
+# torch loads with the first use of these, not with the package (``fvdeploy --help`` stays light)
+__getattr__, __dir__ = lazy_exports(__name__, {name: ".base" for name in (
+    "PRECISIONS", "Backend", "resolve_device", "resolve_precision")})
+
+if TYPE_CHECKING:
+    import torch
+
+    from .base import PRECISIONS, Backend, resolve_device, resolve_precision
 
 
 def create_backend(name: str, model_path: str | Path, device: torch.device, precision: str, **options) -> Backend:

@@ -21,9 +21,12 @@ from torch import Tensor
 
 from ..config import ModelConfig
 from ..errors import BackendError
+from .names import BACKENDS, PRECISION_NAMES
 
-BACKENDS = ("torch", "onnxruntime", "tensorrt")
-PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+PRECISIONS = {name: _DTYPES[name] for name in PRECISION_NAMES}
+
+__all__ = ["BACKENDS", "PRECISIONS", "Backend", "DeviceSpec", "resolve_device", "resolve_precision"]
 
 
 class Backend(Protocol):

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from . import app, err, guarded, print_error, usage_error
+from . import app, err, guarded, print_error, progress_bar, status, usage_error
 from .choices import BackendName, Decoder, Method, Mode, Precision
 
 
@@ -26,43 +25,55 @@ def _visual_path(folder: Path, source: str, used: set[Path]) -> Path:
 @app.command()
 @guarded
 def classify(
-    paths: Annotated[Optional[list[str]], typer.Argument(help="Video files, directories (searched recursively) or globs.", show_default=False)] = None,
+    paths: Annotated[Optional[list[str]], typer.Argument(help="Video files, directories (searched recursively) or globs.", show_default=False, metavar="VIDEO")] = None,
     model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Model folder; default: the bundled model.")] = None,
-    topk: Annotated[int, typer.Option(help="How many labels to report.", min=1)] = 5,
+    top_k: Annotated[int, typer.Option("--top-k", help="How many labels to report.", min=1)] = 5,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
     backend: Annotated[BackendName, typer.Option(help="Inference backend. No silent fallback.")] = BackendName.torch,
     precision: Annotated[Optional[Precision], typer.Option(help="Default: fp16 on CUDA, fp32 on CPU.")] = None,
     mode: Annotated[Optional[Mode], typer.Option(help="full: every frame, G clusters; tsm: K sampled frames. Default: as trained.")] = None,
-    segments: Annotated[Optional[int], typer.Option(help="TSM mode: frames sampled per video (0 = every frame).", min=0)] = None,
+    segments: Annotated[Optional[int], typer.Option(help="With --mode tsm: frames sampled per video (0 = every frame).", min=0)] = None,
     clusters: Annotated[Optional[int], typer.Option(help="Full mode: number of clusters G (default: as trained).", min=1)] = None,
     method: Annotated[Optional[Method], typer.Option(help="Full mode: clustering method (default: as trained).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per video on stdout.")] = False,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write JSON Lines here (atomically).")] = None,
-    force: Annotated[bool, typer.Option(help="Overwrite an existing --output file.")] = False,
-    resume: Annotated[bool, typer.Option(help="Continue an existing --output file, skipping inputs it records.")] = False,
+    as_json: Annotated[bool, typer.Option("--json/--no-json", help="One JSON object per video on stdout.")] = False,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write JSON Lines to this file (FILE.partial until the run ends).")] = None,
+    force: Annotated[bool, typer.Option("--force/--no-force", help="Overwrite an existing --output or --annotate file.")] = False,
+    resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue --output (or the FILE.partial an interrupted run left), skipping inputs it records.")] = False,
+    strict: Annotated[bool, typer.Option("--strict/--no-strict", help="Exit 1 when a result is partial (frames lost), not only when an input fails.")] = False,
     manifest: Annotated[Optional[Path], typer.Option(help="A file with one input path per line.")] = None,
     shard: Annotated[Optional[str], typer.Option(help="I/N: process only the I-th of N disjoint slices of the sorted inputs.")] = None,
     visualize: Annotated[Optional[Path], typer.Option(help="Write one timeline PNG per video into this folder.")] = None,
+    annotate: Annotated[Optional[Path], typer.Option(help="Write this video (one input only): each frame with its segment's label and score, and a timeline strip.")] = None,
     max_memory: Annotated[Optional[int], typer.Option("--max-memory", help="MiB the runtime may hold beyond the model (default 1024 CPU, 2048 CUDA).", min=16)] = None,
     chunk_size: Annotated[Optional[int], typer.Option(help="Frames per stem+layer1 call (default: from --max-memory).", min=1)] = None,
-    decoder: Annotated[Optional[Decoder], typer.Option(help="opencv | nvdec (GPU) | auto (default: auto on CUDA, opencv on CPU).")] = None,
+    decoder: Annotated[Optional[Decoder], typer.Option(help="Default: auto on CUDA (nvdec when available), opencv on CPU.")] = None,
     decode_workers: Annotated[Optional[int], typer.Option(help="Videos decoded ahead in parallel (default: from the CPU count).", min=1)] = None,
     devices: Annotated[Optional[str], typer.Option(help="One worker process per device: 'all', '0,1,2,3' (GPUs) or 'cpu,cpu'.")] = None,
     features_precision: Annotated[Optional[Precision], typer.Option(help="Precision of stem+layer1, whose signs the clustering reads.")] = None,
-    fast_resize: Annotated[bool, typer.Option("--fast-resize", help="CPU: resize in uint8, ~10x faster at 720p-1080p, within one grey level of the default float resize.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no table.")] = False,
+    fast_resize: Annotated[bool, typer.Option("--fast-resize/--no-fast-resize", help="CPU: resize in uint8, ~10x faster at 720p-1080p, within one grey level of the default float resize.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet/--no-quiet", "-q", help="No progress and no table (results still go to stdout, --output and stderr).")] = False,
+    topk_alias: Annotated[Optional[int], typer.Option("--topk", hidden=True, min=1)] = None,
 ) -> None:
-    """Classify videos of any length: label, top-k and per-cluster segments for each."""
+    """Classify videos of any length: label, top-k and per-cluster segments for each.
+
+    Exit status: 0 when every input was classified (a partial result, frames lost, adds one
+    stderr line; --strict makes it 1), 1 when any input failed or the model could not load,
+    2 for usage errors, 130 when interrupted."""
     from ..runtime.inputs import Input, expand_inputs, parse_shard, read_manifest, take_shard
     from ..runtime.jsonl import JsonlWriter, OutputExists
 
+    top_k = topk_alias if topk_alias is not None else top_k
     names = list(paths or [])
     if as_json and output is not None:
         raise usage_error("--json and --output are alternatives; pick one")
-    if (force or resume) and output is None:
-        raise usage_error("--force and --resume apply to --output")
+    if resume and output is None:
+        raise usage_error("--resume applies to --output")
+    if force and output is None and annotate is None:
+        raise usage_error("--force applies to --output and --annotate")
     if force and resume:
         raise usage_error("--force and --resume are alternatives; pick one")
+    if segments is not None and (mode is None or mode.value != "tsm"):
+        raise usage_error("--segments applies to --mode tsm (full mode uses --clusters)")
     try:
         shard_spec = parse_shard(shard) if shard is not None else None
     except ValueError as e:
@@ -77,7 +88,18 @@ def classify(
         raise usage_error("no inputs: name video files, directories or globs, or --manifest FILE")
     if devices is not None and device != "auto":
         raise usage_error("--device and --devices are alternatives; pick one")
-    inputs = failures + take_shard(expand_inputs(names), shard_spec)
+    skipped: list[str] = []
+    inputs = failures + take_shard(expand_inputs(names, skipped), shard_spec)
+    for line in skipped:  # a folder scan never drops a file silently
+        print_error(line, "warning", "yellow")
+    if annotate is not None:
+        from .annotate import check_target
+
+        if devices is not None:
+            raise usage_error("--annotate runs in this process; drop --devices")
+        if len(inputs) != 1:
+            raise usage_error(f"--annotate writes one video; got {len(inputs)} inputs")
+        check_target(annotate, force)
 
     writer = None
     if output is not None:
@@ -88,14 +110,45 @@ def classify(
         except OSError as e:
             raise usage_error(f"{output}: cannot write ({e.strerror or e})") from None
         inputs = [i for i in inputs if i.path not in writer.done]
+    try:
+        failed, partial, rows = _run(inputs, writer, model=model, backend=backend, mode=mode, segments=segments,
+                                     clusters=clusters, method=method, precision=precision, max_memory=max_memory,
+                                     chunk_size=chunk_size, top_k=top_k, decoder=decoder,
+                                     features_precision=features_precision, fast_resize=fast_resize, device=device,
+                                     devices=devices, decode_workers=decode_workers, visualize=visualize,
+                                     as_json=as_json, quiet=quiet, annotate=annotate)
+    except BaseException:
+        if writer is not None:
+            writer.abort()  # complete lines stay in FILE.partial for --resume
+        raise
+    if writer is not None:
+        writer.close()
+    if not as_json and not quiet and rows:
+        _print_table(rows)
+    if failed or (strict and partial):
+        raise typer.Exit(1)
+
+
+def partial_line(result) -> str:
+    """The one stderr line of a partial result: its path and its first warning when it has one."""
+    warnings = result.warnings or [f"{result.path}: frames were lost while decoding"]
+    more = f" (+{len(warnings) - 1} more warnings in the result)" if len(warnings) > 1 else ""
+    return f"partial result, {warnings[0]}{more}"
+
+
+def _run(inputs, writer, *, model, backend, mode, segments, clusters, method, precision, max_memory, chunk_size, top_k,
+         decoder, features_precision, fast_resize, device, devices, decode_workers, visualize, as_json, quiet,
+         annotate) -> tuple[int, int, list]:
+    from ..runtime.results import VideoResult
 
     load_kwargs = dict(
         model=model, backend=backend.value, mode=mode.value if mode else None, segments=segments,
         num_clusters=clusters, method=method.value if method else None,
-        precision=precision.value if precision else None, max_memory_mib=max_memory, chunk_size=chunk_size, topk=topk,
+        precision=precision.value if precision else None, max_memory_mib=max_memory, chunk_size=chunk_size, topk=top_k,
         decoder=decoder.value if decoder else None, features_precision=features_precision.value if features_precision else None,
         fast_resize=fast_resize,
     )
+    show_progress = not quiet and err.is_terminal
     device_list = None
     if devices is not None:
         from ..runtime.workers import parse_devices
@@ -107,23 +160,17 @@ def classify(
     else:
         from ..runtime import Classifier
 
-        clf = Classifier.load(device=device, decode_workers=decode_workers, **load_kwargs)
+        with status("loading the model", show_progress):
+            clf = Classifier.load(device=device, decode_workers=decode_workers, **load_kwargs)
     if visualize is not None:
         visualize.mkdir(parents=True, exist_ok=True)
-    show_progress = not quiet and sys.stderr.isatty()
-    rows, used_png, failed = [], set(), 0
+    rows, used_png, failed, partial = [], set(), 0, 0
     good = [i.path for i in inputs if i.error is None]
     pngs = {p: _visual_path(visualize, p, used_png) for p in good} if visualize is not None else {}
 
-    from contextlib import nullcontext
-
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=err, transient=True) if show_progress else None
-    with progress if progress is not None else nullcontext():
-        videos_task = progress.add_task("videos", total=len(inputs)) if progress else None
-        frames_task = progress.add_task("frames", total=None) if progress and device_list is None else None
+    with progress_bar(show_progress) as progress:
+        videos_task = progress.add_task("videos", total=len(inputs), unit="videos") if progress else None
+        frames_task = progress.add_task("frames", total=None, unit="frames") if progress and device_list is None else None
 
         def on_frames(done: int, total: int) -> None:
             progress.update(frames_task, completed=done, total=total or None)
@@ -141,23 +188,28 @@ def classify(
             error = item.error if result is None else result.error
             if progress:
                 progress.advance(videos_task)
+                if frames_task is not None:
+                    progress.reset(frames_task, total=None)
             if error is not None:
                 failed += 1
                 print_error(error)
-                record = {"path": item.path, "error": error}
+                record = (result or VideoResult.failed(item.path, error)).to_dict()  # the whole schema, nulls
             else:
                 record = result.to_dict()
                 rows.append(result)
+                if result.partial:
+                    partial += 1
+                    print_error(partial_line(result), "warning", "yellow")
             if writer is not None:
                 writer.write(record)
             if as_json:
-                typer.echo(json.dumps(record))
-    if writer is not None:
-        writer.close()
-    if not as_json and not quiet and rows:
-        _print_table(rows)
-    if failed:
-        raise typer.Exit(1)
+                typer.echo(json.dumps(record, allow_nan=False))
+    if annotate is not None and rows:
+        from .annotate import annotate_result
+
+        path = annotate_result(rows[0], annotate, show_progress=show_progress)
+        err.print(f"annotated video: {path}", highlight=False, soft_wrap=True, markup=False)
+    return failed, partial, rows
 
 
 def _print_table(results) -> None:
@@ -165,10 +217,11 @@ def _print_table(results) -> None:
     from rich.table import Table
 
     table = Table(show_lines=False)
-    for col in ("video", "label", "score", "frames", "segments (start-end frame: label)"):
+    # frames as [start, end): the JSON's convention (end exclusive)
+    for col in ("video", "label", "score", "frames", "segments ([start, end) frames: label)"):
         table.add_column(col, overflow="fold")
     for r in results:
-        segs = ", ".join(f"{s.start_frame}-{s.end_frame - 1}: {s.label}" for s in r.segments[:16])
+        segs = ", ".join(f"[{s.start_frame}, {s.end_frame}): {s.label}" for s in r.segments[:16])
         name = r.path + (" (partial)" if r.partial else "")
         table.add_row(name, r.label, f"{r.score:.3f}", str(r.num_frames), segs)
     Console().print(table)

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from . import app, err, guarded, print_error
+from . import app, err, guarded, print_error, usage_error
 from .choices import Method, Mode
 
 
@@ -24,16 +24,22 @@ class Source(str, Enum):
 @guarded
 def import_checkpoint(
     src: Annotated[Path, typer.Argument(help="The .pth file: official TSM, mmaction2, or torchvision ImageNet ResNet-18/50.")],
-    out: Annotated[Path, typer.Option("--out", help="Model folder to write (config.json + model.safetensors).")],
+    out_dir: Annotated[Optional[Path], typer.Option("--out-dir", help="Model folder to write (config.json + model.safetensors). Required.")] = None,
     source: Annotated[Source, typer.Option("--from", help="Layout of SRC; auto detects it from the keys.")] = Source.auto,
     labels: Annotated[Optional[str], typer.Option(help="Class names: kinetics400, sthv2, or a file with one name per line. Default: from the file's dataset.")] = None,
     mode: Annotated[Optional[Mode], typer.Option(help="Default inference mode. Default: tsm for TSM checkpoints, full for torchvision.")] = None,
     segments: Annotated[Optional[int], typer.Option(help="TSM mode: K segments (0 = every frame). Default: the count the checkpoint was trained with, else 8.")] = None,
     clusters: Annotated[Optional[int], typer.Option(help="Full mode: G clusters. Default: the segment count.")] = None,
     method: Annotated[Method, typer.Option(help="Full mode: clustering method.")] = Method.cumulative,
-    force: Annotated[bool, typer.Option("--force", help="Replace DIR if it is an existing model folder (its export/ and train_state/ go too).")] = False,
+    force: Annotated[bool, typer.Option("--force/--no-force", help="Replace --out-dir if it is an existing model folder (its export/ and train_state/ go too).")] = False,
+    out: Annotated[Optional[Path], typer.Option("--out", hidden=True)] = None,
 ) -> None:
     """Convert a published TSM checkpoint into a model folder (nothing in SRC is executed)."""
+    if out is not None and out_dir is not None and out != out_dir:
+        raise usage_error("--out is the old spelling of --out-dir; pass one")
+    out = out_dir if out_dir is not None else out
+    if out is None:
+        raise usage_error("--out-dir DIR is required (the model folder to write)")
     from ..importers import ImportOptions
     from ..importers import import_checkpoint as run_import
 

@@ -8,16 +8,20 @@ from typing import Annotated, Optional
 
 import typer
 
-from . import app, guarded
+from . import app, guarded, usage_error
 
 
 @app.command()
 @guarded
 def info(
-    model: Annotated[Optional[Path], typer.Argument(help="Model folder (config.json + model.safetensors); default: the bundled model.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the whole config.json.")] = False,
+    model_arg: Annotated[Optional[Path], typer.Argument(help="Model folder (same as --model).", metavar="MODEL", show_default=False)] = None,
+    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Model folder (config.json + model.safetensors); default: the bundled model.")] = None,
+    as_json: Annotated[bool, typer.Option("--json/--no-json", help="Print the whole config.json.")] = False,
 ) -> None:
     """Print a model's config: arch, classes, clusters, method, mode, input size, parameters."""
+    if model is not None and model_arg is not None and model != model_arg:
+        raise usage_error("name the model once: MODEL or --model")
+    model = model if model is not None else model_arg
     from rich.console import Console
     from rich.table import Table
 

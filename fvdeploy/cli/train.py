@@ -11,13 +11,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from . import app, err, guarded, usage_error
-from .choices import Method, Mode, Precision
-
-
-class Arch(str, Enum):
-    resnet18 = "resnet18"
-    resnet50 = "resnet50"
-    tiny = "tiny"
+from .choices import Arch, Method, Mode, Precision
 
 
 class Flip(str, Enum):
@@ -89,7 +83,7 @@ def _given(ctx: typer.Context) -> set[str]:
 @guarded
 def train(
     ctx: typer.Context,
-    out: Annotated[Path, typer.Option(help="Run folder: last/ and best/ model folders, log.csv, summary.json. Must be new or empty unless --resume.")],
+    out_dir: Annotated[Optional[Path], typer.Option("--out-dir", help="Run folder: last/ and best/ model folders, log.csv, summary.json. Must be new or empty unless --resume. Required.")] = None,
     data: Annotated[Optional[Path], typer.Option(help="Training videos: a list file, a folder per class, or a dataset folder with train.txt (e.g. from make-move4). Not needed with --resume.")] = None,
     val: Annotated[Optional[Path], typer.Option(help="Evaluation videos (default: the dataset folder's val.txt or test.txt).")] = None,
     classes: Annotated[Optional[Path], typer.Option(help="Class file: one name per line, or 'index name' lines (UCF101 classInd.txt).")] = None,
@@ -115,21 +109,27 @@ def train(
     precision: Annotated[Optional[Precision], typer.Option(help="fp32 | fp16 | bf16 (autocast; default fp16 on CUDA, fp32 on CPU).")] = None,
     pretrained: Annotated[Optional[Path], typer.Option(help="Local torchvision ImageNet .pth for the backbone.")] = None,
     init: Annotated[Optional[Path], typer.Option(help="Start from this model folder (a new head when its classes differ).")] = None,
-    freeze_bn: Annotated[bool, typer.Option("--freeze-bn", help="Freeze every BatchNorm but the first (TSM's partial BN, the paper's UCF101/HMDB51 setting).")] = False,
-    checkpoint_activations: Annotated[bool, typer.Option("--checkpoint-activations", help="Recompute stem + layer1 in the backward pass instead of storing their activations.")] = False,
+    freeze_bn: Annotated[bool, typer.Option("--freeze-bn/--no-freeze-bn", help="Freeze every BatchNorm but the first (TSM's partial BN, the paper's UCF101/HMDB51 setting).")] = False,
+    checkpoint_activations: Annotated[bool, typer.Option("--checkpoint-activations/--no-checkpoint-activations", help="Recompute stem + layer1 in the backward pass instead of storing their activations.")] = False,
     flip: Annotated[Flip, typer.Option(help="auto: flip left-right except classes a mirror changes (move_left, ...); none: never.")] = Flip.auto,
     track_clusters: Annotated[int, typer.Option(help="Record the clusters of this many evaluation videos after each epoch (cluster_ids.jsonl).")] = 8,
     workers: Annotated[int, typer.Option(help="DataLoader decoding processes per training process.")] = 2,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N (under torchrun: the local rank's GPU).")] = "auto",
     stop_after: Annotated[Optional[int], typer.Option(help="Stop after this epoch (the schedule still spans --epochs); --resume continues.")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out exactly where its last finished epoch left it.")] = False,
+    resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue the run in --out-dir exactly where its last finished epoch left it.")] = False,
+    out: Annotated[Optional[Path], typer.Option("--out", hidden=True)] = None,
 ) -> None:
-    """Train a full-video (or TSM) model. Run under [bold]torchrun[/] for several GPUs or nodes.
+    """Train a full-video (or TSM) model. Run under torchrun for several GPUs or nodes.
 
     Prints the summary as JSON on stdout; progress and per-epoch lines go to stderr.
     """
     from fvdeploy.training.loop import TrainConfig, train as run
 
+    if out is not None and out_dir is not None and out != out_dir:
+        raise usage_error("--out is the old spelling of --out-dir; pass one")
+    out = out_dir if out_dir is not None else out
+    if out is None:
+        raise usage_error("--out-dir DIR is required (the run folder)")
     if min(workers, epochs, batch_size) < 0 or epochs == 0 or batch_size == 0:
         raise usage_error("--epochs and --batch-size must be >= 1, --workers >= 0")
     if data is None and not resume:
@@ -157,12 +157,12 @@ def train(
 @guarded
 def eval_cmd(
     data: Annotated[Path, typer.Option(help="Videos: a list file, a folder per class, or a dataset folder (val.txt / test.txt).")],
-    model: Annotated[Optional[Path], typer.Option(help="Model folder (default: the bundled model).")] = None,
+    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Model folder (default: the bundled model).")] = None,
     classes: Annotated[Optional[Path], typer.Option(help="Class file of the list (names are matched to the model's labels).")] = None,
     root: Annotated[Optional[Path], typer.Option(help="Folder that list-file paths are relative to.")] = None,
     confusion: Annotated[Optional[Path], typer.Option(help="Write the confusion matrix as a PNG here.")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing --confusion file.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the whole result (with the confusion matrix) as JSON.")] = False,
+    force: Annotated[bool, typer.Option("--force/--no-force", help="Overwrite an existing --confusion file.")] = False,
+    as_json: Annotated[bool, typer.Option("--json/--no-json", help="Print the whole result (with the confusion matrix) as JSON.")] = False,
     batch_size: Annotated[int, typer.Option(help="Videos per batch.")] = 4,
     workers: Annotated[int, typer.Option(help="Decoding processes.")] = 2,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")] = "auto",

@@ -49,12 +49,13 @@ def watch(
     stride_frames: Annotated[Optional[int], typer.Option(help="Frames between window starts (with --window-frames).", min=1)] = None,
     threshold: Annotated[float, typer.Option(help="A window joins an event when its top score reaches this.", min=0.0, max=1.0)] = 0.5,
     min_duration: Annotated[float, typer.Option(help="Drop events shorter than this many seconds.", min=0.0)] = 0.0,
-    events_only: Annotated[bool, typer.Option(help="Report events (and stream ends), not every window.")] = False,
+    events_only: Annotated[bool, typer.Option("--events-only/--no-events-only", help="Report events (and stream ends), not every window.")] = False,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write JSON Lines here (FILE.partial until the watch ends).")] = None,
-    force: Annotated[bool, typer.Option(help="Overwrite an existing --output file.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="JSON Lines on stdout even on a terminal.")] = False,
+    force: Annotated[bool, typer.Option("--force/--no-force", help="Overwrite an existing --output or --annotate file.")] = False,
+    as_json: Annotated[bool, typer.Option("--json/--no-json", help="JSON Lines on stdout even on a terminal.")] = False,
     visualize: Annotated[Optional[Path], typer.Option(help="Write a timeline PNG per source into this folder at the end.")] = None,
-    realtime: Annotated[bool, typer.Option(help="Pace files at their frame rate, like a camera (frames are dropped if the device falls behind).")] = False,
+    realtime: Annotated[bool, typer.Option("--realtime/--no-realtime", help="Pace files at their frame rate, like a camera (frames are dropped if the device falls behind).")] = False,
+    live: Annotated[Optional[bool], typer.Option("--live/--no-live", help="Treat every source as live: drop frames when behind, reconnect when it drops. Default: rtsp/rtmp/udp/srt URLs and cameras are live; files and http(s) URLs are read to their end.", show_default=False)] = None,
     fps: Annotated[Optional[float], typer.Option(help="Frame rate to assume, overriding what the sources announce.", min=0.001)] = None,
     retries: Annotated[int, typer.Option(help="Reconnection attempts when a network stream or camera drops.", min=0)] = 5,
     retry_delay: Annotated[float, typer.Option(help="Seconds before the first reconnection attempt (doubling, at most 10).", min=0.0)] = 1.0,
@@ -64,9 +65,11 @@ def watch(
     precision: Annotated[Optional[Precision], typer.Option(help="Default: fp16 on CUDA, fp32 on CPU.")] = None,
     clusters: Annotated[Optional[int], typer.Option(help="Clusters G per window (default: as trained).", min=1)] = None,
     method: Annotated[Optional[Method], typer.Option(help="Clustering method (default: as trained).")] = None,
-    topk: Annotated[int, typer.Option(help="Labels reported per window.", min=1)] = 3,
+    top_k: Annotated[int, typer.Option("--top-k", help="Labels reported per window.", min=1)] = 3,
     max_memory: Annotated[Optional[int], typer.Option("--max-memory", help="MiB the watch may hold beyond the model, all streams together (default 1024 CPU, 2048 CUDA).", min=16)] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live view.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet/--no-quiet", "-q", help="No live view (results still go to stdout or --output).")] = False,
+    annotate: Annotated[Optional[Path], typer.Option(help="One video file only: write it with each window's label and score and a timeline strip.")] = None,
+    topk_alias: Annotated[Optional[int], typer.Option("--topk", hidden=True, min=1)] = None,
 ) -> None:
     """Watch long recordings, cameras and streams: a label per window, action events as they end."""
     from ..runtime.jsonl import JsonlWriter, OutputExists
@@ -75,8 +78,15 @@ def watch(
         raise usage_error("no sources: name video files, directories, camera indices or stream URLs")
     if (window_frames is None) != (stride_frames is None):
         raise usage_error("--window-frames and --stride-frames go together")
-    if force and output is None:
-        raise usage_error("--force applies to --output")
+    top_k = topk_alias if topk_alias is not None else top_k
+    if force and output is None and annotate is None:
+        raise usage_error("--force applies to --output and --annotate")
+    if annotate is not None:
+        from .annotate import check_target
+
+        if len(sources) != 1 or not Path(sources[0]).is_file():
+            raise usage_error("--annotate needs exactly one video file as the source")
+        check_target(annotate, force)
     if as_json and output is not None:
         raise usage_error("--json and --output are alternatives; pick one")
 
@@ -85,7 +95,7 @@ def watch(
 
     options = WatchOptions(window_s=window, stride_s=stride, window_frames=window_frames, stride_frames=stride_frames,
                            threshold=threshold, min_duration_s=min_duration, events_only=events_only, realtime=realtime,
-                           fps=fps, retries=retries, retry_delay_s=retry_delay)
+                           fps=fps, retries=retries, retry_delay_s=retry_delay, live=live)
     options.validate()
     writer = None
     if output is not None:
@@ -100,21 +110,28 @@ def watch(
     try:
         clf = Classifier.load(model, device=device, backend=backend.value, num_clusters=clusters,
                               method=method.value if method else None, precision=precision.value if precision else None,
-                              max_memory_mib=max_memory, topk=topk, mode="full")
+                              max_memory_mib=max_memory, topk=top_k, mode="full")
         watcher = Watcher(clf, options)
         items = watcher.run(sources)
-        failed = _consume(watcher, items, clf, options, writer, to_stdout, live, visualize)
+        windows: list | None = [] if annotate is not None else None
+        failed = _consume(watcher, items, clf, options, writer, to_stdout, live, visualize, windows)
     finally:
         if writer is not None:
             writer.close()
+    if annotate is not None and windows:
+        from .annotate import annotate_windows
+
+        path = annotate_windows(sources[0], windows, annotate, fps=fps, show_progress=not quiet and err.is_terminal)
+        err.print(f"annotated video: {path}", highlight=False, soft_wrap=True, markup=False)
     if failed:
         raise typer.Exit(1)
 
 
-def _consume(watcher, items, clf, options, writer, to_stdout: bool, live: bool, visualize: Path | None) -> int:
+def _consume(watcher, items, clf, options, writer, to_stdout: bool, live: bool, visualize: Path | None,
+             windows: list | None = None) -> int:
     """Write, show and draw every item; returns how many streams failed. The first Ctrl-C or
     SIGTERM winds the watch down (open events close, outputs finish); a second one stops at once."""
-    from ..watch.results import Event, StreamEnd
+    from ..watch.results import Event, StreamEnd, WindowResult
     from ..watch.timeline import TimelineRecorder, write_timeline
 
     view = LiveView() if live else None
@@ -157,6 +174,8 @@ def _consume(watcher, items, clf, options, writer, to_stdout: bool, live: bool, 
                         rec.add(item)
                     if isinstance(item, Event):
                         events.append(item)
+                    if windows is not None and isinstance(item, WindowResult):
+                        windows.append(item)
                     if isinstance(item, StreamEnd) and item.error:
                         failed += 1
                         if view is None:
@@ -192,11 +211,14 @@ def _print_events(events) -> None:
         Console().print("no events")
         return
     table = Table()
-    for col in ("stream", "label", "score", "start", "end", "frames"):
+    for col in ("stream", "label", "score", "start", "end", "frames [start, end)"):
         table.add_column(col, overflow="fold")
+
+    def t(v: float | None) -> str:
+        return "" if v is None else f"{v:.2f}s"
+
     for e in events:
-        t = (lambda v: "" if v is None else f"{v:.2f}s")
-        table.add_row(e.stream, e.label, f"{e.score:.2f}", t(e.start_s), t(e.end_s), f"{e.start_frame}-{e.end_frame - 1}")
+        table.add_row(e.stream, e.label, f"{e.score:.2f}", t(e.start_s), t(e.end_s), f"[{e.start_frame}, {e.end_frame})")
     Console().print(table)
 
 

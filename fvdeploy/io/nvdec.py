@@ -23,7 +23,7 @@ INSTALL_HINT = "pip install 'fvdeploy[nvdec]' (PyNvVideoCodec)"
 def import_nvc():
     try:
         import PyNvVideoCodec as nvc  # noqa: N813
-    except ImportError as e:
+    except ImportError:
         raise BackendError(f"--decoder nvdec needs PyNvVideoCodec, which is not installed: {INSTALL_HINT}") from None
     except OSError as e:  # the bundled extension found no CUDA runtime/driver
         raise BackendError(f"--decoder nvdec: PyNvVideoCodec cannot load ({str(e).splitlines()[0]})") from None

@@ -53,13 +53,13 @@ from typing import Any
 import numpy as np
 
 from ..errors import FvdeployError, VideoError
+from .names import DECODERS
 from .video import check_path, frame_fingerprint, open_capture
 
 import cv2  # noqa: E402,I001  (after io.video, which quietens FFmpeg)
 
 log = logging.getLogger(__name__)
 
-DECODERS = ("opencv", "nvdec", "auto")
 LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "rtp", "udp", "srt", "tcp")
 URL_PATTERN = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 DAMAGE_RETRIES = 64  # failed reads in a row before a finite source counts as ended

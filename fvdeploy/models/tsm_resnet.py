@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
-from torchvision.models.resnet import BasicBlock, Bottleneck
+from torchvision.models.resnet import Bottleneck
 
 from ..config import ModelConfig
 from ..ops.clustering import aggregate_clusters, cluster_ids, effective_lengths

@@ -30,8 +30,9 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from .names import METHODS
+
 Method = Literal["cumulative", "slope", "uniform"]
-METHODS: tuple[str, ...] = ("cumulative", "slope", "uniform")
 
 
 def _check(x: Tensor, num_clusters: int, method: str | None = None) -> None:

@@ -31,7 +31,7 @@ from ..backends.base import Backend
 from ..bundle import read_config
 from ..config import ModelConfig
 from ..errors import BackendError, FvdeployError, VideoError
-from ..io.sources import DECODERS, FrameBatch, FrameReader, FrameSource, open_source
+from ..io.sources import FrameBatch, FrameReader, FrameSource, open_source
 from ..io.transforms import preprocess
 from ..ops.clustering import cluster_segments
 from ..ops.halo import rechunk, stream_with_halo
@@ -39,6 +39,7 @@ from ..ops.sampling import segment_bounds, tsm_indices
 from .accumulate import ClusterAccumulator, MemoryBudgetExceeded
 from .malloc import bound_heap_growth
 from .models import resolve_model_path
+from .names import DECODERS
 from .results import Segment, VideoResult
 from .staging import HostStager
 

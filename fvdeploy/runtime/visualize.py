@@ -66,7 +66,7 @@ def render_timeline(result: VideoResult, thumbnails=None) -> np.ndarray:
                 cv2.rectangle(img, (cx - w // 2 - 1, row - 1), (cx - w // 2 + w, row + thumb_h), cols[i], 2)
         label = s.label if len(s.label) * 7 < slot_w else s.label[: max(1, slot_w // 7 - 1)] + "."
         _text(img, label, (cx - min(slot_w, len(label) * 7) // 2, row + thumb_h + 16), 0.4)
-        _text(img, f"{s.score:.2f}  {s.start_frame}-{s.end_frame - 1}", (cx - slot_w // 2 + 3, row + thumb_h + 32), 0.35)
+        _text(img, f"{s.score:.2f}  [{s.start_frame}, {s.end_frame})", (cx - slot_w // 2 + 3, row + thumb_h + 32), 0.35)
     return img
 
 
@@ -84,6 +84,9 @@ def write_png(img: np.ndarray, path: str | Path) -> Path:
     try:
         if not cv2.imwrite(tmp, img):
             raise FvdeployError(f"{path}: could not write the PNG")
+        mask = os.umask(0)  # mkstemp makes 0600; a picture is shared like any other file
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -68,7 +68,6 @@ def video_distances(model, frames: torch.Tensor, label: int, clusters: int) -> d
     y = torch.tensor([label])
     with torch.no_grad():
         f = model.forward_frames(frames[None])
-    t = f.shape[1]
     plain = layer3_grads(model, f, y)  # [T, ...], logits averaged over frames
     out = {}
     for method in METHODS:

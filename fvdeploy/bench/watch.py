@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import math
 import resource
-import shutil
-import subprocess
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
+
+from .clips import looped_clip
+from .gpu import GpuSampler
 
 RESOLUTIONS = {"360p": (640, 360), "720p": (1280, 720), "1080p": (1920, 1080)}
 
@@ -37,41 +37,7 @@ def _cpu_seconds() -> float:
     return r.ru_utime + r.ru_stime
 
 
-class GpuSampler:
-    """nvidia-smi utilisation of one GPU, sampled twice a second in a thread (None without one)."""
-
-    def __init__(self, index: int) -> None:
-        self.index, self.samples = index, []
-        self.available = shutil.which("nvidia-smi") is not None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True) if self.available else None
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.5):
-            try:
-                out = subprocess.run(["nvidia-smi", "-i", str(self.index), "--query-gpu=utilization.gpu",
-                                      "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=5)
-                self.samples.append(float(out.stdout.strip().splitlines()[0]))
-            except (OSError, ValueError, IndexError, subprocess.TimeoutExpired):
-                return
-
-    def __enter__(self):
-        if self._thread is not None:
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-
-    def mean(self) -> float | None:
-        return round(float(np.mean(self.samples)), 1) if self.samples else None
-
-
 def make_clip(folder: Path, resolution: str, fps: float, seconds: float = 2.0) -> Path:
-    from ..bench import looped_clip
-
     w, h = RESOLUTIONS[resolution]
     n = int(round(fps * seconds))
     return looped_clip(folder / f"bench_{resolution}.mp4", n, w, h, fps=fps, base_frames=n)
@@ -100,7 +66,7 @@ def bench_watch(clf, *, streams: int, fps: float, resolution: str, seconds: floa
             torch.cuda.reset_peak_memory_stats(device)
         window_latency, ends = [], []
         cpu0, t0 = _cpu_seconds(), time.perf_counter()
-        with GpuSampler(device.index or 0) if device.type == "cuda" else _Null() as gpu:
+        with GpuSampler(device) as gpu:
             for item in watcher.run(specs):
                 if isinstance(item, WindowResult):
                     window_latency.append(item.latency_s)
@@ -126,7 +92,7 @@ def bench_watch(clf, *, streams: int, fps: float, resolution: str, seconds: floa
         "frame_latency_s": _percentiles(watcher.frame_latency),
         "device_loop_busy": round(busy, 3),
         "cpu_cores_used": round(cpu / wall, 2),
-        "gpu_util_percent": gpu.mean(),
+        "gpu_util_percent": gpu.mean,
         "gpu_peak_memory_mib": _peak_cuda_mib(device),
     }
     log(f"{streams} x {resolution} @ {fps:g} fps on {device} ({clf.config.arch} {clf.config.input.crop}px): "
@@ -143,13 +109,3 @@ def _peak_cuda_mib(device) -> float | None:
 
     return round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
 
-
-class _Null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        pass
-
-    def mean(self) -> None:
-        return None

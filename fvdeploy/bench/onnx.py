@@ -19,7 +19,8 @@ from pathlib import Path
 
 import torch
 
-from fvdeploy.ops.halo import rechunk, stream_with_halo
+from ..ops.halo import rechunk, stream_with_halo
+from .clips import looped_clip
 
 
 def _best(fn, repeats: int) -> tuple[float, object]:
@@ -32,7 +33,7 @@ def _best(fn, repeats: int) -> tuple[float, object]:
 
 
 def _model_only(backend, frames: torch.Tensor, chunk: int) -> torch.Tensor:
-    from fvdeploy.ops.clustering import aggregate_clusters, cluster_ids
+    from ..ops.clustering import aggregate_clusters, cluster_ids
 
     g = backend.config.num_clusters
     feats = torch.cat(list(stream_with_halo(backend.frame_features, rechunk(iter(frames.split(chunk)), chunk),
@@ -49,19 +50,17 @@ def bench_onnx(model: str | None, video: str | None, device: str = "cpu", frames
                chunk: int = 64, size: tuple[int, int] = (320, 180), threads: int | None = None, log=print) -> dict:
     """``threads``: intra-op threads of both sides (default: torch's current count). On a shared
     machine, fewer threads than cores avoids OpenMP barrier stalls that would swamp the figures."""
-    from fvdeploy.backends import resolve_device
-    from fvdeploy.backends.ort_backend import OrtBackend
-    from fvdeploy.backends.torch_backend import TorchBackend
-    from fvdeploy.bench import looped_clip
-    from fvdeploy.bundle import load_model
-    from fvdeploy.errors import BackendError
-    from fvdeploy.io.transforms import preprocess
-    from fvdeploy.io.video import read_video
-    from fvdeploy.runtime import Classifier
-    from fvdeploy.runtime.models import resolve_model_path
-
-    from .exporter import Exporter, ExportOptions
-    from .record import open_bundle
+    from ..backends import resolve_device
+    from ..backends.ort_backend import OrtBackend
+    from ..backends.torch_backend import TorchBackend
+    from ..bundle import load_model
+    from ..errors import BackendError
+    from ..export.exporter import Exporter, ExportOptions
+    from ..export.record import open_bundle
+    from ..io.transforms import preprocess
+    from ..io.video import read_video
+    from ..runtime import Classifier
+    from ..runtime.models import resolve_model_path
 
     dev = resolve_device(device)
     source = resolve_model_path(model)

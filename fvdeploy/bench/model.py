@@ -1,0 +1,93 @@
+"""``fvdeploy bench model``: model-only frames/s, full-video model vs TSM-all vs a plain ResNet."""
+
+from __future__ import annotations
+
+import time
+
+from .gpu import sync
+
+
+def bench_model(arch: str, device: str, precision: str | None, frames: int, size: int, clusters: int, batch: int,
+                chunk: int, model: str | None = None, compile: bool = False, log=print) -> dict:
+    """Model-only frames/s of the full-video model (G clusters) vs TSM-all on the same weights and
+    precision, on synthetic preprocessed frames already on the device; plus images/s of a plain
+    torchvision ResNet of the same arch at ``batch`` as the yardstick."""
+    import torch
+    import torchvision
+
+    from ..backends import resolve_device, resolve_precision
+    from ..backends.base import PRECISIONS
+    from ..backends.torch_backend import TorchBackend
+    from ..bundle import load_model
+    from ..config import InputSpec, ModelConfig
+    from ..models import create_model
+    from ..ops.halo import rechunk, stream_with_halo
+    from ..runtime.accumulate import ClusterAccumulator
+
+    dev = resolve_device(device)
+    prec = resolve_precision(precision, dev)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    net = load_model(model) if model else create_model(
+        ModelConfig(arch=arch, num_classes=400, num_clusters=clusters, input=InputSpec(size, size)))
+    net.config = net.config.replace(num_clusters=clusters)
+    backend = TorchBackend(net, dev, prec)
+    size = net.config.input.crop
+    dtype = PRECISIONS[prec]
+    gen = torch.Generator(device=dev).manual_seed(0)
+    video = torch.randn(frames, 3, size, size, device=dev, dtype=dtype, generator=gen)
+
+    def chunks():
+        return rechunk(iter(video.split(chunk)), chunk)
+
+    features = backend.frame_features
+    if compile:  # torch.compile of stem + layer1 on the fixed chunk shape: measured, not yet used by the runtime
+        compiled = torch.compile(backend.frames_model.forward_frames, dynamic=False)
+
+        def features(x):
+            with torch.inference_mode():
+                return compiled(x.to(backend.features_dtype)[None])[0]
+
+    def full() -> None:
+        acc = ClusterAccumulator(1 << 62, 1 << 30, can_recompute=False)
+        for feats in stream_with_halo(features, chunks(), backend.halo, min_frames=clusters):
+            acc.add(feats)
+        means, _ = acc.finish(clusters, net.config.method)
+        backend.clip_logits(means[None].to(dev))
+
+    def tsm_all() -> None:
+        for _ in stream_with_halo(lambda x: backend.clip_logits(backend.frame_features(x)[None])[0],
+                                  chunks(), backend.network_halo):
+            pass
+
+    plain = getattr(torchvision.models, arch if arch != "tiny" else "resnet18")().eval().to(dev, dtype)
+    if dev.type == "cuda":
+        plain = plain.to(memory_format=torch.channels_last)
+    images = torch.randn(batch, 3, size, size, device=dev, dtype=dtype, generator=gen)
+
+    def yardstick() -> None:
+        with torch.inference_mode():
+            plain(images)
+
+    def timed(fn, repeat: int = 3) -> float:
+        fn()  # warm-up (cudnn autotuning, allocator)
+        sync(dev)
+        best = float("inf")
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            fn()
+            sync(dev)
+            best = min(best, time.perf_counter() - t0)
+        return best
+
+    t_full, t_all, t_plain = timed(full), timed(tsm_all), timed(yardstick)
+    out = {
+        "arch": net.config.arch, "device": str(dev), "precision": prec, "frames": frames, "size": size,
+        "clusters": clusters, "chunk": chunk,
+        "full_fps": round(frames / t_full, 1), "tsm_all_fps": round(frames / t_all, 1),
+        "speedup_vs_tsm_all": round(t_all / t_full, 2),
+        "plain_images_per_s": round(batch / t_plain, 1), "plain_batch": batch, "compiled": compile,
+    }
+    log(f"{out['arch']} {prec} on {dev}: full-video G={clusters} {out['full_fps']} frames/s, TSM-all "
+        f"{out['tsm_all_fps']} frames/s ({out['speedup_vs_tsm_all']}x); plain {arch} {out['plain_images_per_s']} images/s")
+    return out
