@@ -267,7 +267,7 @@ def test_closing_the_generator_stops_the_readers(clf, tmp_path):
     first = next(gen)
     assert first.type == "window"
     gen.close()
-    assert not [t for t in threading.enumerate() if t.name.startswith("fvdeploy-watch")]
+    assert not [t for t in threading.enumerate() if t.name.startswith("fvdeploy-read")]
 
 
 def test_a_backend_without_the_stem_split_gives_the_same_windows(tmp_path):

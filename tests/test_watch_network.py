@@ -86,7 +86,7 @@ def _free_port() -> int:
 
 
 def _reader_threads():
-    return [t for t in threading.enumerate() if t.name.startswith("fvdeploy-watch")]
+    return [t for t in threading.enumerate() if t.name.startswith("fvdeploy-read")]
 
 
 def test_an_mjpeg_stream_is_read_survives_a_restart_and_stops_cleanly(model_dir):
@@ -145,13 +145,13 @@ def test_a_stream_that_never_comes_back_ends_with_an_error(model_dir):
 def test_an_unreachable_url_is_a_one_line_error(model_dir):
     url = f"http://127.0.0.1:{_free_port()}/nothing.mjpg"
     clf = Classifier.load(model_dir, device="cpu")
-    with pytest.raises(VideoError, match="cannot open the stream"):
+    with pytest.raises(VideoError, match="cannot open this URL .unreachable: .*refused"):
         watch(clf, url, window_frames=8, stride_frames=4)
     r = subprocess.run([sys.executable, "-m", "fvdeploy", "watch", url, "--model", str(model_dir), "--device", "cpu"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 1
     lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and "cannot open the stream" in lines[0] and "Traceback" not in r.stderr
+    assert len(lines) == 1 and "cannot open this URL" in lines[0] and "Traceback" not in r.stderr
     # credentials in a URL never reach the output
     r = subprocess.run([sys.executable, "-m", "fvdeploy", "watch", url.replace("//", "//user:secret@"), "--model", str(model_dir)],
                        capture_output=True, text=True, timeout=300)

@@ -141,8 +141,10 @@ def check_frames(frames: Any, where: str, single: bool = False) -> np.ndarray:
     if frames.ndim != 4 or frames.shape[-1] not in (1, 3):
         shape = tuple(frames.shape[1:]) if single else tuple(frames.shape)
         raise VideoError(f"{where}: got shape {shape}; {layout}")
-    if 0 in frames.shape:
-        raise VideoError(f"{where}: zero-sized frames {tuple(frames.shape[1:3])} or no frames (shape {tuple(frames.shape)})")
+    if frames.shape[0] == 0:
+        raise VideoError(f"{where}: zero frames (shape {tuple(frames.shape)})")
+    if 0 in frames.shape[1:3]:
+        raise VideoError(f"{where}: zero-sized frames {frames.shape[2]}x{frames.shape[1]} (shape {tuple(frames.shape)})")
     if frames.shape[-1] == 1:
         frames = np.repeat(frames, 3, axis=-1)
     return frames
@@ -205,7 +207,7 @@ class FrameSource:
                         self._fingerprints.extend(frame_fingerprint(f) for f in item.frames)
             yield item
         if self.frames_read == 0:
-            raise VideoError(f"{self.describe()}: no frames could be decoded (zero-frame or corrupt video)")
+            raise VideoError(f"{self.describe()}: no frames could be decoded (zero frames, or a corrupt video)")
 
     def _timed(self, it: Iterator) -> Iterator:
         while True:
@@ -315,11 +317,13 @@ class OpenCVSource(FrameSource):
         self.fps = fps or (float(announced) if announced and math.isfinite(announced) and 0 < announced < 1000 else None)
         self.frame_count_hint = max(0, int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT))) if kind != "camera" else 0
         self.width, self.height = int(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        if live is None and kind == "url" and self.frame_count_hint <= 0 and _fourcc(self._cap).upper() in ("MJPG", "MJPEG"):
+            self.live = True  # an IP camera's endless multipart JPEG stream over http, not a file
         # Two frames decide the time basis (and prove the source decodes at all).
         self._prefetch = [f for f in (self._read() for _ in range(2)) if f is not None]
         if not self._prefetch:
             self._cap.release()
-            raise VideoError(f"{self.describe()}: no frames could be decoded (zero-frame or corrupt video)")
+            raise VideoError(f"{self.describe()}: no frames could be decoded (zero frames, or a corrupt video)")
         self.height, self.width = self._prefetch[0][0].shape[:2]
         self.time_basis = self._choose_basis()
 
