@@ -63,6 +63,7 @@ log = logging.getLogger(__name__)
 LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "rtp", "udp", "srt", "tcp")
 URL_PATTERN = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 DAMAGE_RETRIES = 64  # failed reads in a row before a finite source counts as ended
+SKIP_FRAMES = 4  # a jump of this many frame durations in a constant-rate stream is a damaged stretch
 TIME_BASES = ("stream", "fps", "clock")
 
 
@@ -280,13 +281,17 @@ class _Damage:
     step: float  # the usual frame duration before the damage
     lost: int = 0
     frames_left: int = 32  # frames after the failure that are searched for gaps
+    confirm: bool = False  # a jump without a failed read: real only if the usual rate resumes after it
+    confirmed: bool = True
 
     def see(self, gap: float) -> bool:
         """One more frame, ``gap`` seconds after the previous one; True when the count is final."""
-        if math.isfinite(gap) and self.step > 0 and gap > 1.5 * self.step:
+        if self.confirm:
+            self.confirmed = self.confirmed and math.isfinite(gap) and abs(gap / self.step - 1) < 0.1
+        elif math.isfinite(gap) and self.step > 0 and gap > 1.5 * self.step:
             self.lost += round(gap / self.step) - 1
         self.frames_left -= 1
-        return self.frames_left <= 0
+        return self.frames_left <= 0 or not self.confirmed
 
 
 # -- OpenCV: files, URLs, cameras ------------------------------------------------------------------
@@ -383,6 +388,7 @@ class OpenCVSource(FrameSource):
         fails = 0
         last_raw = -math.inf
         damage: _Damage | None = None  # a damaged stretch whose lost frames are being counted
+        skip: _Damage | None = None  # a jump in a constant-rate stream, confirmed if the rate resumes
         try:
             while not self.stopping.is_set():
                 item = self._prefetch.pop(0) if self._prefetch else self._read()
@@ -398,6 +404,7 @@ class OpenCVSource(FrameSource):
                     if damage is not None:
                         self._lost(damage)
                         damage = None
+                    skip = None
                     if self.live:
                         if (yield from self._reconnect(index)):
                             fails, failed_at, conn_pts0, last_raw = 0, None, None, -math.inf
@@ -423,10 +430,19 @@ class OpenCVSource(FrameSource):
                     if damage is not None:
                         self._lost(damage)
                     damage = _Damage(failed_at, clock.prev + clock.usual_step(), clock.usual_step())
+                gap = raw - last_raw if self.time_basis == "stream" and raw > last_raw else math.nan
                 if damage is not None:
-                    if damage.see(raw - last_raw if self.time_basis == "stream" and raw > last_raw else math.nan):
+                    if damage.see(gap):
                         self._lost(damage)
                         damage = None
+                elif skip is not None:
+                    if skip.see(gap):
+                        if skip.confirmed:
+                            self._lost(skip)
+                        skip = None
+                elif self._skipped(gap, clock):  # no failed read, but a constant-rate stream jumped
+                    skip = _Damage(index, clock.prev + clock.usual_step(), clock.usual_step(), frames_left=2, confirm=True)
+                    skip.lost = round(gap / skip.step) - 1
                 fails, failed_at, last_raw = 0, None, max(last_raw, raw)  # a stray early frame is no gap
                 frames.append(frame)
                 pts.append(clock.place(t))
@@ -448,6 +464,16 @@ class OpenCVSource(FrameSource):
         if self.time_basis == "clock":
             return arrived - self.clock0
         return math.nan
+
+    def _skipped(self, gap: float, clock: _Clock) -> bool:
+        """A jump of at least ``SKIP_FRAMES`` frames in a stream that ran at its declared constant
+        rate: the demuxer skipped a damaged stretch without a failed read (MPEG-TS resyncs so).
+        A VFR stream (its usual step is not the declared rate's), or a phone's one- or two-frame
+        hiccup, is never taken for damage."""
+        if not (math.isfinite(gap) and self.fps and len(clock.steps) >= 8):
+            return False
+        step = clock.usual_step()
+        return abs(step * self.fps - 1) < 0.05 and gap >= SKIP_FRAMES * step
 
     def _lost(self, damage: "_Damage") -> None:
         lost = max(1, damage.lost)
