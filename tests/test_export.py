@@ -377,5 +377,12 @@ def test_bench_onnx_quick(exported):
     out = json.loads(result.output.strip().splitlines()[-1])
     assert out["frames"] == 48 and out["onnxruntime"]["provider"] == "CPUExecutionProvider"
     assert out["ratio"]["model_only"] > 0 and out["ratio"]["end_to_end"] > 0 and out["same_top1"]
-    for side in ("torch", "onnxruntime"):
+    sides = ["torch", "onnxruntime"] + (["openvino"] if HAS_OPENVINO else [])
+    assert out["backends"] == sides
+    for side in sides:
         assert out[side]["model_fps"] > 0 and out[side]["end_to_end_fps"] > 0
+    for side in sides[1:]:
+        parity = out["parity"][side]
+        assert parity["passed"] and parity["same_top1"] and parity["max_boundary_shift"] <= 1
+        assert parity["model_only_logits_max_abs"] <= 1e-3 and out["ratios"][side]["model_only"] > 0
+    one_line_error(run("bench", "onnx", "-m", model_dir, "--quick", "--backends", "torch,tensorrt"), match="not 'tensorrt'")

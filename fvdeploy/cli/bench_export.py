@@ -22,8 +22,9 @@ def onnx_vs_torch(
     repeats: Annotated[int, typer.Option(help="Timed runs per figure (the best is kept).", min=1)] = 2,
     threads: Annotated[Optional[int], typer.Option(help="Intra-op threads for both (default: torch's).", min=1)] = None,
     quick: Annotated[bool, typer.Option("--quick", help="48 frames at 96x64, one run: a smoke test.")] = False,
+    backends: Annotated[Optional[str], typer.Option("--backends", help="Comma-separated: torch,onnxruntime,openvino (default: those installed; OpenVINO on the CPU only).")] = None,
 ) -> None:
-    """ONNX Runtime vs PyTorch eager, model only and end to end, as ratios (PyTorch s / ONNX Runtime s)."""
+    """PyTorch eager vs ONNX Runtime (and OpenVINO), model only and end to end, as ratios (PyTorch s / backend s), with parity figures."""
     from ..export.bench import bench_onnx
     from ..io.video import probe
 
@@ -37,5 +38,6 @@ def onnx_vs_torch(
         err.print(message, highlight=False, soft_wrap=True, markup=False)
 
     out = bench_onnx(str(model) if model else None, str(video) if video else None, device, frames, repeats, size=size,
-                     threads=threads, log=log)
+                     threads=threads, log=log,
+                     backends=tuple(b.strip() for b in backends.split(",") if b.strip()) if backends else None)
     typer.echo(json.dumps(out))
