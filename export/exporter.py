@@ -284,7 +284,7 @@ class Exporter:
             onnx_export.export_backend(folded, d / "backend.onnx", opts.opset, self.feature_shape),
         ]
         del folded
-        weights = onnx_export.share_weights(paths)
+        weights = onnx_export.share_weights(paths, fp16=onnx_export.fp16_sources(self.model))
         self.onnx_info = {}
         for path, io in zip(paths, (onnx_export.WHOLE_IO, onnx_export.FRONTEND_IO, onnx_export.BACKEND_IO)):
             self.onnx_info[path.name] = onnx_export.check_file(path, io)
@@ -467,7 +467,8 @@ class Exporter:
                            "clusters": "M: the G cluster means, or K sampled frames (TSM)"},
             "external_data": {"file": onnx_export.WEIGHTS_FILE, "graphs": list(ONNX_FILES),
                               "note": "ONNX external data shared by the three graphs: each distinct weight tensor "
-                                      "once; keep it beside them"},
+                                      "once, in fp16 behind Cast (and Mul by the fp32 BatchNorm scale) where that "
+                                      "rebuilds the fp32 folded weights bit for bit; keep it beside them"},
             "graphs": self.onnx_info,
             "files": {name: file_entry(self.export_dir / name) for name in names},
             "tools": {"fvdeploy": fvdeploy.__version__, "torch": torch.__version__, "onnx": onnx.__version__,

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from fvdeploy.errors import ExportError
-from fvdeploy.models.inference import fold_batchnorm, has_batchnorm
+from fvdeploy.models.inference import conv_bn_pairs, fold_batchnorm, has_batchnorm
 from fvdeploy.models.tsm_resnet import TSMResNet
 
 from .graphs import Backend, Frontend, WholeNetwork
@@ -171,43 +171,105 @@ MIN_EXTERNAL_BYTES = 1024  # smaller tensors (shapes, scalars, mean/std) stay in
 ALIGN = 64  # every tensor starts on a cache line
 
 
-def share_weights(paths: list[Path], data_name: str = WEIGHTS_FILE) -> Path:
+def fp16_sources(model: TSMResNet) -> dict[bytes, tuple]:
+    """Where the folded fp32 weights can be stored at half the size without losing a bit.
+
+    A checkpoint saved in fp16 (the bundled model) holds weights ``w`` that fp32 represents
+    exactly; folding multiplies them by the BatchNorm's per-channel ``s = gamma / sqrt(var + eps)``,
+    and the product is no longer an fp16 number. Stored as ``w`` (fp16) and ``s`` (fp32) with
+    ``Cast`` + ``Mul`` in the graph, the runtime's constant folding at load time rebuilds the folded
+    tensor bit for bit: ``Cast`` to fp32 is exact and one IEEE fp32 multiply of the same operands
+    gives the same result wherever it runs. Returns sha256(folded fp32 bytes) -> (``w`` fp16
+    ndarray, ``s`` fp32 ndarray shaped to broadcast); only for weights where ``w`` is exactly fp16
+    and the product reproduces :func:`fold_batchnorm`'s bytes (checked here)."""
+    import hashlib
+
+    folded = fold_batchnorm(model)
+    out: dict[bytes, tuple] = {}
+    for conv_name, bn_name in conv_bn_pairs(model):
+        conv, bn = model.get_submodule(conv_name), model.get_submodule(bn_name)
+        w = conv.weight.detach().float().cpu()
+        if not torch.equal(w.half().float(), w):
+            continue
+        scale = (bn.weight.detach().float() * torch.rsqrt(bn.running_var.float() + bn.eps)).cpu()
+        scale = scale.reshape(-1, *[1] * (w.dim() - 1))
+        target = folded.get_submodule(conv_name).weight.detach().float().cpu()
+        if not torch.equal(w * scale, target):  # fusion done differently: keep the fp32 tensor
+            continue
+        out[hashlib.sha256(target.numpy().tobytes()).digest()] = (w.half().numpy(), scale.numpy())
+    return out
+
+
+def share_weights(paths: list[Path], data_name: str = WEIGHTS_FILE, fp16: dict[bytes, tuple] | None = None) -> Path:
     """Move the initializers of the ONNX files ``paths`` (one folder) into one external-data file
     ``data_name`` beside them, each distinct tensor stored once: the whole graph and the split pair
     hold the same folded weights, so the bundle carries them once instead of twice.
+
+    Lossless half-size storage where the weights allow it: an fp32 tensor whose every value is an
+    fp16 number is stored in fp16 behind a ``Cast``; a folded weight listed in ``fp16``
+    (:func:`fp16_sources`) is stored as its fp16 source weights and fp32 scale behind ``Cast`` +
+    ``Mul``. Each is checked to give back the original fp32 bytes before it is rewritten.
 
     Standard ONNX external data (``location``/``offset``/``length``): ONNX Runtime, OpenVINO,
     TensorRT's parser and ``onnx.load`` read it given the graph's path. Tensors are matched by
     content (dtype, shape, bytes), not by name, since each graph names its initializers itself."""
     import hashlib
 
+    import numpy as np
     import onnx
-    from onnx import numpy_helper
+    from onnx import helper, numpy_helper
     from onnx.external_data_helper import set_external_data
 
+    fp16 = fp16 or {}
     folder = paths[0].parent
     data_path = folder / data_name
     offsets: dict[tuple, tuple[int, int]] = {}
+
+    def externalize(tensor, data) -> None:
+        raw = tensor.raw_data if tensor.HasField("raw_data") else numpy_helper.to_array(tensor).tobytes()
+        if len(raw) < MIN_EXTERNAL_BYTES:
+            return
+        key = (tensor.data_type, tuple(tensor.dims), hashlib.sha256(raw).digest())
+        if key not in offsets:
+            offset = -(-data.tell() // ALIGN) * ALIGN
+            data.seek(offset)
+            data.write(raw)
+            offsets[key] = offset, len(raw)
+        offset, length = offsets[key]
+        for field in ("float_data", "int32_data", "int64_data", "double_data", "uint64_data"):
+            tensor.ClearField(field)
+        tensor.raw_data = raw  # set_external_data insists on raw_data, then it goes
+        set_external_data(tensor, location=data_name, offset=offset, length=length)
+        tensor.ClearField("raw_data")
+        tensor.data_location = onnx.TensorProto.EXTERNAL
+
     with open(data_path, "wb") as data:
         for path in paths:
             model = onnx.load(str(path))
-            for tensor in model.graph.initializer:
-                raw = tensor.raw_data if tensor.HasField("raw_data") else numpy_helper.to_array(tensor).tobytes()
-                if len(raw) < MIN_EXTERNAL_BYTES:
+            graph = model.graph
+            kept, nodes = [], []
+            for tensor in graph.initializer:
+                a = numpy_helper.to_array(tensor)
+                if a.dtype != np.float32 or a.nbytes < MIN_EXTERNAL_BYTES:
+                    kept.append(tensor)
                     continue
-                key = (tensor.data_type, tuple(tensor.dims), hashlib.sha256(raw).digest())
-                if key not in offsets:
-                    offset = -(-data.tell() // ALIGN) * ALIGN
-                    data.seek(offset)
-                    data.write(raw)
-                    offsets[key] = offset, len(raw)
-                offset, length = offsets[key]
-                for field in ("float_data", "int32_data", "int64_data", "double_data", "uint64_data"):
-                    tensor.ClearField(field)
-                tensor.raw_data = raw  # set_external_data insists on raw_data, then it goes
-                set_external_data(tensor, location=data_name, offset=offset, length=length)
-                tensor.ClearField("raw_data")
-                tensor.data_location = onnx.TensorProto.EXTERNAL
+                name = tensor.name
+                half = fp16.get(hashlib.sha256(a.tobytes()).digest())
+                if half is not None and (half[0].astype(np.float32) * half[1]).tobytes() == a.tobytes():
+                    kept += [numpy_helper.from_array(half[0], f"{name}.fp16"), numpy_helper.from_array(half[1], f"{name}.scale")]
+                    nodes += [helper.make_node("Cast", [f"{name}.fp16"], [f"{name}.fp32"], f"{name}.cast", to=onnx.TensorProto.FLOAT),
+                              helper.make_node("Mul", [f"{name}.fp32", f"{name}.scale"], [name], f"{name}.fold")]
+                elif a.astype(np.float16).astype(np.float32).tobytes() == a.tobytes():
+                    kept.append(numpy_helper.from_array(a.astype(np.float16), f"{name}.fp16"))
+                    nodes.append(helper.make_node("Cast", [f"{name}.fp16"], [name], f"{name}.cast", to=onnx.TensorProto.FLOAT))
+                else:
+                    kept.append(tensor)
+            del graph.initializer[:]
+            graph.initializer.extend(kept)
+            for tensor in graph.initializer:
+                externalize(tensor, data)
+            for node in reversed(nodes):  # constants first: the graph stays topologically sorted
+                graph.node.insert(0, node)
             onnx.save(model, str(path))
     return data_path
 

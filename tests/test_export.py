@@ -135,6 +135,47 @@ def test_graphs_share_one_copy_of_the_folded_weights_and_name_their_dimensions(e
     assert record["external_data"]["file"] == "weights.bin"
 
 
+def test_fp16_checkpoint_is_stored_at_half_size_and_gives_the_same_bits(tmp_path, clip):
+    """A checkpoint saved in fp16 (as the bundled model is): the bundle stores its weights in fp16
+    and the BatchNorm scales in fp32 (Cast + Mul, folded by the runtime at load), at about the
+    checkpoint's size, and the outputs are bit for bit those of the fp32 folded graph."""
+    import numpy as np
+    import onnx
+
+    from fvdeploy.bundle import load_model
+    from fvdeploy.export.onnx import example_frames, export_whole
+
+    from fvdeploy.models.inference import conv_bn_pairs
+
+    torch.manual_seed(8)
+    model_dir = save_model(create_model(tiny_config()).eval(), tmp_path / "half", dtype=torch.float16)
+    Exporter(model_dir, ExportOptions(clip=clip))()
+    export_dir = model_dir / "export"
+    checkpoint = (model_dir / "model.safetensors").stat().st_size
+    assert (export_dir / "weights.bin").stat().st_size <= 1.1 * checkpoint  # (the tiny graphs' own structure is not)
+    graph = onnx.load(str(export_dir / "model.onnx"), load_external_data=False)
+    ops = [n.op_type for n in graph.graph.node]
+    folds = [n for n in graph.graph.node if n.op_type == "Mul" and n.name.endswith(".fold")]
+    assert "BatchNormalization" not in ops and len(folds) == len(conv_bn_pairs(load_model(model_dir)))
+    plain = export_whole(load_model(model_dir), tmp_path / "fp32.onnx", 17)  # weights inline, in fp32
+    frames, lengths = example_frames(load_model(model_dir).config, n=2, t=11, seed=2)
+    feeds = {"frames": frames.numpy(), "lengths": lengths.numpy()}
+    got, ref = (ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, feeds)
+                for p in (export_dir / "model.onnx", plain))
+    assert all(np.array_equal(a, b) for a, b in zip(got, ref))
+
+
+@pytest.mark.slow
+def test_bundled_model_exports_to_about_its_checkpoint_size(tmp_path):
+    from fvdeploy.runtime.models import resolve_model_path
+
+    result = run("export", "--out", tmp_path / "default")
+    assert result.exit_code == 0, result.output
+    checkpoint = (resolve_model_path(None) / "model.safetensors").stat().st_size  # 22 MB, fp16
+    bundle = sum(p.stat().st_size for p in (tmp_path / "default" / "export").iterdir() if p.name != "export.json")
+    assert bundle <= 1.1 * checkpoint, (bundle, checkpoint)
+
+
 def test_classify_with_onnxruntime_equals_torch(exported, clip):
     model_dir, _ = exported
     results = {}
@@ -361,6 +402,7 @@ def test_imported_checkpoint_exports_and_classifies(tmp_path, clip):
     weight_bytes = sum(p.numel() * p.element_size() for p in fold_batchnorm(load_model(model_dir)).parameters())
     bundle_bytes = sum(p.stat().st_size for p in (model_dir / "export").iterdir() if p.name != "export.json")
     assert bundle_bytes <= 1.1 * weight_bytes, (bundle_bytes, weight_bytes)
+    assert bundle_bytes <= 1.1 * (model_dir / "model.safetensors").stat().st_size
     for mode in ({}, {"mode": "full", "num_clusters": 4}):  # TSM sampling, and the full-video method
         ref = Classifier.load(model_dir, device="cpu", **mode).classify(clip)
         got = Classifier.load(model_dir, device="cpu", backend="onnxruntime", **mode).classify(clip)
