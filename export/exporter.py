@@ -11,8 +11,8 @@ replaced only with ``force``.
 
 from __future__ import annotations
 
-import copy
 import functools
+import importlib.util
 import json
 import logging
 import os
@@ -36,7 +36,7 @@ from fvdeploy.errors import ExportError, FvdeployError
 from . import onnx as onnx_export
 from .graphs import int32_max_frames
 from .parity import Check, compare_network, compare_results, torch_reference, uint8_crops
-from .record import EXPORT_DIR, RECORD_FORMAT, RECORD_NAME, RECORD_VERSION, engine_name, file_entry, open_bundle
+from .record import EXPORT_DIR, ONNX_FILES, RECORD_FORMAT, RECORD_NAME, RECORD_VERSION, engine_name, file_entry, open_bundle
 
 log = logging.getLogger("fvdeploy.export")
 
@@ -278,18 +278,21 @@ class Exporter:
     @reported("onnx")
     def export_onnx(self) -> list[Path]:
         opts, d = self.options, self.export_dir
+        folded = onnx_export.inference_copy(self.model)  # one fold: the three graphs share its weights bit for bit
         paths = [
-            onnx_export.export_whole(self.model, d / "model.onnx", opts.opset),
-            onnx_export.export_frontend(self.model, d / "frontend.onnx", opts.opset),
-            onnx_export.export_backend(self.model, d / "backend.onnx", opts.opset, self.feature_shape),
+            onnx_export.export_whole(folded, d / "model.onnx", opts.opset),
+            onnx_export.export_frontend(folded, d / "frontend.onnx", opts.opset),
+            onnx_export.export_backend(folded, d / "backend.onnx", opts.opset, self.feature_shape),
         ]
+        del folded
+        weights = onnx_export.share_weights(paths, fp16=onnx_export.fp16_sources(self.model))
         self.onnx_info = {}
         for path, io in zip(paths, (onnx_export.WHOLE_IO, onnx_export.FRONTEND_IO, onnx_export.BACKEND_IO)):
             self.onnx_info[path.name] = onnx_export.check_file(path, io)
         self._add(Check("onnx.checker (full) + strict shape inference", True,
                         ", ".join(f"{k}: {v['nodes']} nodes" for k, v in self.onnx_info.items())))
         self._validate_onnx()
-        return paths
+        return [*paths, weights]
 
     @reported("trt")
     def export_tensorrt(self, trt) -> dict:
@@ -306,8 +309,9 @@ class Exporter:
 
         features = default_features_precision(prec)
         # Copies: casting the model itself to fp16 and back would round the fp32 reference's weights.
-        model = copy.deepcopy(self.model).to(device=device, dtype=DTYPES[prec])
-        stem = copy.deepcopy(self.model).to(device=device, dtype=DTYPES[features])
+        # BatchNorm folded in fp32 before the cast (folding fp16 weights would round twice).
+        model = onnx_export.inference_copy(self.model).to(device=device, dtype=DTYPES[prec])
+        stem = onnx_export.inference_copy(self.model).to(device=device, dtype=DTYPES[features])
         graphs = {
             "model": onnx_export.export_whole(model, sources / "model.onnx", opts.opset, torch.int32, DTYPES[prec], device),
             "frontend": onnx_export.export_frontend(stem, sources / "frontend.onnx", opts.opset, DTYPES[features], device),
@@ -366,9 +370,19 @@ class Exporter:
                                       torch_reference(model, crops[None], one), whole(crops[None], one)))
         bundle = ExportBundle(self.model_dir_for_checks, d, {"shapes": self._shapes()}, cfg)
         ort_clf = Classifier(OrtBackend(bundle, cfg, device="cpu"))
-        torch_clf = Classifier(TorchBackend(model, torch.device("cpu"), "fp32"))
+        torch_clf = Classifier(TorchBackend(model, torch.device("cpu"), "fp32", optimize=False))  # the model as trained
+        reference = torch_clf.classify(str(clip))
         checks.append(compare_results("split pair (ONNX Runtime) vs PyTorch, real clip end to end",
-                                      torch_clf.classify(str(clip)), ort_clf.classify(str(clip))))
+                                      reference, ort_clf.classify(str(clip))))
+        if importlib.util.find_spec("openvino") is not None:  # the [openvino] extra: the same checks, OpenVINO's reading
+            from fvdeploy.backends.openvino_backend import OpenVinoBackend, OpenVinoWholeGraph
+
+            ov_whole = OpenVinoWholeGraph(d / "model.onnx", device="cpu")
+            checks.append(compare_network(f"model.onnx ({ov_whole.provider}) vs PyTorch, real clip ({crops.shape[0]} frames)",
+                                          torch_reference(model, crops[None], one), ov_whole(crops[None], one)))
+            ov_clf = Classifier(OpenVinoBackend(bundle, cfg, device="cpu"))
+            checks.append(compare_results(f"split pair ({ov_clf.backend.provider}) vs PyTorch, real clip end to end",
+                                          reference, ov_clf.classify(str(clip))))
         for c in checks:
             self._add(c)
         self._require(checks)
@@ -394,7 +408,7 @@ class Exporter:
             record = {"shapes": self._shapes(), "tensorrt": self.engines_record}
             bundle = ExportBundle(self.model_dir_for_checks, self.export_dir, record, cfg)
             clip = str(self._clip())
-            ref = Classifier(TorchBackend(model, device, "fp32")).classify(clip)
+            ref = Classifier(TorchBackend(model, device, "fp32", optimize=False)).classify(clip)
             got = Classifier(TrtBackend(bundle, cfg, device, prec)).classify(clip)
             checks.append(compare_results(f"split pair (TensorRT {prec}) vs PyTorch fp32, real clip end to end", ref, got, prec))
         finally:
@@ -449,10 +463,18 @@ class Exporter:
                 "backend.onnx": {"inputs": {"maps": "float32 [N, M, C, h, w]"},
                                  "outputs": {"logits": "float32 [N, M, classes]"}},
             },
+            "dimensions": {"batch": "N, videos", "frames": "T (model.onnx) or K (frontend.onnx), frames",
+                           "padded_frames": "max(T, G)", "frame_pairs": "K - 1",
+                           "clusters": "M: the G cluster means, or K sampled frames (TSM)"},
+            "external_data": {"file": onnx_export.WEIGHTS_FILE, "graphs": list(ONNX_FILES),
+                              "note": "ONNX external data shared by the three graphs: each distinct weight tensor "
+                                      "once, in fp16 behind Cast (and Mul by the fp32 BatchNorm scale) where that "
+                                      "rebuilds the fp32 folded weights bit for bit; keep it beside them"},
             "graphs": self.onnx_info,
             "files": {name: file_entry(self.export_dir / name) for name in names},
             "tools": {"fvdeploy": fvdeploy.__version__, "torch": torch.__version__, "onnx": onnx.__version__,
-                      "onnxruntime": onnxruntime.__version__, "tensorrt": trt.__version__ if trt else None,
+                      "onnxruntime": onnxruntime.__version__, "openvino": _version_of("openvino"),
+                      "tensorrt": trt.__version__ if trt else None,
                       "python": platform.python_version()},
             "validation": checks,
             "tensorrt": self.engines_record if engines else None,
@@ -466,6 +488,15 @@ def _cuda_device(device: str) -> torch.device:
     if dev.type != "cuda":
         raise ExportError(f"--trt builds engines on a CUDA device, got --device {device}")
     return dev
+
+
+def _version_of(package: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
 
 
 def _umask() -> int:

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from fvdeploy.errors import ExportError
+from fvdeploy.models.inference import conv_bn_pairs, fold_batchnorm, has_batchnorm
 from fvdeploy.models.tsm_resnet import TSMResNet
 
 from .graphs import Backend, Frontend, WholeNetwork
@@ -27,23 +28,65 @@ MAX_OPSET = 20  # the legacy exporter's last opset in torch >= 2.9
 ONNX_TYPE_NAMES = {1: "FP32", 2: "UINT8", 3: "INT8", 6: "INT32", 7: "INT64", 9: "BOOL", 10: "FP16", 11: "DOUBLE", 16: "BF16"}
 
 
+# Dimension names of the graphs' inputs and outputs. Dynamic ones are named (ONNX dim_param) so
+# that tools show `frames` rather than a generated `Castcluster_logits_dim_1`; the static ones
+# (crop, G, classes, the layer1 map) are written as numbers from the exported model.
+DYNAMIC_DIMS = ("batch", "frames", "padded_frames", "frame_pairs", "clusters")
+STATIC_DIMS = ("crop", "G", "classes", "C", "h", "w")
+
+
 @dataclass(frozen=True)
 class GraphIO:
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
-    dynamic_axes: dict
+    dims: dict[str, tuple]  # tensor name -> one entry per axis: a DYNAMIC_DIMS or STATIC_DIMS name, or an int
+
+    @property
+    def dynamic_axes(self) -> dict:
+        return {name: {i: d for i, d in enumerate(dims) if d in DYNAMIC_DIMS} for name, dims in self.dims.items()}
 
 
 WHOLE_IO = GraphIO(
     ("frames", "lengths"), ("logits", "cluster_logits", "cluster_ids"),
-    {"frames": {0: "N", 1: "T"}, "lengths": {0: "N"}, "logits": {0: "N"}, "cluster_logits": {0: "N"},
-     "cluster_ids": {0: "N", 1: "T_padded"}},
+    {"frames": ("batch", "frames", "crop", "crop", 3), "lengths": ("batch",), "logits": ("batch", "classes"),
+     "cluster_logits": ("batch", "G", "classes"), "cluster_ids": ("batch", "padded_frames")},
 )
 FRONTEND_IO = GraphIO(
     ("frames",), ("features", "distances"),
-    {"frames": {0: "K"}, "features": {0: "K"}, "distances": {0: "K_minus_1"}},
+    {"frames": ("frames", 3, "crop", "crop"), "features": ("frames", "C", "h", "w"), "distances": ("frame_pairs",)},
 )
-BACKEND_IO = GraphIO(("maps",), ("logits",), {"maps": {0: "N", 1: "M"}, "logits": {0: "N", 1: "M"}})
+BACKEND_IO = GraphIO(
+    ("maps",), ("logits",),
+    {"maps": ("batch", "clusters", "C", "h", "w"), "logits": ("batch", "clusters", "classes")},
+)
+
+
+def static_dims(model: TSMResNet, feature_shape: tuple[int, int, int]) -> dict[str, int]:
+    c, h, w = feature_shape
+    cfg = model.config
+    return {"crop": cfg.input.crop, "G": cfg.num_clusters, "classes": cfg.num_classes, "C": c, "h": h, "w": w}
+
+
+def name_dimensions(path: Path, io: GraphIO, static: dict[str, int]) -> None:
+    """Write ``io.dims`` into the inputs and outputs of the ONNX file at ``path`` (in place), and drop
+    the exporter's intermediate shape annotations, whose dimensions carry generated names
+    (runtimes infer those shapes themselves). The checks (:func:`check_file`) then verify by
+    strict shape inference that the declared shapes are the graph's."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    for value in [*model.graph.input, *model.graph.output]:
+        dims = value.type.tensor_type.shape.dim
+        spec = io.dims[value.name]
+        if len(dims) != len(spec):
+            raise ExportError(f"{path.name}: {value.name} has {len(dims)} dimensions, expected {len(spec)}")
+        for dim, want in zip(dims, spec):
+            if want in DYNAMIC_DIMS:
+                dim.dim_param = want
+            else:
+                dim.dim_value = int(static.get(want, want))
+    del model.graph.value_info[:]
+    onnx.save(model, str(path))
 
 
 def check_opset(opset: int) -> int:
@@ -53,7 +96,7 @@ def check_opset(opset: int) -> int:
     return opset
 
 
-def _export(module: torch.nn.Module, args: tuple, path: Path, io: GraphIO, opset: int) -> Path:
+def _export(module: torch.nn.Module, args: tuple, path: Path, io: GraphIO, opset: int, static: dict[str, int]) -> Path:
     with warnings.catch_warnings():
         # Known and harmless: the legacy exporter announces its deprecation, and the core op's
         # argument check (T >= G) reads a shape that the padding inside the graph guarantees.
@@ -68,7 +111,21 @@ def _export(module: torch.nn.Module, args: tuple, path: Path, io: GraphIO, opset
                 )
         except (RuntimeError, ValueError, TypeError) as e:
             raise ExportError(f"torch.onnx.export failed for {path.name}: {_first_line(e)}") from None
+    name_dimensions(path, io, static)
     return path
+
+
+def inference_copy(model: TSMResNet) -> TSMResNet:
+    """What is exported: the model with its BatchNorms folded into the convolutions (a copy; a
+    model already folded is used as it is). The exported graphs have no BatchNormalization."""
+    return fold_batchnorm(model) if has_batchnorm(model) else model.eval()
+
+
+def _feature_shape(model: TSMResNet) -> tuple[int, int, int]:
+    param = next(model.parameters())
+    s = model.config.input.crop
+    with torch.no_grad():
+        return tuple(int(v) for v in model.forward_frames(torch.zeros(1, 1, 3, s, s, device=param.device, dtype=param.dtype)).shape[2:])
 
 
 def example_frames(config, n: int = 2, t: int | None = None, seed: int = 0, device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
@@ -85,23 +142,149 @@ def example_frames(config, n: int = 2, t: int | None = None, seed: int = 0, devi
 def export_whole(model: TSMResNet, path: Path, opset: int, int_dtype: torch.dtype = torch.int64,
                  dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> Path:
     """``model.onnx``: uint8 frames + lengths (int_dtype) -> logits, cluster logits, cluster ids."""
+    model = inference_copy(model)
     net = WholeNetwork(model, int_dtype=int_dtype, dtype=dtype).to(device)
     frames, lengths = example_frames(model.config, device=device)
-    return _export(net, (frames, lengths.to(int_dtype)), path, WHOLE_IO, opset)
+    return _export(net, (frames, lengths.to(int_dtype)), path, WHOLE_IO, opset, static_dims(model, (0, 0, 0)))
 
 
 def export_frontend(model: TSMResNet, path: Path, opset: int, dtype: torch.dtype = torch.float32,
                     device: torch.device | str = "cpu") -> Path:
+    model = inference_copy(model).to(device)
     s = model.config.input.crop
     frames = torch.randn(12, 3, s, s, generator=torch.Generator().manual_seed(1)).to(device=device, dtype=dtype)
-    return _export(Frontend(model).to(device), (frames,), path, FRONTEND_IO, opset)
+    return _export(Frontend(model), (frames,), path, FRONTEND_IO, opset, static_dims(model, _feature_shape(model)))
 
 
 def export_backend(model: TSMResNet, path: Path, opset: int, feature_shape: tuple[int, int, int],
                    dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> Path:
+    model = inference_copy(model)
     g = max(2, model.config.num_clusters)
     maps = torch.randn(1, g, *feature_shape, generator=torch.Generator().manual_seed(2)).relu()
-    return _export(Backend(model).to(device), (maps.to(device=device, dtype=dtype),), path, BACKEND_IO, opset)
+    return _export(Backend(model).to(device), (maps.to(device=device, dtype=dtype),), path, BACKEND_IO, opset,
+                   static_dims(model, feature_shape))
+
+
+# -- one copy of the weights ------------------------------------------------------------------------
+WEIGHTS_FILE = "weights.bin"
+MIN_EXTERNAL_BYTES = 1024  # smaller tensors (shapes, scalars, mean/std) stay inside their graph
+ALIGN = 64  # every tensor starts on a cache line
+
+
+def fp16_sources(model: TSMResNet) -> dict[bytes, tuple]:
+    """Where the folded fp32 weights can be stored at half the size without losing a bit.
+
+    A checkpoint saved in fp16 (the bundled model) holds weights ``w`` that fp32 represents
+    exactly; folding multiplies them by the BatchNorm's per-channel ``s = gamma / sqrt(var + eps)``,
+    and the product is no longer an fp16 number. Stored as ``w`` (fp16) and ``s`` (fp32) with
+    ``Cast`` + ``Mul`` in the graph, the runtime's constant folding at load time rebuilds the folded
+    tensor bit for bit: ``Cast`` to fp32 is exact and one IEEE fp32 multiply of the same operands
+    gives the same result wherever it runs. Returns sha256(folded fp32 bytes) -> (``w`` fp16
+    ndarray, ``s`` fp32 ndarray shaped to broadcast); only for weights where ``w`` is exactly fp16
+    and the product reproduces :func:`fold_batchnorm`'s bytes (checked here)."""
+    import hashlib
+
+    folded = fold_batchnorm(model)
+    out: dict[bytes, tuple] = {}
+    for conv_name, bn_name in conv_bn_pairs(model):
+        conv, bn = model.get_submodule(conv_name), model.get_submodule(bn_name)
+        w = conv.weight.detach().float().cpu()
+        if not torch.equal(w.half().float(), w):
+            continue
+        scale = (bn.weight.detach().float() * torch.rsqrt(bn.running_var.float() + bn.eps)).cpu()
+        scale = scale.reshape(-1, *[1] * (w.dim() - 1))
+        target = folded.get_submodule(conv_name).weight.detach().float().cpu()
+        if not torch.equal(w * scale, target):  # fusion done differently: keep the fp32 tensor
+            continue
+        out[hashlib.sha256(target.numpy().tobytes()).digest()] = (w.half().numpy(), scale.numpy())
+    return out
+
+
+def share_weights(paths: list[Path], data_name: str = WEIGHTS_FILE, fp16: dict[bytes, tuple] | None = None) -> Path:
+    """Move the initializers of the ONNX files ``paths`` (one folder) into one external-data file
+    ``data_name`` beside them, each distinct tensor stored once: the whole graph and the split pair
+    hold the same folded weights, so the bundle carries them once instead of twice.
+
+    Lossless half-size storage where the weights allow it: an fp32 tensor whose every value is an
+    fp16 number is stored in fp16 behind a ``Cast``; a folded weight listed in ``fp16``
+    (:func:`fp16_sources`) is stored as its fp16 source weights and fp32 scale behind ``Cast`` +
+    ``Mul``. Each is checked to give back the original fp32 bytes before it is rewritten.
+
+    Standard ONNX external data (``location``/``offset``/``length``): ONNX Runtime, OpenVINO,
+    TensorRT's parser and ``onnx.load`` read it given the graph's path. Tensors are matched by
+    content (dtype, shape, bytes), not by name, since each graph names its initializers itself."""
+    import hashlib
+
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+    from onnx.external_data_helper import set_external_data
+
+    fp16 = fp16 or {}
+    folder = paths[0].parent
+    data_path = folder / data_name
+    offsets: dict[tuple, tuple[int, int]] = {}
+
+    def externalize(tensor, data) -> None:
+        raw = tensor.raw_data if tensor.HasField("raw_data") else numpy_helper.to_array(tensor).tobytes()
+        if len(raw) < MIN_EXTERNAL_BYTES:
+            return
+        key = (tensor.data_type, tuple(tensor.dims), hashlib.sha256(raw).digest())
+        if key not in offsets:
+            offset = -(-data.tell() // ALIGN) * ALIGN
+            data.seek(offset)
+            data.write(raw)
+            offsets[key] = offset, len(raw)
+        offset, length = offsets[key]
+        for field in ("float_data", "int32_data", "int64_data", "double_data", "uint64_data"):
+            tensor.ClearField(field)
+        tensor.raw_data = raw  # set_external_data insists on raw_data, then it goes
+        set_external_data(tensor, location=data_name, offset=offset, length=length)
+        tensor.ClearField("raw_data")
+        tensor.data_location = onnx.TensorProto.EXTERNAL
+
+    with open(data_path, "wb") as data:
+        for path in paths:
+            model = onnx.load(str(path))
+            graph = model.graph
+            kept, nodes = [], []
+            for tensor in graph.initializer:
+                a = numpy_helper.to_array(tensor)
+                if a.dtype != np.float32 or a.nbytes < MIN_EXTERNAL_BYTES:
+                    kept.append(tensor)
+                    continue
+                name = tensor.name
+                half = fp16.get(hashlib.sha256(a.tobytes()).digest())
+                if half is not None and (half[0].astype(np.float32) * half[1]).tobytes() == a.tobytes():
+                    kept += [numpy_helper.from_array(half[0], f"{name}.fp16"), numpy_helper.from_array(half[1], f"{name}.scale")]
+                    nodes += [helper.make_node("Cast", [f"{name}.fp16"], [f"{name}.fp32"], f"{name}.cast", to=onnx.TensorProto.FLOAT),
+                              helper.make_node("Mul", [f"{name}.fp32", f"{name}.scale"], [name], f"{name}.fold")]
+                elif a.astype(np.float16).astype(np.float32).tobytes() == a.tobytes():
+                    kept.append(numpy_helper.from_array(a.astype(np.float16), f"{name}.fp16"))
+                    nodes.append(helper.make_node("Cast", [f"{name}.fp16"], [name], f"{name}.cast", to=onnx.TensorProto.FLOAT))
+                else:
+                    kept.append(tensor)
+            del graph.initializer[:]
+            graph.initializer.extend(kept)
+            for tensor in graph.initializer:
+                externalize(tensor, data)
+            for node in reversed(nodes):  # constants first: the graph stays topologically sorted
+                graph.node.insert(0, node)
+            onnx.save(model, str(path))
+    return data_path
+
+
+def inline_bytes(path: Path) -> int:
+    """Bytes of tensor data stored inside the ONNX file itself (initializers and Constant nodes)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    total = sum(len(t.raw_data) for t in model.graph.initializer)
+    for node in model.graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.TENSOR:
+                total += len(attr.t.raw_data)
+    return total
 
 
 # -- checks ---------------------------------------------------------------------------------------

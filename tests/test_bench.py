@@ -66,6 +66,7 @@ def test_bench_model_quick(model_dir):
     out = last_json(r.stdout)
     assert out["frames"] == 48 and out["full_fps"] > 0 and out["tsm_all_fps"] > 0 and out["plain_images_per_s"] > 0
     assert out["speedup_vs_tsm_all"] == pytest.approx(out["full_fps"] / out["tsm_all_fps"], rel=0.05)
+    assert out["stem_layer1_s"] > 0 and out["full_s"] > 0 and out["tsm_all_s"] > 0
 
 
 def test_bench_corpus_and_precision(model_dir, tmp_path):

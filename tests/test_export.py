@@ -3,6 +3,7 @@ exit code, nothing written), an imported checkpoint end to end, and the benchmar
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import json
 import shutil
@@ -27,6 +28,7 @@ from fvdeploy.runtime import Classifier
 ort = pytest.importorskip("onnxruntime")
 runner = CliRunner()
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
+HAS_OPENVINO = importlib.util.find_spec("openvino") is not None
 
 
 def run(*args):
@@ -78,7 +80,7 @@ def test_bundle_files_and_record(exported):
     model_dir, result = exported
     export_dir = model_dir / "export"
     assert str(export_dir) in result.output
-    assert {p.name for p in export_dir.iterdir()} == {"model.onnx", "frontend.onnx", "backend.onnx", "export.json"}
+    assert {p.name for p in export_dir.iterdir()} == {"model.onnx", "frontend.onnx", "backend.onnx", "weights.bin", "export.json"}
     assert (export_dir.stat().st_mode & 0o755) == 0o755  # readable like any folder, not mkdtemp's 0700
     record = json.loads((export_dir / "export.json").read_text())
     assert record["opset"] == 17 and record["precision"] == {"onnx": "fp32", "tensorrt": None}
@@ -91,15 +93,87 @@ def test_bundle_files_and_record(exported):
     assert record["source"]["weights_sha256"] == weights_hash(model_dir)
     assert record["tools"]["onnxruntime"] == ort.__version__ and record["tools"]["torch"] == torch.__version__
     assert record["tensorrt"] is None
-    assert set(record["files"]) == {"model.onnx", "frontend.onnx", "backend.onnx"}
+    assert set(record["files"]) == {"model.onnx", "frontend.onnx", "backend.onnx", "weights.bin"}
     checks = record["validation"]
-    assert len(checks) == 4 and all(c["passed"] for c in checks)
+    assert len(checks) == (6 if HAS_OPENVINO else 4) and all(c["passed"] for c in checks)
+    assert record["tools"]["openvino"] == (importlib.metadata.version("openvino") if HAS_OPENVINO else None)
     assert any("real clip" in c["name"] and c["figures"]["ids_differing"] == 0 for c in checks)
     io = record["graphs"]["model.onnx"]
-    assert io["inputs"]["frames"] == {"dtype": "UINT8", "shape": ["N", "T", 32, 32, 3]}
+    assert io["inputs"]["frames"] == {"dtype": "UINT8", "shape": ["batch", "frames", 32, 32, 3]}
+    assert io["outputs"]["cluster_logits"]["shape"] == ["batch", 6, 3]
     assert io["inputs"]["lengths"]["dtype"] == "INT64" and io["outputs"]["cluster_ids"]["dtype"] == "INT64"
     assert record["graphs"]["frontend.onnx"]["outputs"]["distances"]["dtype"] == "INT32"
     assert "saved as model.onnx" in result.output and "MB" in result.output
+
+
+def test_graphs_share_one_copy_of_the_folded_weights_and_name_their_dimensions(exported):
+    import onnx
+
+    from fvdeploy.bundle import load_model
+    from fvdeploy.export.onnx import DYNAMIC_DIMS, inline_bytes
+    from fvdeploy.models.inference import fold_batchnorm
+
+    model_dir, _ = exported
+    export_dir = model_dir / "export"
+    folded = fold_batchnorm(load_model(model_dir))
+    weight_bytes = sum(p.numel() * p.element_size() for p in folded.parameters())
+    data = (export_dir / "weights.bin").stat().st_size
+    assert 0.9 * weight_bytes <= data <= 1.1 * weight_bytes  # every weight once (the graphs used to hold them twice)
+    for name in ("model.onnx", "frontend.onnx", "backend.onnx"):
+        graph = onnx.load(str(export_dir / name), load_external_data=False)
+        assert "BatchNormalization" not in {n.op_type for n in graph.graph.node}, name
+        assert inline_bytes(export_dir / name) < 0.05 * weight_bytes, name  # only shapes and small constants inside
+        external = [t for t in graph.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+        assert external and {e.value for t in external for e in t.external_data if e.key == "location"} == {"weights.bin"}
+        for value in [*graph.graph.input, *graph.graph.output]:
+            for dim in value.type.tensor_type.shape.dim:  # a named dynamic dimension or a number, nothing generated
+                assert dim.dim_param in DYNAMIC_DIMS or (not dim.dim_param and dim.dim_value > 0), (name, value.name, dim)
+    record = json.loads((export_dir / "export.json").read_text())
+    assert record["graphs"]["frontend.onnx"]["outputs"]["features"]["shape"] == ["frames", 16, 8, 8]
+    assert record["graphs"]["frontend.onnx"]["outputs"]["distances"]["shape"] == ["frame_pairs"]
+    assert record["graphs"]["backend.onnx"]["inputs"]["maps"]["shape"] == ["batch", "clusters", 16, 8, 8]
+    assert record["external_data"]["file"] == "weights.bin"
+
+
+def test_fp16_checkpoint_is_stored_at_half_size_and_gives_the_same_bits(tmp_path, clip):
+    """A checkpoint saved in fp16 (as the bundled model is): the bundle stores its weights in fp16
+    and the BatchNorm scales in fp32 (Cast + Mul, folded by the runtime at load), at about the
+    checkpoint's size, and the outputs are bit for bit those of the fp32 folded graph."""
+    import numpy as np
+    import onnx
+
+    from fvdeploy.bundle import load_model
+    from fvdeploy.export.onnx import example_frames, export_whole
+
+    from fvdeploy.models.inference import conv_bn_pairs
+
+    torch.manual_seed(8)
+    model_dir = save_model(create_model(tiny_config()).eval(), tmp_path / "half", dtype=torch.float16)
+    Exporter(model_dir, ExportOptions(clip=clip))()
+    export_dir = model_dir / "export"
+    checkpoint = (model_dir / "model.safetensors").stat().st_size
+    assert (export_dir / "weights.bin").stat().st_size <= 1.1 * checkpoint  # (the tiny graphs' own structure is not)
+    graph = onnx.load(str(export_dir / "model.onnx"), load_external_data=False)
+    ops = [n.op_type for n in graph.graph.node]
+    folds = [n for n in graph.graph.node if n.op_type == "Mul" and n.name.endswith(".fold")]
+    assert "BatchNormalization" not in ops and len(folds) == len(conv_bn_pairs(load_model(model_dir)))
+    plain = export_whole(load_model(model_dir), tmp_path / "fp32.onnx", 17)  # weights inline, in fp32
+    frames, lengths = example_frames(load_model(model_dir).config, n=2, t=11, seed=2)
+    feeds = {"frames": frames.numpy(), "lengths": lengths.numpy()}
+    got, ref = (ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, feeds)
+                for p in (export_dir / "model.onnx", plain))
+    assert all(np.array_equal(a, b) for a, b in zip(got, ref))
+
+
+@pytest.mark.slow
+def test_bundled_model_exports_to_about_its_checkpoint_size(tmp_path):
+    from fvdeploy.runtime.models import resolve_model_path
+
+    result = run("export", "--out", tmp_path / "default")
+    assert result.exit_code == 0, result.output
+    checkpoint = (resolve_model_path(None) / "model.safetensors").stat().st_size  # 22 MB, fp16
+    bundle = sum(p.stat().st_size for p in (tmp_path / "default" / "export").iterdir() if p.name != "export.json")
+    assert bundle <= 1.1 * checkpoint, (bundle, checkpoint)
 
 
 def test_classify_with_onnxruntime_equals_torch(exported, clip):
@@ -321,6 +395,14 @@ def test_imported_checkpoint_exports_and_classifies(tmp_path, clip):
     assert result.exit_code == 0, result.output
     record = json.loads((model_dir / "export" / "export.json").read_text())
     assert record["source"]["checkpoint_sha256"] == cfg.trained["source_sha256"]
+    # a real-size network (ResNet-18): the bundle is its fp32 weights once, plus graphs of a few hundred kB
+    from fvdeploy.bundle import load_model
+    from fvdeploy.models.inference import fold_batchnorm
+
+    weight_bytes = sum(p.numel() * p.element_size() for p in fold_batchnorm(load_model(model_dir)).parameters())
+    bundle_bytes = sum(p.stat().st_size for p in (model_dir / "export").iterdir() if p.name != "export.json")
+    assert bundle_bytes <= 1.1 * weight_bytes, (bundle_bytes, weight_bytes)
+    assert bundle_bytes <= 1.1 * (model_dir / "model.safetensors").stat().st_size
     for mode in ({}, {"mode": "full", "num_clusters": 4}):  # TSM sampling, and the full-video method
         ref = Classifier.load(model_dir, device="cpu", **mode).classify(clip)
         got = Classifier.load(model_dir, device="cpu", backend="onnxruntime", **mode).classify(clip)
@@ -337,5 +419,12 @@ def test_bench_onnx_quick(exported):
     out = json.loads(result.output.strip().splitlines()[-1])
     assert out["frames"] == 48 and out["onnxruntime"]["provider"] == "CPUExecutionProvider"
     assert out["ratio"]["model_only"] > 0 and out["ratio"]["end_to_end"] > 0 and out["same_top1"]
-    for side in ("torch", "onnxruntime"):
+    sides = ["torch", "onnxruntime"] + (["openvino"] if HAS_OPENVINO else [])
+    assert out["backends"] == sides
+    for side in sides:
         assert out[side]["model_fps"] > 0 and out[side]["end_to_end_fps"] > 0
+    for side in sides[1:]:
+        parity = out["parity"][side]
+        assert parity["passed"] and parity["same_top1"] and parity["max_boundary_shift"] <= 1
+        assert parity["model_only_logits_max_abs"] <= 1e-3 and out["ratios"][side]["model_only"] > 0
+    one_line_error(run("bench", "onnx", "-m", model_dir, "--quick", "--backends", "torch,tensorrt"), match="not 'tensorrt'")

@@ -35,6 +35,11 @@ def create_backend(name: str, model_path: str | Path, device: torch.device, prec
         # requested_*: what the user asked for ("auto", None), which `device`/`precision` have already resolved
         return OrtBackend.open(model_path, options.get("config"), device=options.get("requested_device") or str(device),
                                precision=options.get("requested_precision", precision))
+    if name == "openvino":  # the same export bundle, compiled by OpenVINO for its CPU plugin
+        from .openvino_backend import OpenVinoBackend
+
+        return OpenVinoBackend.open(model_path, options.get("config"), device=options.get("requested_device") or str(device),
+                                    precision=options.get("requested_precision", precision))
     if name == "tensorrt":
         from .trt_backend import TrtBackend
 

@@ -4,5 +4,5 @@ maps these names to dtypes."""
 
 from __future__ import annotations
 
-BACKENDS: tuple[str, ...] = ("torch", "onnxruntime", "tensorrt")
+BACKENDS: tuple[str, ...] = ("torch", "onnxruntime", "openvino", "tensorrt")
 PRECISION_NAMES: tuple[str, ...] = ("fp32", "fp16", "bf16")

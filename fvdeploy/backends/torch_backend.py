@@ -1,4 +1,10 @@
-"""Eager PyTorch on CPU or CUDA."""
+"""Eager PyTorch on CPU or CUDA, on an inference copy of the model that does the least work.
+
+The copy (:func:`fvdeploy.models.inference.fold_batchnorm`) has every BatchNorm folded into its
+convolution and lives in ``channels_last`` on CPU and CUDA alike (oneDNN and cuDNN both run their
+fastest convolutions on NHWC, and the temporal shift keeps that layout). The model handed in is
+left as it was (train/eval mode, device, dtype, memory format): training never sees the copy.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ import copy
 import torch
 from torch import Tensor, nn
 
+from ..models.inference import fold_batchnorm
 from ..models.tsm_resnet import TSMResNet
 from .base import PRECISIONS
 
@@ -16,23 +23,29 @@ class TorchBackend:
     provider = "pytorch"
 
     def __init__(self, model: TSMResNet, device: torch.device, precision: str = "fp32",
-                 features_precision: str | None = None) -> None:
+                 features_precision: str | None = None, optimize: bool = True) -> None:
         """``features_precision``: stem + layer1 (whose signs the clustering reads) may run at a
-        higher precision than the rest; a separate copy of just those layers is kept then."""
+        higher precision than the rest; a separate copy of just those layers is kept then.
+        ``optimize=False`` runs an unfolded copy in the default memory format instead: the
+        reference that parity tests and benchmarks compare the inference graph with."""
         self.dtype = PRECISIONS[precision]
         self.features_precision = features_precision or precision
         self.features_dtype = PRECISIONS[self.features_precision]
-        memory_format = torch.channels_last if device.type == "cuda" else torch.preserve_format
+        memory_format = torch.channels_last if optimize else torch.contiguous_format
+        # Fold in the weights' own (fp32) precision, then cast: folding fp16 weights would round twice.
+        prepare = fold_batchnorm if optimize else (lambda m: copy.deepcopy(m).eval())
+        folded = prepare(model)
         if self.features_dtype != self.dtype:
-            stem = copy.deepcopy(model)
+            stem = prepare(model)
             stem.layer2 = stem.layer3 = stem.layer4 = stem.fc = nn.Identity()  # only stem + layer1 needed
-            self.frames_model = stem.eval().to(device=device, dtype=self.features_dtype, memory_format=memory_format)
-        self.model = model.eval().to(device=device, dtype=self.dtype, memory_format=memory_format)
+            self.frames_model = stem.to(device=device, dtype=self.features_dtype, memory_format=memory_format)
+        self.model = folded.to(device=device, dtype=self.dtype, memory_format=memory_format)
         if self.features_dtype == self.dtype:
             self.frames_model = self.model
         self.config = model.config
         self.device = device
         self.precision = precision
+        self.optimized = optimize
         self.halo = model.frame_halo
         # every shifted block of the network, for streaming TSM-all through all of it
         self.network_halo = sum(len(layer) for layer in (model.layer1, model.layer2, model.layer3, model.layer4))

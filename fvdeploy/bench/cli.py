@@ -128,6 +128,7 @@ def onnx_vs_torch(
     repeats: Annotated[int, typer.Option(help="Timed runs per figure (the best is kept).", min=1)] = 2,
     threads: Annotated[Optional[int], typer.Option(help="Intra-op threads for both (default: torch's).", min=1)] = None,
     quick: Annotated[bool, typer.Option("--quick/--no-quick", help="48 frames at 96x64, one run: a smoke test.")] = False,
+    backends: Annotated[Optional[str], typer.Option("--backends", help="Comma-separated: torch,onnxruntime,openvino (default: those installed; OpenVINO on the CPU only).")] = None,
 ) -> None:
     """ONNX Runtime vs PyTorch eager, model only and end to end, as ratios (PyTorch s / ONNX Runtime s)."""
     from .onnx import bench_onnx
@@ -140,7 +141,8 @@ def onnx_vs_torch(
         frames, repeats, size = 48, 1, (96, 64)
 
     out = bench_onnx(str(model) if model else None, str(video) if video else None, device, frames, repeats, size=size,
-                     threads=threads, log=_log)
+                     threads=threads, log=_log,
+                     backends=tuple(b.strip() for b in backends.split(",") if b.strip()) if backends else None)
     typer.echo(json.dumps(out))
 
 

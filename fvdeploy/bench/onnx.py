@@ -1,4 +1,5 @@
-"""``fvdeploy bench onnx``: ONNX Runtime vs PyTorch eager on the same clip, same device, same threads.
+"""``fvdeploy bench onnx``: PyTorch eager vs the export bundle's runtimes (ONNX Runtime, OpenVINO) on
+the same clip, same device, same threads.
 
 Two figures per backend, each the best of ``repeats`` runs after a warm-up, the backends
 interleaved run by run:
@@ -7,8 +8,10 @@ interleaved run by run:
   runtime's chunks, with halos) and the G cluster means through ``clip_logits``;
 - end to end: ``Classifier.classify(path)``: decode, preprocess, model, clustering, results.
 
-Ratios are PyTorch seconds / ONNX Runtime seconds: above 1, ONNX Runtime is faster. Both sides run
-fp32 (the ONNX files are fp32) with the same intra-op thread count.
+Ratios are PyTorch seconds / that backend's seconds: above 1, the backend is faster. Every side runs
+fp32 (the ONNX files are fp32) with the same intra-op thread count. Parity figures per backend
+against PyTorch on the same clip (DECISIONS.md's rules): same top-1, largest score difference,
+largest cluster-boundary shift.
 """
 
 from __future__ import annotations
@@ -46,22 +49,40 @@ def _model_only(backend, frames: torch.Tensor, chunk: int) -> torch.Tensor:
     return out
 
 
+BUNDLE_BACKENDS = ("onnxruntime", "openvino")
+
+
+def default_backends(device: str = "cpu") -> tuple[str, ...]:
+    """PyTorch, ONNX Runtime, and on the CPU OpenVINO where it is installed."""
+    import importlib.util
+
+    cpu = (device or "cpu").strip().lower() == "cpu"
+    return ("torch", "onnxruntime") + (("openvino",) if cpu and importlib.util.find_spec("openvino") else ())
+
+
 def bench_onnx(model: str | None, video: str | None, device: str = "cpu", frames: int = 600, repeats: int = 2,
-               chunk: int = 64, size: tuple[int, int] = (320, 180), threads: int | None = None, log=print) -> dict:
-    """``threads``: intra-op threads of both sides (default: torch's current count). On a shared
-    machine, fewer threads than cores avoids OpenMP barrier stalls that would swamp the figures."""
+               chunk: int = 64, size: tuple[int, int] = (320, 180), threads: int | None = None, log=print,
+               backends: tuple[str, ...] | None = None) -> dict:
+    """``threads``: intra-op threads of every side (default: torch's current count). On a shared
+    machine, fewer threads than cores avoids OpenMP barrier stalls that would swamp the figures.
+    ``backends``: which to run (default :func:`default_backends`); PyTorch is always the reference."""
     from ..backends import resolve_device
     from ..backends.ort_backend import OrtBackend
     from ..backends.torch_backend import TorchBackend
     from ..bundle import load_model
     from ..errors import BackendError
     from ..export.exporter import Exporter, ExportOptions
+    from ..export.parity import compare_results
     from ..export.record import open_bundle
+    from ..io.sources import read_video
     from ..io.transforms import preprocess
-    from ..io.video import read_video
     from ..runtime import Classifier
     from ..runtime.models import resolve_model_path
 
+    names = ("torch",) + tuple(b for b in (backends or default_backends(device)) if b != "torch")
+    unknown = [b for b in names if b not in ("torch", *BUNDLE_BACKENDS)]
+    if unknown:
+        raise BackendError(f"bench onnx compares torch, {', '.join(BUNDLE_BACKENDS)}; not {unknown[0]!r}")
     dev = resolve_device(device)
     source = resolve_model_path(model)
     if threads:
@@ -82,10 +103,13 @@ def bench_onnx(model: str | None, video: str | None, device: str = "cpu", frames
         net = load_model(source)
         cfg = net.config
         ort_device = "cpu" if dev.type == "cpu" else f"cuda:{dev.index or 0}"
-        backends = {
-            "torch": TorchBackend(net, dev, "fp32"),
-            "onnxruntime": OrtBackend(bundle, cfg, device=ort_device, threads=threads),
-        }
+        opened = {"torch": lambda: TorchBackend(net, dev, "fp32"),
+                  "onnxruntime": lambda: OrtBackend(bundle, cfg, device=ort_device, threads=threads)}
+        if "openvino" in names:
+            from fvdeploy.backends.openvino_backend import OpenVinoBackend
+
+            opened["openvino"] = lambda: OpenVinoBackend(bundle, cfg, device=str(dev), threads=threads)
+        backends = {name: opened[name]() for name in names}
         decoded = torch.from_numpy(read_video(video))
         x = preprocess(decoded.to(dev), cfg.input, "bgr")
         n = x.shape[0]
@@ -100,17 +124,17 @@ def bench_onnx(model: str | None, video: str | None, device: str = "cpu", frames
             classifiers[name].classify(video)
         # Interleaved repeats, best of each: a load that drifts during the run hits both sides alike.
         best = {name: {"model": float("inf"), "e2e": float("inf"), "timings": {}} for name in backends}
-        tops = {}
+        results, model_logits = {}, {}
         for _ in range(repeats):
             for name, backend in backends.items():
                 with torch.inference_mode():
-                    seconds, _ = _best(lambda: _model_only(backend, x, chunk), 1)
+                    seconds, model_logits[name] = _best(lambda: _model_only(backend, x, chunk), 1)
                 best[name]["model"] = min(best[name]["model"], seconds)
             for name, clf in classifiers.items():
                 seconds, result = _best(lambda: clf.classify(video), 1)
                 if seconds < best[name]["e2e"]:
                     best[name]["e2e"], best[name]["timings"] = seconds, result.timings
-                tops[name] = result.label
+                results[name] = result
         for name, backend in backends.items():
             model_s, e2e_s = best[name]["model"], best[name]["e2e"]
             out[name] = {"provider": backend.provider, "model_s": round(model_s, 4), "model_fps": round(n / model_s, 1),
@@ -118,9 +142,19 @@ def bench_onnx(model: str | None, video: str | None, device: str = "cpu", frames
                          "end_to_end_timings": best[name]["timings"]}
             log(f"{name:12s} ({backend.provider}): model only {out[name]['model_fps']} fps, "
                 f"end to end {out[name]['end_to_end_fps']} fps")
-        t, o = out["torch"], out["onnxruntime"]
-        out["ratio"] = {"model_only": round(t["model_s"] / o["model_s"], 3),
-                        "end_to_end": round(t["end_to_end_s"] / o["end_to_end_s"], 3)}
-        out["same_top1"] = tops["torch"] == tops["onnxruntime"]
-        log(f"PyTorch s / ONNX Runtime s: model only {out['ratio']['model_only']}, end to end {out['ratio']['end_to_end']}")
+        t = out["torch"]
+        out["backends"] = list(names)
+        out["ratios"], out["parity"] = {}, {}
+        for name in names[1:]:
+            o = out[name]
+            out["ratios"][name] = {"model_only": round(t["model_s"] / o["model_s"], 3),
+                                   "end_to_end": round(t["end_to_end_s"] / o["end_to_end_s"], 3)}
+            check = compare_results(f"{name} vs torch", results["torch"], results[name])
+            diff = (model_logits[name].float().cpu() - model_logits["torch"].float().cpu()).abs().max().item()
+            out["parity"][name] = {"passed": check.passed, **check.figures, "model_only_logits_max_abs": diff}
+            log(f"PyTorch s / {name} s: model only {out['ratios'][name]['model_only']}, end to end "
+                f"{out['ratios'][name]['end_to_end']}; parity: {check.detail}")
+        if "onnxruntime" in names:  # the fields of the two-backend version of this benchmark
+            out["ratio"] = out["ratios"]["onnxruntime"]
+            out["same_top1"] = out["parity"]["onnxruntime"]["same_top1"]
         return out

@@ -87,8 +87,8 @@ class TSMResNet(nn.Module):
     @property
     def feature_channels(self) -> int:
         """Channels of a layer1 output map."""
-        last = self.layer1[-1]
-        return (last.bn3 if isinstance(last, Bottleneck) else last.bn2).num_features
+        last = self.layer1[-1]  # conv, not bn: an inference copy has its BatchNorms folded away
+        return (last.conv3 if isinstance(last, Bottleneck) else last.conv2).out_channels
 
     # -- stages -------------------------------------------------------------------------------
     def forward_frames(self, frames: Tensor, lengths: Tensor | None = None) -> Tensor:

@@ -1,0 +1,146 @@
+"""The inference graph (BatchNorm folded, channels_last, copy-free shift) gives today's answers:
+DECISIONS.md's fp32 tolerances against the unfolded model, and identical cluster ids on the
+test clips; training never sees the folded copy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from clips import synthetic_frames, write_clip
+from conftest import tiny_config
+from fvdeploy.backends.torch_backend import TorchBackend
+from fvdeploy.bundle import load_model
+from fvdeploy.export.parity import ATOL, MAX_ABS, RTOL, boundary_shift
+from fvdeploy.models import create_model
+from fvdeploy.models.inference import conv_bn_pairs, fold_batchnorm, has_batchnorm
+from fvdeploy.ops.temporal_shift import _shift_traceable, temporal_shift
+from fvdeploy.runtime import Classifier
+
+SAMPLES = sorted((Path(__file__).resolve().parents[1] / "samples").glob("*.mp4"))
+
+
+def with_real_statistics(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Random-init BatchNorms are identities (mean 0, var 1, weight 1, bias 0) and fold to nothing:
+    give them statistics a trained network has, so folding has something to get wrong."""
+    gen = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            c = m.num_features
+            m.running_mean.copy_(torch.randn(c, generator=gen) * 0.3)
+            m.running_var.copy_(torch.rand(c, generator=gen) * 2 + 0.1)
+            m.weight.data.copy_(torch.rand(c, generator=gen) + 0.5)
+            m.bias.data.copy_(torch.randn(c, generator=gen) * 0.2)
+    return model
+
+
+def assert_within_tolerance(ref, got):
+    diff = (ref.logits - got.logits).abs().max().item()
+    assert diff <= MAX_ABS and torch.allclose(got.logits, ref.logits, rtol=RTOL, atol=ATOL), diff
+    assert torch.equal(ref.logits.argmax(-1), got.logits.argmax(-1))
+
+
+# -- the shift ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("lengths", [None, [7, 3, 1]])
+def test_eager_shift_equals_the_exported_writing_and_keeps_the_layout(memory_format, lengths):
+    x = torch.randn(3 * 7, 24, 5, 6).to(memory_format=memory_format)
+    lengths = None if lengths is None else torch.tensor(lengths)
+    out = temporal_shift(x, 7, lengths)
+    assert torch.equal(out, _shift_traceable(x, 7, lengths, 8))
+    assert out.is_contiguous(memory_format=memory_format)  # no conversion back and forth around the conv
+
+
+def test_eager_shift_gradient_equals_the_exported_writing():
+    x = torch.randn(2 * 5, 16, 3, 3, requires_grad=True)
+    w = torch.randn(2 * 5, 16, 3, 3)
+    lengths = torch.tensor([5, 2])
+    (temporal_shift(x, 5, lengths) * w).sum().backward()
+    eager, x.grad = x.grad, None
+    (_shift_traceable(x, 5, lengths, 8) * w).sum().backward()
+    assert torch.equal(eager, x.grad)
+
+
+# -- folding ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("arch", ["tiny", "resnet18", "resnet50"])
+def test_every_batchnorm_is_folded_and_the_original_is_untouched(arch):
+    model = with_real_statistics(create_model(tiny_config(arch=arch))).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    bns = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    assert len(conv_bn_pairs(model)) == bns > 0
+    folded = fold_batchnorm(model)
+    assert not has_batchnorm(folded) and not folded.training
+    assert model.training and has_batchnorm(model)  # training keeps its BatchNorms and its mode
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert folded.feature_channels == model.feature_channels
+
+
+@pytest.mark.parametrize("arch", ["tiny", "resnet18"])
+@pytest.mark.parametrize("method", ["cumulative", "slope"])
+def test_folded_model_matches_the_unfolded_one(arch, method):
+    model = with_real_statistics(create_model(tiny_config(arch=arch, method=method, num_clusters=4))).eval()
+    folded = fold_batchnorm(model).to(memory_format=torch.channels_last)
+    x = torch.stack([torch.from_numpy(synthetic_frames(19, 32, 32, seed=s, cut_every=6)) for s in (1, 2)])
+    x = (x.permute(0, 1, 4, 2, 3).float() / 255 - 0.45) / 0.225
+    lengths = torch.tensor([19, 11])
+    with torch.inference_mode():
+        ref, got = model(x, lengths), folded(x, lengths)
+    assert_within_tolerance(ref, got)
+    assert torch.equal(ref.cluster_ids, got.cluster_ids)
+
+
+def test_training_is_unaffected_by_an_inference_backend(tmp_path):
+    model = with_real_statistics(create_model(tiny_config())).train()
+    TorchBackend(model, torch.device("cpu"), "fp32")
+    assert model.training and has_batchnorm(model)
+    assert next(model.parameters()).is_contiguous()  # not converted to channels_last under the trainer
+    out = model(torch.randn(1, 6, 3, 32, 32))
+    out.logits.sum().backward()
+    assert model.conv1.weight.grad is not None and model.bn1.weight.grad is not None
+
+
+# -- end to end on the test clips -----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def reference_and_optimized():
+    """The bundled (trained) model: the runtime on the unfolded reference and on the inference graph."""
+    from fvdeploy.runtime.models import resolve_model_path
+
+    model = load_model(resolve_model_path(None))
+    ref = Classifier(TorchBackend(model, torch.device("cpu"), "fp32", optimize=False))
+    fast = Classifier(TorchBackend(model, torch.device("cpu"), "fp32"))
+    assert fast.backend.optimized and not has_batchnorm(fast.backend.model) and has_batchnorm(ref.backend.model)
+    return ref, fast
+
+
+@pytest.fixture(scope="module")
+def test_clips(tmp_path_factory):
+    cut = write_clip(tmp_path_factory.mktemp("clips") / "cuts.mp4", synthetic_frames(90, 48, 64, seed=3, cut_every=17))
+    return [*SAMPLES, cut]
+
+
+def test_runtime_results_match_and_cluster_ids_are_identical_on_the_test_clips(reference_and_optimized, test_clips):
+    ref_clf, fast_clf = reference_and_optimized
+    assert len(test_clips) >= 2
+    for clip in test_clips:
+        ref, got = ref_clf.classify(str(clip)), fast_clf.classify(str(clip))
+        assert got.label == ref.label, clip
+        assert [s.start_frame for s in got.segments] == [s.start_frame for s in ref.segments], clip
+        for (la, sa), (lb, sb) in zip(ref.topk, got.topk):
+            assert la == lb and abs(sa - sb) <= MAX_ABS, clip
+
+
+def test_whole_network_ids_are_identical_on_a_real_clip(reference_and_optimized, test_clips):
+    from fvdeploy.export.parity import torch_reference, uint8_crops
+
+    ref_clf, fast_clf = reference_and_optimized
+    crops = uint8_crops(test_clips[-1], ref_clf.config.input)[None]
+    lengths = torch.tensor([crops.shape[1]])
+    ref = torch_reference(ref_clf.backend.model, crops, lengths)
+    got = torch_reference(fast_clf.backend.model, crops, lengths)
+    diff = (ref[0] - got[0]).abs().max().item()
+    assert diff <= MAX_ABS and np.allclose(got[0], ref[0], rtol=RTOL, atol=ATOL)
+    assert torch.equal(ref[2], got[2]) and boundary_shift(ref[2], got[2]) == 0
