@@ -64,6 +64,17 @@ def test_classify_and_watch_give_the_same_seconds_for_the_same_frame(clf):
                 assert s == pytest.approx(seconds[frame], abs=1e-6)
 
 
+def test_watch_windows_in_seconds_are_stream_seconds(clf):
+    # 1-second windows over vfr.mp4: 30 frames in the first second, 5 in each later one (not 9.23 each)
+    wins = [w for w in watch(clf, str(ASSETS / "vfr.mp4"), window_s=1.0, stride_s=1.0) if isinstance(w, WindowResult)]
+    assert [(w.start_frame, w.end_frame) for w in wins] == [(0, 30)] + [(30 + 5 * k, 35 + 5 * k) for k in range(6)]
+    assert [w.start_s for w in wins] == pytest.approx([float(k) for k in range(7)], abs=1e-3)
+    assert [w.end_s for w in wins] == pytest.approx([float(k + 1) for k in range(7)], abs=1e-3)
+    # gaps between windows (stride > window), in seconds: [0, 0.5), [2, 2.5), [4, 4.5), [6, 6.5)
+    spaced = [w for w in watch(clf, str(ASSETS / "vfr.mp4"), window_s=0.5, stride_s=2.0) if isinstance(w, WindowResult)]
+    assert [(w.start_frame, w.end_frame) for w in spaced] == [(0, 15), (35, 38), (45, 48), (55, 58)]
+
+
 def test_the_same_grey_array_and_iterator_through_classify_and_watch(clf):
     grey = synthetic_frames(24, 32, 40)[..., 0]  # [T, H, W]
     a = clf.classify(grey, fps=12.0)

@@ -63,6 +63,11 @@ log = logging.getLogger(__name__)
 
 MAX_STEP_FRAMES = 32
 FILE_BATCH = 8  # frames per queue item for sources read as fast as they decode
+# Windows in seconds on a VFR stream hold a varying number of frames; the ring that holds a window is
+# sized for this many times the declared rate (a stream that runs faster closes a window at that count).
+# The ring is sized for 4x where the memory budget allows, else 1.25x.
+TIME_WINDOW_RATE = 4.0
+TIME_WINDOW_RATE_MIN = 1.25
 
 
 @dataclass
@@ -161,20 +166,23 @@ class WatchOptions:
             raise FvdeployError(f"step_frames must be >= 1, got {self.step_frames}")
 
     def geometry(self, fps: float | None, name: str) -> tuple[int, int]:
-        """Window and stride in frames for a source with this frame rate."""
+        """Window and stride in frames for a source with this frame rate. Windows in seconds are
+        placed by the frames' presentation times (see ``_Stream``); the frame counts returned then
+        bound them: a window holds at most ``TIME_WINDOW_RATE`` x the declared rate's frames."""
         if self.window_frames is not None:
             return self.window_frames, self.stride_frames
         if not fps:
             raise VideoError(f"{name}: the source has no frame rate, so windows in seconds cannot be placed; "
                              "give --fps or the window and stride in frames")
-        return max(1, round(self.window_s * fps)), max(1, round(self.stride_s * fps))
+        return max(1, math.ceil(self.window_s * fps * TIME_WINDOW_RATE)), max(1, round(self.stride_s * fps))
 
 
 class _Window:
-    __slots__ = ("k", "start", "left", "right")
+    __slots__ = ("k", "start", "left", "right", "partial")
 
     def __init__(self, k: int, start: int) -> None:
         self.k, self.start = k, start
+        self.partial = False  # closed by the end of its segment before its length
         self.left: Tensor | None = None  # layer1 maps of the first `halo` frames, with the window's padding
         self.right: Tensor | None = None
 
@@ -198,6 +206,10 @@ class _Stream:
         self.w, self.spec, self.reader, self.name = watcher, spec, reader, spec.name
         self.source = reader.source
         self.W, self.S = window, stride
+        o = watcher.options
+        # windows in seconds are placed by presentation time (W and S then only bound the ring)
+        self.timed = o.window_frames is None
+        self.Wt, self.St = o.window_s, o.stride_s
         self.fps, self.basis = self.source.fps, self.source.time_basis
         self.color = self.source.color
         self.reserved = 0
@@ -225,6 +237,11 @@ class _Stream:
 
     def _new_segment(self, start: int) -> None:
         self.seg_start = start
+        self.t0: float | None = None  # timed: the segment's first presentation time
+        self.starts: dict[int, int] = {}  # timed: window k -> its first position ...
+        self.stops: dict[int, int] = {}  # ... and one past its last, once a later frame (or the cap) ends it
+        self.last_stop = start
+        self.prev_covered = False
         self.pending: dict[int, _Window] = {}
         self.next_k = 0
         self.ctx: Tensor | None = None  # stem maps not yet final in the stream (halo context)
@@ -234,17 +251,53 @@ class _Stream:
         self.history.clear()
 
     # -- geometry -------------------------------------------------------------------------------
+    # Frame windows: window k covers positions [s0 + k*S, s0 + k*S + W). Windows in seconds: window k
+    # covers the frames whose presentation time is in [t0 + k*St, t0 + k*St + Wt), t0 the segment's
+    # first time; ``place`` assigns each arriving frame to its windows.
     def covered(self, pos: int) -> bool:
+        if self.timed:
+            return self._windows_at(self.seconds[pos % self.ts_cap]) != range(0)
         return self.S <= self.W or (pos - self.seg_start) % self.S < self.W
 
     def run_start(self, pos: int) -> bool:
+        if self.timed:
+            return pos == self.seg_start or (self.St > self.Wt and pos in self.starts.values())
         return pos == self.seg_start or (self.S > self.W and (pos - self.seg_start) % self.S == 0)
 
     def run_end(self, pos: int) -> bool:
+        if self.timed:  # known only when the next frame arrives: the step flushes the run then
+            return False
         return self.S > self.W and (pos - self.seg_start) % self.S == self.W - 1
 
-    def window_start(self, k: int) -> int:
+    def window_start(self, k: int) -> int | None:
+        if self.timed:
+            return self.starts.get(k)
         return self.seg_start + k * self.S
+
+    def window_stop(self, k: int) -> int | None:
+        """One past the window's last position, once known (frame windows: always)."""
+        if self.timed:
+            return self.stops.get(k)
+        return self.seg_start + k * self.S + self.W
+
+    def _windows_at(self, t: float) -> range:
+        """The windows (in seconds) whose time range holds time ``t``."""
+        if self.t0 is None or math.isnan(t):
+            return range(0)
+        x = t - self.t0 + 1e-9
+        return range(max(0, math.floor((x - self.Wt) / self.St) + 1), math.floor(x / self.St) + 1)
+
+    def place(self, pos: int, t: float) -> None:
+        """Timed: frame ``pos`` at time ``t`` starts, joins or ends windows."""
+        if self.t0 is None:
+            self.t0 = t
+        ks = self._windows_at(t)
+        for k, start in self.starts.items():
+            if k not in self.stops and (k < ks.start or pos - start >= self.W):  # its time is over, or the ring is full
+                self.stops[k] = pos
+        for k in ks:
+            if k not in self.starts and k >= self.next_k:
+                self.starts[k] = pos
 
     # -- times ----------------------------------------------------------------------------------
     def boundary(self, pos: int, end: bool) -> tuple[float | None, int]:
@@ -268,6 +321,9 @@ class _Stream:
     def record(self, batch: FrameBatch) -> None:
         idx = np.arange(self.pos, self.pos + len(batch.frames)) % self.ts_cap
         self.seconds[idx], self.source_index[idx], self.arrival[idx] = batch.pts, batch.index, batch.arrival
+        if self.timed:
+            for j, t in enumerate(batch.pts.tolist()):
+                self.place(self.pos + j, t)
         self.pos += len(batch.frames)
 
     # -- the streamed layer1 ----------------------------------------------------------------------
@@ -475,7 +531,13 @@ class Watcher:
                                  retry_delay_s=o.retry_delay_s, open_timeout_s=o.open_timeout_s, loops=spec.loops)
             source.name = spec.name
             window, stride = self.options.geometry(source.fps, spec.name)
-            need, queue = self._reserve(source, window, stride)
+            try:
+                need, queue = self._reserve(source, window, stride)
+            except FvdeployError:
+                if self.options.window_frames is not None:
+                    raise
+                window = max(1, math.ceil(self.options.window_s * source.fps * TIME_WINDOW_RATE_MIN))
+                need, queue = self._reserve(source, window, stride)
         except FvdeployError as e:
             if source is not None:
                 source.close()
@@ -515,17 +577,28 @@ class Watcher:
                     elif run:
                         pieces.append((s, first + run[0], batch.frames[run[0] : run[-1] + 1], True))
                         run = []
+                    elif s.prev_covered and j == 0:  # a run (in seconds) ended with the previous batch
+                        pieces.append((s, p, None, True))
+                    s.prev_covered = s.covered(p)
                 if run:
                     pieces.append((s, first + run[0], batch.frames[run[0] : run[-1] + 1], False))
         # 2. the stem, once per frame, all streams in one batch
-        stems: list[Tensor] = []
-        if pieces:
-            x = torch.cat([preprocess(self.stager.upload(f), self.clf.config.input, s.color, fast=self.clf.fast_resize) for s, _, f, _ in pieces])
+        stems: list[Tensor | None] = [None] * len(pieces)
+        framed = [i for i, (_, _, f, _) in enumerate(pieces) if f is not None]
+        if framed:
+            x = torch.cat([preprocess(self.stager.upload(pieces[i][2]), self.clf.config.input, pieces[i][0].color,
+                                      fast=self.clf.fast_resize) for i in framed])
             self.stem_frames += x.shape[0]
-            stems = list(self.stages.stem(x).split([len(f) for _, _, f, _ in pieces]))
+            for i, maps in zip(framed, self.stages.stem(x).split([len(pieces[i][2]) for i in framed])):
+                stems[i] = maps
         # 3. the streamed layer1: which rows can be emitted
         jobs: list[_Job] = []
         for (s, first, _, ends), maps in zip(pieces, stems):
+            if maps is None:  # flush the run that ended before this step's first frame
+                job = s.stream_job(None, first, flush=True)
+                if job is not None:
+                    jobs.append(job)
+                continue
             if s.run_start(first):
                 s.ctx = None
             s.history.extend((first + i, maps[i]) for i in range(maps.shape[0]))
@@ -598,6 +671,15 @@ class Watcher:
         return [out[i, : r.shape[0]] for i, r in enumerate(rows)]
 
     def _open_windows(self, s: _Stream, start: int, stop: int) -> None:
+        if s.timed:
+            for k in sorted(k for k in s.starts if k >= s.next_k):
+                a = s.starts[k]
+                if a >= stop:
+                    return
+                if a >= start:
+                    s.pending[k] = _Window(k, a)
+                s.next_k = k + 1
+            return
         while True:
             a = s.window_start(s.next_k)
             if a >= stop:
@@ -613,17 +695,18 @@ class Watcher:
         partial_taken = False
         for k in sorted(s.pending):
             win = s.pending[k]
-            stop = win.start + s.W
-            if stop > last:
+            stop = s.window_stop(k)
+            if stop is None or stop > last:
                 if not segment_end:
                     if s.W >= self.short and win.left is None and win.start + 2 * h <= last:
                         edges.append(_Job(s, s.stem_maps(win.start, win.start + 2 * h), slice(0, h), win.start, "left", win))
                     continue
-                prev_stop = s.window_start(k - 1) + s.W if k > 0 else s.seg_start
+                prev_stop = s.last_stop if s.timed else (s.window_start(k - 1) + s.W if k > 0 else s.seg_start)
                 if partial_taken or last <= prev_stop:
                     continue  # only the first unfinished window, and only with frames no full window had
                 partial_taken = True
                 stop = last
+                win.partial = True
             n = stop - win.start
             if n < self.short:
                 maps = s.stem_maps(win.start, stop)
@@ -635,8 +718,11 @@ class Watcher:
                     edges.append(_Job(s, s.stem_maps(win.start, win.start + 2 * h), slice(0, h), win.start, "left", win))
                 edges.append(_Job(s, s.stem_maps(stop - 2 * h, stop), slice(h, 2 * h), win.start, "right", win))
             closing.append((s, win, stop))
-        for _, win, _ in closing:
+        for _, win, stop in closing:
             del s.pending[win.k]
+            s.starts.pop(win.k, None)
+            s.stops.pop(win.k, None)
+            s.last_stop = max(s.last_stop, stop)
         if segment_end:
             s.pending.clear()
         return closing
@@ -711,7 +797,7 @@ class Watcher:
             topk = [(self.labels[int(i)], round(float(v), 6)) for v, i in zip(top.values, top.indices)]
             result = WindowResult(
                 s.name, s.windows_done, start_frame, end_frame, start_s, end_s, self.labels[label], topk[0][1], topk,
-                n < s.W, clusters, s.basis, round(float(now - arrival), 4), logits=row,
+                win.partial or (not s.timed and n < s.W), clusters, s.basis, round(float(now - arrival), 4), logits=row,
             )
             results.append((result, WindowSpan(win.start, stop, result.label, result.score,
                                                hits[0][0] if hits else None, hits[-1][1] if hits else None)))
