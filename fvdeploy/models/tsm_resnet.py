@@ -98,7 +98,18 @@ class TSMResNet(nn.Module):
         shift at its own length.
         """
         n, t = frames.shape[:2]
-        x = self.maxpool(self.relu(self.bn1(self.conv1(frames.reshape(n * t, *frames.shape[2:])))))
+        x = self.forward_stem(frames.reshape(n * t, *frames.shape[2:]))
+        return self.forward_layer1(x.reshape(n, t, *x.shape[1:]), lengths)
+
+    def forward_stem(self, frames: Tensor) -> Tensor:
+        """The stem (conv1, bn1, relu, maxpool), per frame: ``[k, 3, H, W]`` -> ``[k, 64, H/4, W/4]``."""
+        return self.maxpool(self.relu(self.bn1(self.conv1(frames))))
+
+    def forward_layer1(self, maps: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """``layer1`` over N sequences of consecutive stem maps ``[N, T, C, h, w]`` (the shift over
+        frames, zero padding at both ends; ``lengths`` ends each sequence early) -> ``[N, T, C', h, w]``."""
+        n, t = maps.shape[:2]
+        x = maps.reshape(n * t, *maps.shape[2:])
         for block in self.layer1:
             x = shifted_block(block, x, t, lengths)
         return x.reshape(n, t, *x.shape[1:])

@@ -46,18 +46,11 @@ class TorchStages:
 
     @torch.inference_mode()
     def stem(self, frames: Tensor) -> Tensor:
-        m = self.model
-        return m.maxpool(m.relu(m.bn1(m.conv1(frames.to(self.dtype)))))
+        return self.model.forward_stem(frames.to(self.dtype))
 
     @torch.inference_mode()
     def layer1(self, maps: Tensor, lengths: Tensor | None = None) -> Tensor:
-        from ..models.tsm_resnet import shifted_block
-
-        n, t = maps.shape[:2]
-        x = maps.reshape(n * t, *maps.shape[2:])
-        for block in self.model.layer1:
-            x = shifted_block(block, x, t, lengths)
-        return x.reshape(n, t, *x.shape[1:])
+        return self.model.forward_layer1(maps, lengths)
 
 
 class InputStages:
