@@ -39,10 +39,10 @@ def clips(tmp_path_factory):
     d = tmp_path_factory.mktemp("clips")
     a = write_clip(d / "a.mp4", synthetic_frames(40, 48, 64, seed=1))
     b = write_clip(d / "b.mp4", synthetic_frames(30, 48, 64, seed=2))
-    full = write_clip(d / "full.avi", synthetic_frames(50, 32, 32, seed=7), fourcc="MJPG")
-    data = full.read_bytes()
-    (d / "truncated.avi").write_bytes(data[: len(data) // 2])
-    return {"a": a, "b": b, "truncated": d / "truncated.avi"}
+    # a damaged H.264 file (20 KB overwritten in the middle: frames lost, decoding resumes)
+    damaged = d / "damaged.mp4"
+    damaged.write_bytes((Path(__file__).parent / "assets" / "real_video" / "corrupt_middle.mp4").read_bytes())
+    return {"a": a, "b": b, "truncated": damaged}
 
 
 def run(*args, **kw):

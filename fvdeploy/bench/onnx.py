@@ -79,7 +79,7 @@ def bench_onnx(model: str | None, video: str | None, device: str = "cpu", frames
     from ..runtime import Classifier
     from ..runtime.models import resolve_model_path
 
-    names = ("torch",) + tuple(b for b in (backends or default_backends(device)) if b != "torch")
+    names = ("torch",) + tuple(b for b in (backends or default_backends(str(resolve_device(device)))) if b != "torch")
     unknown = [b for b in names if b not in ("torch", *BUNDLE_BACKENDS)]
     if unknown:
         raise BackendError(f"bench onnx compares torch, {', '.join(BUNDLE_BACKENDS)}; not {unknown[0]!r}")

@@ -527,8 +527,11 @@ class Watcher:
         try:
             if spec.error:
                 raise VideoError(spec.error)
+            device = self.device
             source = open_source(spec.target, fps=o.fps, color=o.color, live=o.live, retries=o.retries,
-                                 retry_delay_s=o.retry_delay_s, open_timeout_s=o.open_timeout_s, loops=spec.loops)
+                                 retry_delay_s=o.retry_delay_s, open_timeout_s=o.open_timeout_s, loops=spec.loops,
+                                 decoder=self.clf.decoder if spec.loops == 1 else "opencv",
+                                 gpu_id=device.index or 0 if device.type == "cuda" else 0)
             source.name = spec.name
             window, stride = self.options.geometry(source.fps, spec.name)
             try:
