@@ -51,6 +51,12 @@ def classify(
     features_precision: Annotated[Optional[Precision], typer.Option(help="Precision of stem+layer1, whose signs the clustering reads.")] = None,
     fast_resize: Annotated[bool, typer.Option("--fast-resize", help="CPU: resize in uint8, ~10x faster at 720p-1080p, within one grey level of the default float resize.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no table.")] = False,
+    ray: Annotated[Optional[str], typer.Option("--ray", help="Run on a Ray cluster: auto (the cluster this machine is in, or RAY_ADDRESS), an address (ray://head:10001), or local (start one here). Needs fvdeploy[ray].", rich_help_panel="Ray")] = None,
+    ray_actors: Annotated[int, typer.Option(help="Actors, each loading the model once.", min=1, rich_help_panel="Ray")] = 1,
+    ray_gpus_per_actor: Annotated[float, typer.Option(help="GPUs per actor (1 on GPU nodes; 0: CPU actors).", min=0, rich_help_panel="Ray")] = 0,
+    ray_cpus_per_actor: Annotated[float, typer.Option(help="CPUs per actor (a CPU actor runs torch on as many threads).", min=0, rich_help_panel="Ray")] = 1,
+    ray_batch_size: Annotated[int, typer.Option(help="Videos sent to an actor at a time.", min=1, rich_help_panel="Ray")] = 4,
+    ray_retries: Annotated[int, typer.Option(help="Restarts of a dead actor and retries of its batch (-1: no limit).", min=-1, rich_help_panel="Ray")] = -1,
 ) -> None:
     """Classify videos of any length: label, top-k and per-cluster segments for each."""
     from ..runtime.inputs import Input, expand_inputs, parse_shard, read_manifest, take_shard
@@ -77,12 +83,24 @@ def classify(
         raise usage_error("no inputs: name video files, directories or globs, or --manifest FILE")
     if devices is not None and device != "auto":
         raise usage_error("--device and --devices are alternatives; pick one")
-    inputs = failures + take_shard(expand_inputs(names), shard_spec)
+    if ray is not None and (devices is not None or visualize is not None):
+        raise usage_error("--ray runs on a cluster's actors: --devices and --visualize are for one machine")
+    if ray is not None:
+        from ..distributed import expand_paths  # also lists object-storage folders (s3://bucket/prefix/)
+
+        inputs = failures + take_shard(expand_paths(names), shard_spec)
+    else:
+        inputs = failures + take_shard(expand_inputs(names), shard_spec)
 
     writer = None
     if output is not None:
         try:
-            writer = JsonlWriter(output, force=force, resume=resume)
+            if output.suffix.lower() == ".parquet":
+                from ..runtime.arrow import ParquetWriter
+
+                writer = ParquetWriter(output, force=force, resume=resume)
+            else:
+                writer = JsonlWriter(output, force=force, resume=resume)
         except OutputExists as e:
             raise usage_error(str(e)) from None
         except OSError as e:
@@ -96,6 +114,20 @@ def classify(
         decoder=decoder.value if decoder else None, features_precision=features_precision.value if features_precision else None,
         fast_resize=fast_resize,
     )
+    if ray is not None:
+        from .classify_ray import classify_on_ray
+
+        failed, rows = classify_on_ray(
+            inputs, writer, as_json, show_progress=not quiet and sys.stderr.isatty(), address=ray,
+            device=device, actors=ray_actors, num_gpus=ray_gpus_per_actor, num_cpus=ray_cpus_per_actor,
+            batch_size=ray_batch_size, retries=ray_retries, decode_workers=decode_workers, load_kwargs=load_kwargs)
+        if writer is not None:
+            writer.close()
+        if not as_json and not quiet and rows:
+            _print_table(sorted(rows, key=lambda r: r.path))
+        if failed:
+            raise typer.Exit(1)
+        return
     device_list = None
     if devices is not None:
         from ..runtime.workers import parse_devices
@@ -141,23 +173,28 @@ def classify(
             error = item.error if result is None else result.error
             if progress:
                 progress.advance(videos_task)
-            if error is not None:
-                failed += 1
-                print_error(error)
-                record = {"path": item.path, "error": error}
-            else:
-                record = result.to_dict()
-                rows.append(result)
-            if writer is not None:
-                writer.write(record)
-            if as_json:
-                typer.echo(json.dumps(record))
+            failed += emit(item.path, result, error, writer, as_json, rows)
     if writer is not None:
         writer.close()
     if not as_json and not quiet and rows:
         _print_table(rows)
     if failed:
         raise typer.Exit(1)
+
+
+def emit(path: str, result, error: str | None, writer, as_json: bool, rows: list) -> int:
+    """Report one input (error line, output record, JSON on stdout); 1 if it failed, else 0."""
+    if error is not None:
+        print_error(error)
+        record = {"path": path, "error": error}
+    else:
+        record = result.to_dict()
+        rows.append(result)
+    if writer is not None:
+        writer.write(record)
+    if as_json:
+        typer.echo(json.dumps(record))
+    return int(error is not None)
 
 
 def _print_table(results) -> None:
