@@ -350,9 +350,7 @@ def bench_corpus_ray(folder: str, model: str | None, address: str | None = "loca
 
     import torch
 
-    from . import distributed
     from .io.video import find_videos
-    from .runtime import Classifier
 
     paths = [str(p) for p in find_videos(folder)]
     if not paths:
@@ -360,7 +358,18 @@ def bench_corpus_ray(folder: str, model: str | None, address: str | None = "loca
 
         raise VideoError(f"{folder}: directory contains no video files")
     cpus = os.cpu_count() or 1
+    before = torch.get_num_threads()
     torch.set_num_threads(threads)
+    try:
+        return _corpus_ray_runs(paths, model, address, actor_counts, batch_size, threads, cpus, log)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _corpus_ray_runs(paths, model, address, actor_counts, batch_size, threads, cpus, log) -> dict:
+    from . import distributed
+    from .runtime import Classifier
+
     clf = Classifier.load(model, device="cpu")
 
     def local_run(items: list[str]) -> tuple[float, int, int]:

@@ -29,6 +29,7 @@ import logging
 import os
 import re
 import shutil
+import socket
 import tempfile
 import uuid
 import warnings
@@ -43,7 +44,6 @@ from .errors import BackendError, FvdeployError, VideoError
 if TYPE_CHECKING:
     import ray.data
 
-log = logging.getLogger(__name__)
 
 RAY_EXTRA = "pip install 'fvdeploy[ray]'"
 PATH_COLUMN = "path"
@@ -89,12 +89,21 @@ def connect(address: str | None = "auto", *, num_cpus: int | None = None) -> Non
     except (ConnectionError, RuntimeError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise BackendError(f"--ray {address}: cannot connect to a Ray cluster ({first})") from None
-    # Ray Data announces each execution at INFO; fvdeploy's own output says what ran
+    # Ray Data announces each execution at INFO, and a failed job at ERROR with a stack trace; fvdeploy
+    # says what ran and what failed (iter_results) in one line
     logging.getLogger("ray.data").setLevel(logging.WARNING)
+    for name in ("ray.data.exceptions", "ray.data._internal.execution.streaming_executor_state"):
+        logging.getLogger(name).addFilter(_drop_job_failure_report)  # a logger's filter sees its own records only
 
 
 def _drop_token_notice(record: logging.LogRecord) -> bool:
     return not record.getMessage().startswith("Token authentication is enabled for this Ray cluster")
+
+
+def _drop_job_failure_report(record: logging.LogRecord) -> bool:
+    msg = record.getMessage()
+    return not (msg.startswith("An exception was raised from a task of operator")
+                or msg.startswith("Exception occurred in user code"))
 
 
 def _scheme(path: str) -> str | None:
@@ -203,13 +212,17 @@ def fetch(uri: str, folder: str) -> str:
     return local
 
 
+class ActorLoadError(FvdeployError):
+    """An actor could not load the model: the job cannot go on."""
+
+
 class ClassifyActor:
     """The Ray Data UDF: one loaded Classifier per actor process; ``__call__`` classifies one batch
     of paths (a ``pyarrow.Table`` with a path column) into result rows."""
 
     def __init__(self, model_digest: str, model_files: dict[str, bytes], load_kwargs: dict[str, Any],
                  device: str, threads: int | None, path_column: str, crash_on: str | None = None,
-                 crash_marker: str | None = None) -> None:
+                 crash_marker: str | None = None, model_name: str | None = None) -> None:
         import torch
 
         from .runtime import Classifier
@@ -217,7 +230,13 @@ class ClassifyActor:
         if threads:
             torch.set_num_threads(threads)
         model_dir = _unpack_model(model_digest, model_files)
-        self.clf = Classifier.load(model_dir, device=device, **load_kwargs)
+        # A load error (no such backend on this node, ...) is raised by the first call, not here: Ray
+        # would restart an actor whose constructor fails, printing a traceback each time.
+        self.clf, self.load_error = None, None
+        try:
+            self.clf = Classifier.load(model_dir, device=device, **load_kwargs)
+        except FvdeployError as e:
+            self.load_error = f"{str(e).replace(str(model_dir), model_name or str(model_dir))} (on {socket.gethostname()})"
         self.path_column = path_column
         self.crash_on, self.crash_marker = crash_on, crash_marker
         self.pool = ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="fvdeploy-fetch")
@@ -235,6 +254,8 @@ class ClassifyActor:
         from .runtime.arrow import results_to_table
         from .runtime.results import VideoResult
 
+        if self.load_error is not None:
+            raise ActorLoadError(self.load_error)
         paths = batch.column(self.path_column).to_pylist()
         known = (batch.column(INPUT_ERROR_COLUMN).to_pylist() if INPUT_ERROR_COLUMN in batch.column_names
                  else [None] * len(paths))
@@ -333,6 +354,9 @@ def classify_dataset(
         raise FvdeployError(f"actors must be >= 1 (or (min, max) with 1 <= min <= max), got {actors}")
     if device == "auto":
         device = "cuda" if num_gpus > 0 else "cpu"
+    elif device.startswith("cuda") and num_gpus <= 0:
+        raise BackendError(f"--device {device} needs a GPU per actor (--ray-gpus-per-actor / num_gpus > 0): "
+                           "Ray hides every GPU from an actor that asked for none")
     if threads is None and num_gpus == 0:
         threads = max(1, int(num_cpus))
     digest, files = _pack_model(model)
@@ -369,7 +393,7 @@ def classify_dataset(
             ClassifyActor,
             fn_constructor_kwargs=dict(model_digest=digest, model_files=files, load_kwargs=load_kwargs, device=device,
                                        threads=threads, path_column=path_column, crash_on=crash_on,
-                                       crash_marker=crash_marker),
+                                       crash_marker=crash_marker, model_name=str(model) if model else None),
             batch_format="pyarrow", batch_size=batch_size,
             compute=ray.data.ActorPoolStrategy(min_size=sizes[0], max_size=sizes[1]),
             num_gpus=num_gpus or None, num_cpus=num_cpus, **remote,
@@ -396,17 +420,15 @@ def iter_results(ds: "ray.data.Dataset", *, progress: bool = True):
 
 
 def _ray_cause(e: BaseException) -> str:
-    """The innermost FvdeployError's message in a Ray error (an actor's load error), else its first line."""
-    seen = set()
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        if isinstance(e, FvdeployError):
-            return str(e)
-        cause = getattr(e, "cause", None)
-        e = cause if isinstance(cause, BaseException) else e.__cause__
-    text = str(e if e is not None else "")
-    for line in text.splitlines():
-        m = re.search(r"(\w*Error): (.+)", line)
-        if m and m.group(1) in ("ModelError", "BackendError", "VideoError", "FvdeployError"):
-            return m.group(2)
-    return _first_line(e) if e is not None else "unknown error"
+    """The message of the FvdeployError behind a Ray error (an actor's load error, raised in a
+    worker and printed into Ray's error text as ``fvdeploy.<module>.<Class>: message``), else the
+    first line of Ray's error."""
+    chain, x = [], e
+    while x is not None and x not in chain:
+        chain.append(x)
+        if isinstance(x, FvdeployError):
+            return str(x)
+        cause = getattr(x, "cause", None)
+        x = cause if isinstance(cause, BaseException) else (x.__cause__ or x.__context__)
+    found = re.findall(r"^\s*fvdeploy\.[\w.]*(?:Error|Exception): (.+)$", "\n".join(map(str, chain)), re.MULTILINE)
+    return found[-1] if found else _first_line(e)

@@ -95,6 +95,8 @@ def test_same_rows_as_a_local_run_good_and_bad_inputs(cluster, model_dir, folder
 def test_a_killed_actor_is_retried_and_every_input_is_there_once(cluster, model_dir, folder, local, monkeypatch):
     from fvdeploy import distributed
 
+    with pytest.raises(BackendError, match="needs a GPU per actor"):  # checked before any actor starts
+        distributed.classify_dataset([str(folder)], model=model_dir, device="cuda", num_gpus=0)
     monkeypatch.setenv(distributed.CRASH_ENV, "v2.mp4")
     markers = set(glob.glob(f"{tempfile.gettempdir()}/fvdeploy-crash-*"))
     paths = sorted(local)
@@ -124,6 +126,21 @@ def test_cli_ray_resumes_a_partial_output_like_a_local_run(cluster, model_dir, f
     assert sum(r.get("label") == "KEPT" for r in recs) == 3
     assert {r["path"]: comparable(r) for r in recs if r.get("label") != "KEPT"} == \
         {p: comparable(r) for p, r in local_recs.items() if p not in {k["path"] for k in kept}}
+
+
+@needs_ray
+@pytest.mark.slow
+def test_bench_corpus_ray_prints_local_and_ray_figures(cluster, model_dir, folder, tmp_path):
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for name in ("v0.mp4", "v1.mp4", "v2.mp4"):
+        (clips / name).write_bytes((folder / name).read_bytes())
+    result = runner.invoke(app, ["bench", "corpus", str(clips), "--model", str(model_dir), "--ray", "--ray-address", "auto"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output.strip().splitlines()[-1])
+    for run in ("local", "ray_1_actor", "ray_2_actors"):
+        assert out[run]["videos_per_s"] > 0 and out[run]["frames_per_s"] > 0
+    assert out["videos"] == 3 and out["failed"] == 0 and "ray_overhead_per_video_s" in out
 
 
 @pytest.mark.skipif(importlib.util.find_spec("pyarrow") is None, reason="needs pyarrow: pip install 'fvdeploy[ray]'")
