@@ -402,21 +402,20 @@ def classify_dataset(
 
 def iter_results(ds: "ray.data.Dataset", *, progress: bool = True):
     """Run ``ds`` (from ``classify_dataset``) and yield VideoResults as their batches finish.
-    ``progress``: Ray Data's own progress bars (on stderr). A failure of the job itself (an actor
+    ``progress``: Ray Data's own progress bars (rich, in a terminal). A failure of the job itself (an actor
     that cannot load the model, retries exhausted) raises FvdeployError with Ray's first line."""
     ray = require_ray()
     from .runtime.arrow import table_to_results
 
-    ctx = ray.data.DataContext.get_current()
-    before = ctx.enable_progress_bars
-    ctx.enable_progress_bars = progress
+    # the dataset runs with the context it copied when it was built, so set the progress bars there:
+    # rich (a dependency of fvdeploy) rather than tqdm, which Ray Data would need installed
+    ds.context.enable_progress_bars = ds.context.enable_rich_progress_bars = progress
+    ds.context.use_ray_tqdm = False
     try:
         for table in ds.iter_batches(batch_format="pyarrow", batch_size=None):
             yield from table_to_results(table)
     except ray.exceptions.RayError as e:
         raise FvdeployError(f"the Ray job failed: {_ray_cause(e)}") from None
-    finally:
-        ctx.enable_progress_bars = before
 
 
 def _ray_cause(e: BaseException) -> str:
