@@ -402,8 +402,8 @@ def classify_dataset(
 
 def iter_results(ds: "ray.data.Dataset", *, progress: bool = True):
     """Run ``ds`` (from ``classify_dataset``) and yield VideoResults as their batches finish.
-    ``progress``: Ray Data's own progress bars (rich, in a terminal). A failure of the job itself (an actor
-    that cannot load the model, retries exhausted) raises FvdeployError with Ray's first line."""
+    ``progress``: Ray Data's own progress bars (rich, in a terminal). A failure of the job itself
+    (an actor that cannot load the model, retries exhausted) raises FvdeployError with its cause."""
     ray = require_ray()
     from .runtime.arrow import table_to_results
 

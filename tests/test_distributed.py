@@ -186,3 +186,17 @@ def test_without_the_extra_one_line_error_naming_it(monkeypatch, folder, tmp_pat
     result = runner.invoke(app, ["classify", str(folder), "--output", str(tmp_path / "r.parquet"), "--quiet"])
     assert result.exit_code == 1 and "pip install 'fvdeploy[ray]'" in result.output
     assert not (tmp_path / "r.parquet").exists()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("pyarrow") is None, reason="needs pyarrow: pip install 'fvdeploy[ray]'")
+def test_the_row_schema_follows_the_dataclass():
+    from fvdeploy.runtime.arrow import _dataclass_codec
+
+    @dataclasses.dataclass
+    class Later(VideoResult):  # a field added to VideoResult later, e.g. warnings
+        warnings: list[str] = dataclasses.field(default_factory=list)
+
+    codec = _dataclass_codec(Later)
+    assert codec.type[-1].name == "warnings" and str(codec.type[-1].type) == "list<item: string>"
+    back = codec.decode(codec.encode(Later("a.mp4", fps=float("nan"), warnings=["lost 3 frames at 12.4 s"])))
+    assert back.warnings == ["lost 3 frames at 12.4 s"] and back.fps is None  # strict JSON: no NaN
