@@ -53,6 +53,12 @@ def classify(
     fast_resize: Annotated[bool, typer.Option("--fast-resize/--no-fast-resize", help="CPU: resize in uint8, ~10x faster at 720p-1080p, within one grey level of the default float resize.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet/--no-quiet", "-q", help="No progress and no table (results still go to stdout, --output and stderr).")] = False,
     topk_alias: Annotated[Optional[int], typer.Option("--topk", hidden=True, min=1)] = None,
+    ray: Annotated[Optional[str], typer.Option("--ray", help="Run on a Ray cluster: auto (the cluster this machine is in, or RAY_ADDRESS), an address (ray://head:10001), or local (start one here). Needs fvdeploy[ray].", rich_help_panel="Ray")] = None,
+    ray_actors: Annotated[int, typer.Option(help="Actors, each loading the model once.", min=1, rich_help_panel="Ray")] = 1,
+    ray_gpus_per_actor: Annotated[float, typer.Option(help="GPUs per actor (1 on GPU nodes; 0: CPU actors).", min=0, rich_help_panel="Ray")] = 0,
+    ray_cpus_per_actor: Annotated[float, typer.Option(help="CPUs per actor (a CPU actor runs torch on as many threads).", min=0, rich_help_panel="Ray")] = 1,
+    ray_batch_size: Annotated[int, typer.Option(help="Videos sent to an actor at a time.", min=1, rich_help_panel="Ray")] = 4,
+    ray_retries: Annotated[int, typer.Option(help="Restarts of a dead actor and retries of its batch (-1: no limit).", min=-1, rich_help_panel="Ray")] = -1,
 ) -> None:
     """Classify videos of any length: label, top-k and per-cluster segments for each.
 
@@ -88,8 +94,15 @@ def classify(
         raise usage_error("no inputs: name video files, directories or globs, or --manifest FILE")
     if devices is not None and device != "auto":
         raise usage_error("--device and --devices are alternatives; pick one")
+    if ray is not None and (devices is not None or visualize is not None or annotate is not None):
+        raise usage_error("--ray runs on a cluster's actors: --devices, --visualize and --annotate are for one machine")
     skipped: list[str] = []
-    inputs = failures + take_shard(expand_inputs(names, skipped), shard_spec)
+    if ray is not None:
+        from ..distributed import expand_paths  # also lists object-storage folders (s3://bucket/prefix/)
+
+        inputs = failures + take_shard(expand_paths(names), shard_spec)
+    else:
+        inputs = failures + take_shard(expand_inputs(names, skipped), shard_spec)
     for line in skipped:  # a folder scan never drops a file silently
         print_error(line, "warning", "yellow")
     if annotate is not None:
@@ -104,7 +117,12 @@ def classify(
     writer = None
     if output is not None:
         try:
-            writer = JsonlWriter(output, force=force, resume=resume)
+            if output.suffix.lower() == ".parquet":
+                from ..runtime.arrow import ParquetWriter
+
+                writer = ParquetWriter(output, force=force, resume=resume)
+            else:
+                writer = JsonlWriter(output, force=force, resume=resume)
         except OutputExists as e:
             raise usage_error(str(e)) from None
         except OSError as e:
@@ -116,7 +134,10 @@ def classify(
                                      chunk_size=chunk_size, top_k=top_k, decoder=decoder,
                                      features_precision=features_precision, fast_resize=fast_resize, device=device,
                                      devices=devices, decode_workers=decode_workers, visualize=visualize,
-                                     as_json=as_json, quiet=quiet, annotate=annotate)
+                                     as_json=as_json, quiet=quiet, annotate=annotate,
+                                     ray=dict(address=ray, actors=ray_actors, num_gpus=ray_gpus_per_actor,
+                                              num_cpus=ray_cpus_per_actor, batch_size=ray_batch_size,
+                                              retries=ray_retries) if ray is not None else None)
     except BaseException:
         if writer is not None:
             writer.abort()  # complete lines stay in FILE.partial for --resume
@@ -138,9 +159,7 @@ def partial_line(result) -> str:
 
 def _run(inputs, writer, *, model, backend, mode, segments, clusters, method, precision, max_memory, chunk_size, top_k,
          decoder, features_precision, fast_resize, device, devices, decode_workers, visualize, as_json, quiet,
-         annotate) -> tuple[int, int, list]:
-    from ..runtime.results import VideoResult
-
+         annotate, ray=None) -> tuple[int, int, list]:
     load_kwargs = dict(
         model=model, backend=backend.value, mode=mode.value if mode else None, segments=segments,
         num_clusters=clusters, method=method.value if method else None,
@@ -149,6 +168,12 @@ def _run(inputs, writer, *, model, backend, mode, segments, clusters, method, pr
         fast_resize=fast_resize,
     )
     show_progress = not quiet and err.is_terminal
+    if ray is not None:
+        from .classify_ray import classify_on_ray
+
+        failed, rows = classify_on_ray(inputs, writer, as_json, show_progress=show_progress, device=device,
+                                       decode_workers=decode_workers, load_kwargs=load_kwargs, **ray)
+        return failed, sum(r.partial for r in rows), rows
     device_list = None
     if devices is not None:
         from ..runtime.workers import parse_devices
@@ -190,26 +215,35 @@ def _run(inputs, writer, *, model, backend, mode, segments, clusters, method, pr
                 progress.advance(videos_task)
                 if frames_task is not None:
                     progress.reset(frames_task, total=None)
-            if error is not None:
-                failed += 1
-                print_error(error)
-                record = (result or VideoResult.failed(item.path, error)).to_dict()  # the whole schema, nulls
-            else:
-                record = result.to_dict()
-                rows.append(result)
-                if result.partial:
-                    partial += 1
-                    print_error(partial_line(result), "warning", "yellow")
-            if writer is not None:
-                writer.write(record)
-            if as_json:
-                typer.echo(json.dumps(record, allow_nan=False))
+            failed += emit(item.path, result, error, writer, as_json, rows)
+    partial = sum(r.partial for r in rows)
     if annotate is not None and rows:
         from .annotate import annotate_result
 
         path = annotate_result(rows[0], annotate, show_progress=show_progress)
         err.print(f"annotated video: {path}", highlight=False, soft_wrap=True, markup=False)
     return failed, partial, rows
+
+
+def emit(path: str, result, error: str | None, writer, as_json: bool, rows: list) -> int:
+    """Report one input, local or from Ray: an error line or a partial-result line on stderr, the
+    record (an error record carries the whole schema, with nulls) to the output and/or stdout.
+    Returns 1 if it failed, else 0."""
+    from ..runtime.results import VideoResult
+
+    if error is not None:
+        print_error(error)
+        record = (result or VideoResult.failed(path, error)).to_dict()
+    else:
+        record = result.to_dict()
+        rows.append(result)
+        if result.partial:
+            print_error(partial_line(result), "warning", "yellow")
+    if writer is not None:
+        writer.write(record)
+    if as_json:
+        typer.echo(json.dumps(record, allow_nan=False))
+    return int(error is not None)
 
 
 def _print_table(results) -> None:
