@@ -192,11 +192,14 @@ def test_without_the_extra_one_line_error_naming_it(monkeypatch, folder, tmp_pat
 def test_the_row_schema_follows_the_dataclass():
     from fvdeploy.runtime.arrow import _dataclass_codec
 
+    real = {f.name: str(f.type) for f in _dataclass_codec(VideoResult).type}
+    assert real["warnings"] == "list<item: string>"  # VideoResult's own, picked up without an edit here
+
     @dataclasses.dataclass
-    class Later(VideoResult):  # a field added to VideoResult later, e.g. warnings
-        warnings: list[str] = dataclasses.field(default_factory=list)
+    class Later(VideoResult):  # a field added to VideoResult later
+        notes: list[str] = dataclasses.field(default_factory=list)
 
     codec = _dataclass_codec(Later)
-    assert codec.type[-1].name == "warnings" and str(codec.type[-1].type) == "list<item: string>"
+    assert codec.type[-1].name == "notes" and str(codec.type[-1].type) == "list<item: string>"
     back = codec.decode(codec.encode(Later("a.mp4", fps=float("nan"), warnings=["lost 3 frames at 12.4 s"])))
     assert back.warnings == ["lost 3 frames at 12.4 s"] and back.fps is None  # strict JSON: no NaN
