@@ -120,3 +120,93 @@ def test_chunk_length_option_is_honoured_and_bounded():
     assert all(16 <= n <= 24 for n in lengths) and len(set(lengths)) > 1
     with pytest.raises(Move4Error, match="at most|<= 0.75"):
         render_video(Move4Spec(chunk=(0.5, 0.9)), 1, "train", 0)
+
+
+SPARSE = Move4Spec(frames=32, size=32, action_frames=4)
+
+
+@pytest.fixture(scope="module")
+def sparse4(tmp_path_factory):
+    return write_move4(tmp_path_factory.mktemp("m4s") / "data", train=0, test=12, spec=SPARSE, seed=3)
+
+
+def test_sparse_target_only_inside_one_run_moving_in_the_labelled_direction(sparse4):
+    """From the decoded MP4 pixels: the target digit (0-4) shows in exactly one run of K frames and
+    crosses several pixels per frame in its class's direction; outside the run no frame shows it."""
+    from fvdeploy.training.move4 import TARGET_DIGITS
+
+    meta = [json.loads(line) for line in (sparse4 / "test_frames.jsonl").read_text().splitlines()]
+    assert len(meta) == 12 and len({r["label"] for r in meta}) == 4
+    for row in meta:
+        kinds = row["kinds"]
+        run = [i for i, k in enumerate(kinds) if k == KINDS["motion"]]
+        assert run == list(range(run[0], run[0] + 4)), kinds  # one run of exactly K consecutive frames
+        assert row["digit"] in TARGET_DIGITS
+        video = render_video(SPARSE, 3, "test", int(row["path"][-9:-4]))
+        assert video.kinds == kinds and [i for i, p in enumerate(video.positions) if p] == run
+        assert video.frames[[i for i, k in enumerate(kinds) if k == "k"]].max(initial=0) == 0
+        frames = read_video(sparse4 / row["path"])
+        xy = np.array([_digit_centre(frames[i]) for i in run])
+        vx, vy = np.polyfit(np.arange(4), xy[:, 0], 1)[0], np.polyfit(np.arange(4), xy[:, 1], 1)[0]
+        name = CLASSES[row["label"]]
+        along, across = (vx, vy) if name in ("move_left", "move_right") else (vy, vx)
+        sign = 1 if name in ("move_right", "move_down") else -1
+        assert sign * along > 2.0, (row["path"], name, vx, vy)  # clearly visible between two frames
+        assert abs(across) < 0.2 * abs(along), (row["path"], name, vx, vy)
+        # Background-only frames hold no white digit at all; distractor frames hold a digit 5-9.
+        assert all(_digit_centre(frames[i]) is None for i, k in enumerate(kinds) if k == "b")
+
+
+def test_sparse_distractors_surround_the_run_and_carry_no_direction():
+    kinds = [render_video(SPARSE, 5, "train", i).kinds for i in range(24)]
+    starts = [k.index("m") for k in kinds]
+    assert len(set(starts)) > 6  # the run is at a random place
+    assert {"k", "b", "d"} <= set("".join(kinds))
+    for k in kinds:
+        assert k.count("m") == 4 and all(len(r) <= 6 for r in _runs(k) if r[0] != "m")
+
+
+def _runs(kinds: str) -> list[str]:
+    import itertools
+
+    return ["".join(g) for _, g in itertools.groupby(kinds)]
+
+
+def test_sparse_mode_is_deterministic_and_leaves_the_default_mode_alone():
+    a, b = render_video(SPARSE, 9, "train", 3), render_video(SPARSE, 9, "train", 3)
+    assert np.array_equal(a.frames, b.frames) and a.kinds == b.kinds
+    assert render_video(SPARSE, 10, "train", 3).kinds != a.kinds or not np.array_equal(
+        render_video(SPARSE, 10, "train", 3).frames, a.frames)
+    default = render_video(Move4Spec(frames=32, size=32), 9, "train", 3)
+    assert default.kinds.count("m") >= 16  # one chunk of 8-16 frames, the rest motion
+
+
+def test_sampling_coverage_counts_videos_where_tsm_sees_two_run_frames(sparse4, tmp_path):
+    from fvdeploy.training.move4 import Move4Error, run_frames_sampled, sampling_coverage
+
+    # 32 frames, 8 segments: centre frames 2, 6, 10, ... ; 16 segments: 1, 3, 5, ...
+    assert run_frames_sampled("k" * 2 + "m" * 4 + "k" * 26, 8) == 1
+    assert run_frames_sampled("k" * 2 + "m" * 4 + "k" * 26, 16) == 2
+    assert run_frames_sampled("m" * 32, 8) == 8
+    # K = 4 of 32: the centre frames of TSM-8 are 4 apart, so it never reads two run frames;
+    # TSM-16's are 2 apart, so it always reads exactly two.
+    assert sampling_coverage(sparse4, "test", 8) == 0.0
+    assert sampling_coverage(sparse4, "test", 16) == 1.0
+    assert sampling_coverage(sparse4, "test", 8, at_least=1) == 1.0
+    three = write_move4(tmp_path / "k3", train=0, test=16, spec=Move4Spec(frames=32, size=32, action_frames=3), seed=1)
+    assert 0.0 < sampling_coverage(three, "test", 16) < 1.0  # a run of 3 catches one or two of TSM-16's
+    with pytest.raises(Move4Error, match="not found"):
+        sampling_coverage(tmp_path / "nowhere")
+
+
+def test_action_frames_option_is_bounded_and_reaches_the_cli(tmp_path):
+    from fvdeploy.training.move4 import Move4Error
+
+    with pytest.raises(Move4Error, match="--action-frames"):
+        render_video(Move4Spec(frames=32, size=32, action_frames=1), 1, "train", 0)
+    r = subprocess.run([sys.executable, "-m", "fvdeploy", "make-move4", str(tmp_path / "s"), "--train", "4", "--test", "0",
+                        "--size", "32", "--action-frames", "3"], capture_output=True, text=True, env=ONE_THREAD_ENV)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["action_frames"] == 3
+    assert all(json.loads(line)["kinds"].count("m") == 3 for line in (tmp_path / "s" / "train_frames.jsonl").read_text().splitlines())
+    assert json.loads((tmp_path / "s" / "move4.json").read_text())["spec"]["action_frames"] == 3

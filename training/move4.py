@@ -12,6 +12,13 @@ drifts in a random direction (the camera moves too). One consecutive chunk of di
 so that sampling a few frames can miss the motion. The target digit's motion pauses during the
 chunk and resumes where it stopped: only the ``motion`` frames carry the label.
 
+Sparse-action mode (``Move4Spec.action_frames = K``, ``make-move4 --action-frames K``): the target
+digit is visible in only one run of K consecutive ``motion`` frames at a random place, crossing 60-100%
+of the free room in those K frames (several pixels per frame); every other frame is a distractor
+(runs of 1-6 black, background-only or jumping-distractor frames in random order). With 32 frames and
+K = 4, TSM-8's test sampling (centre frames 4 apart) sees at most one frame of the run, so a single
+still of the digit, never its motion: :func:`sampling_coverage` measures that for a generated set.
+
 Every video is a function of ``(seed, split, index)`` alone (its own ``numpy`` generator), so a
 dataset is reproducible file for file, and any single video can be regenerated. Train and test
 draw their digits from disjoint MNIST images (every fifth image of each digit goes to test).
@@ -68,8 +75,12 @@ class Move4Spec:
     size: int = 64
     fps: float = 25.0
     chunk: tuple[float, float] = (0.25, 0.5)  # distractor chunk length, as a fraction of frames
+    action_frames: int | None = None  # sparse mode: the target is visible in only this many consecutive frames
 
     def validate(self) -> None:
+        if self.action_frames is not None and not (2 <= self.action_frames <= self.frames // 2):
+            raise Move4Error(f"--action-frames must be between 2 (motion needs two frames) and half of --frames "
+                             f"({self.frames // 2}), got {self.action_frames}")
         if self.frames < 8:
             raise Move4Error(f"--frames must be >= 8 (the distractor chunk needs room), got {self.frames}")
         if self.size < 16 or self.size % 2:
@@ -136,17 +147,9 @@ def _digit_alpha(images: np.ndarray, index: int, side: int) -> np.ndarray:
     return np.clip(alpha * (2.0 * 28 / side if side < 28 else 2.0), 0, 1)
 
 
-def render_video(spec: Move4Spec, seed: int, split: str, index: int, label: int | None = None) -> Move4Video:
-    """Render video ``index`` of ``split``; its class is ``index % 4`` unless ``label`` is given."""
-    spec.validate()
-    images, digit_labels = load_digits()
-    rng = video_rng(seed, split, index)
-    t_total, s = spec.frames, spec.size
-    label = index % len(CLASSES) if label is None else label
-    d = max(6, int(round(s * DIGIT_FRACTION)))
-
-    # The distractor chunk: length, place, and its three runs (each at least one frame).
-    lo, hi = spec.chunk
+def _chunk_kinds(rng: np.random.Generator, t_total: int, chunk: tuple[float, float]) -> list[str]:
+    """Default mode: one distractor chunk (length, place, and its three runs, each at least one frame)."""
+    lo, hi = chunk
     chunk_len = int(rng.integers(max(3, round(lo * t_total)), max(3, round(hi * t_total)) + 1))
     chunk_start = int(rng.integers(0, t_total - chunk_len + 1))
     cuts = np.sort(rng.choice(np.arange(1, chunk_len), 2, replace=False))
@@ -157,7 +160,41 @@ def render_video(spec: Move4Spec, seed: int, split: str, index: int, label: int 
     for kind, n in zip(run_kinds, run_lengths):
         kinds[pos : pos + n] = [str(kind)] * int(n)
         pos += int(n)
-    motion_frames = t_total - chunk_len
+    return kinds
+
+
+SPARSE_RUN = (1, 6)  # lengths of the distractor runs around the action, in frames
+
+
+def _sparse_kinds(rng: np.random.Generator, t_total: int, action: int) -> list[str]:
+    """Sparse mode: one run of ``action`` motion frames at a random place, distractor runs elsewhere.
+
+    Consecutive distractor runs differ in kind, so that no run is longer than ``SPARSE_RUN[1]``."""
+    start = int(rng.integers(0, t_total - action + 1))
+    kinds = ["motion"] * t_total
+    for lo, hi in ((0, start), (start + action, t_total)):
+        t, last = lo, None
+        while t < hi:
+            kind = str(rng.choice([k for k in ("black", "background", "distractor") if k != last]))
+            n = min(int(rng.integers(SPARSE_RUN[0], SPARSE_RUN[1] + 1)), hi - t)
+            kinds[t : t + n] = [kind] * n
+            t, last = t + n, kind
+    return kinds
+
+
+def render_video(spec: Move4Spec, seed: int, split: str, index: int, label: int | None = None) -> Move4Video:
+    """Render video ``index`` of ``split``; its class is ``index % 4`` unless ``label`` is given.
+
+    Raises :class:`Move4Error` for invalid ``spec``."""
+    spec.validate()
+    images, digit_labels = load_digits()
+    rng = video_rng(seed, split, index)
+    t_total, s = spec.frames, spec.size
+    label = index % len(CLASSES) if label is None else label
+    d = max(6, int(round(s * DIGIT_FRACTION)))
+
+    kinds = _sparse_kinds(rng, t_total, spec.action_frames) if spec.action_frames else _chunk_kinds(rng, t_total, spec.chunk)
+    motion_frames = kinds.count("motion")
 
     # The target digit's straight path: 60-100% of the free room along the axis of motion.
     pool = digit_pool(digit_labels, TARGET_DIGITS, split)
@@ -280,3 +317,24 @@ def read_frame_kinds(out: str | Path, split: str) -> dict[str, dict]:
         raise Move4Error(f"{path}: not found (is {out} a Move4 folder?)")
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     return {r["path"]: r for r in rows}
+
+
+def run_frames_sampled(kinds: str, segments: int) -> int:
+    """How many ``motion`` frames TSM-``segments``' test sampling (the centre frame of each of
+    ``segments`` equal segments, :func:`fvdeploy.ops.sampling.tsm_indices`) reads from a video whose
+    per-frame kinds are ``kinds`` (the letters of ``*_frames.jsonl``)."""
+    from fvdeploy.ops.sampling import tsm_indices  # torch: only when asked
+
+    return sum(kinds[i] == KINDS["motion"] for i in tsm_indices(len(kinds), segments).tolist())
+
+
+def sampling_coverage(out: str | Path, split: str = "test", segments: int = 8, at_least: int = 2) -> float:
+    """The fraction (0-1) of the videos of a generated ``split`` in which TSM-``segments``' test
+    sampling reads at least ``at_least`` motion frames: the chance that sampling sees the motion at
+    all (one frame shows where the digit is, not where it goes).
+
+    Raises :class:`Move4Error` when ``out`` has no ``{split}_frames.jsonl`` or it is empty."""
+    rows = read_frame_kinds(out, split).values()
+    if not rows:
+        raise Move4Error(f"{Path(out) / f'{split}_frames.jsonl'}: no videos")
+    return sum(run_frames_sampled(r["kinds"], segments) >= at_least for r in rows) / len(rows)

@@ -208,6 +208,7 @@ def make_move4(
     seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same files.")] = 0,
     fps: Annotated[float, typer.Option(help="Frame rate written in the files.")] = 25.0,
     chunk: Annotated[str, typer.Option(help="LO,HI: the distractor chunk's length as a fraction of the frames (at most 0.75).")] = "0.25,0.5",
+    action_frames: Annotated[Optional[int], typer.Option(help="Sparse action: the digit is visible and moving in only this many consecutive frames (e.g. 4 of 32), distractors elsewhere; --chunk is then ignored.")] = None,
 ) -> None:
     """Generate a Move4MNIST-style dataset: a digit moving up/down/left/right over a moving
     textured background, with a chunk of black, background-only and distractor-digit frames."""
@@ -219,10 +220,10 @@ def make_move4(
         lo, hi = (float(v) for v in chunk.split(","))
     except ValueError:
         raise usage_error(f"--chunk takes two fractions LO,HI (e.g. 0.25,0.5), got {chunk!r}") from None
-    spec = Move4Spec(frames=frames, size=size, fps=fps, chunk=(lo, hi))
+    spec = Move4Spec(frames=frames, size=size, fps=fps, chunk=(lo, hi), action_frames=action_frames)
     with Progress(*_progress_columns(), console=err, transient=True, disable=not err.is_terminal) as bar:
         task = bar.add_task("rendering", total=train + test, stats="")
         path = write_move4(out, train=train, test=test, spec=spec, seed=seed,
                            progress=lambda done, total: bar.update(task, completed=done))
     typer.echo(json.dumps({"out": str(path), "train": train, "test": test, "frames": frames, "size": size, "seed": seed,
-                           "chunk": [lo, hi]}))
+                           "chunk": [lo, hi], "action_frames": action_frames}))
