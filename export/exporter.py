@@ -157,10 +157,19 @@ def reported(fmt: str) -> Callable:
 
 class Exporter:
     def __init__(self, model: str | Path | None = None, options: ExportOptions | None = None,
-                 log: Callable[[str], None] | None = None) -> None:
+                 log: Callable[[str], None] | None = None,
+                 progress: Callable[[int, int, str], None] | None = None) -> None:
         self.options = options or ExportOptions()
         self.model_arg = model
         self.log = log or log_plain
+        self.progress = progress
+        self._done, self._total = 0, 0
+
+    def _stage(self, what: str) -> None:
+        """Progress: the stage before is done, ``what`` starts (``progress(done, total, what)``)."""
+        if self.progress is not None:
+            self.progress(self._done, self._total, what)
+        self._done += 1
 
     # -- entry point --------------------------------------------------------------------------
     def __call__(self) -> ExportResult:
@@ -179,6 +188,9 @@ class Exporter:
 
             trt = require_tensorrt()
             self.trt_device = _cuda_device(opts.device)
+        # load, 3 ONNX graphs, their checks, 3 ONNX Runtime parity checks, (3 engines, 2 TensorRT checks,) record
+        self._done, self._total = 0, 1 + 7 + (5 if trt is not None else 0) + 1
+        self._stage("loading the model")
         source, target, in_place = self._plan_paths()
         model = load_model(source)
         self.model, self.config = model, model.config
@@ -194,6 +206,7 @@ class Exporter:
             self.old_timing_cache = _read_if_exists(target / EXPORT_DIR / TIMING_CACHE)
             files = self.export_onnx()
             engines = self.export_tensorrt(trt) if trt is not None else None
+            self._stage("writing export.json")
             record = self._record(source, files, engines, trt)
             (export_dir / RECORD_NAME).write_text(json.dumps(record, indent=2) + "\n")
             open_bundle(self.model_dir_for_checks, export_dir=export_dir)  # the record reads back and verifies
@@ -205,6 +218,8 @@ class Exporter:
         finally:
             shutil.rmtree(self.workdir, ignore_errors=True)
         self.result.record = record
+        if self.progress is not None:
+            self.progress(self._total, self._total, "done")
         self.log(f"export bundle: {target / EXPORT_DIR}")
         return self.result
 
@@ -278,11 +293,13 @@ class Exporter:
     @reported("onnx")
     def export_onnx(self) -> list[Path]:
         opts, d = self.options, self.export_dir
-        paths = [
-            onnx_export.export_whole(self.model, d / "model.onnx", opts.opset),
-            onnx_export.export_frontend(self.model, d / "frontend.onnx", opts.opset),
-            onnx_export.export_backend(self.model, d / "backend.onnx", opts.opset, self.feature_shape),
-        ]
+        self._stage("exporting model.onnx")
+        paths = [onnx_export.export_whole(self.model, d / "model.onnx", opts.opset)]
+        self._stage("exporting frontend.onnx")
+        paths.append(onnx_export.export_frontend(self.model, d / "frontend.onnx", opts.opset))
+        self._stage("exporting backend.onnx")
+        paths.append(onnx_export.export_backend(self.model, d / "backend.onnx", opts.opset, self.feature_shape))
+        self._stage("checking the ONNX files")
         self.onnx_info = {}
         for path, io in zip(paths, (onnx_export.WHOLE_IO, onnx_export.FRONTEND_IO, onnx_export.BACKEND_IO)):
             self.onnx_info[path.name] = onnx_export.check_file(path, io)
@@ -320,6 +337,7 @@ class Exporter:
         with torch.cuda.device(device):
             for graph, onnx_path in graphs.items():
                 engine = d / engine_name(graph, prec)
+                self._stage(f"building {engine.name}")
                 t0 = time.perf_counter()
                 cache = build_engine(trt, onnx_path, engine, profiles[graph], prec, cache, int(opts.workspace_gib * 2**30))
                 self.log(f"TensorRT: built {engine.name} in {time.perf_counter() - t0:.1f} s")
@@ -356,9 +374,11 @@ class Exporter:
         model, cfg, d = self.model, self.config, self.export_dir
         whole = OrtWholeGraph(d / "model.onnx", device="cpu")
         checks = []
+        self._stage("ONNX Runtime vs PyTorch: random frames")
         frames, lengths = onnx_export.example_frames(cfg, n=2, seed=7)
         checks.append(compare_network("model.onnx vs PyTorch, random frames (2 videos, one shorter than G)",
                                       torch_reference(model, frames, lengths), whole(frames, lengths)))
+        self._stage("ONNX Runtime vs PyTorch: real clip")
         clip = self._clip()
         crops = uint8_crops(clip, cfg.input)
         one = torch.as_tensor([crops.shape[0]])
@@ -367,6 +387,7 @@ class Exporter:
         bundle = ExportBundle(self.model_dir_for_checks, d, {"shapes": self._shapes()}, cfg)
         ort_clf = Classifier(OrtBackend(bundle, cfg, device="cpu"))
         torch_clf = Classifier(TorchBackend(model, torch.device("cpu"), "fp32"))
+        self._stage("ONNX Runtime vs PyTorch: end to end")
         checks.append(compare_results("split pair (ONNX Runtime) vs PyTorch, real clip end to end",
                                       torch_clf.classify(str(clip)), ort_clf.classify(str(clip))))
         for c in checks:
@@ -387,12 +408,14 @@ class Exporter:
             model = self.model.to(device)
             whole = TrtWholeGraph(built["model"], device)
             checks = []
+            self._stage("TensorRT vs PyTorch: random frames")
             t = min(max(self.options.frames[1], 2 * cfg.num_clusters + 3), self.options.max_frames)
             frames, lengths = onnx_export.example_frames(cfg, n=min(2, self.options.max_batch), t=t, seed=7, device=device)
             checks.append(compare_network(f"{built['model'].name} vs PyTorch, random frames",
                                           torch_reference(model, frames, lengths), whole(frames, lengths.to(torch.int32)), prec))
             record = {"shapes": self._shapes(), "tensorrt": self.engines_record}
             bundle = ExportBundle(self.model_dir_for_checks, self.export_dir, record, cfg)
+            self._stage("TensorRT vs PyTorch: end to end")
             clip = str(self._clip())
             ref = Classifier(TorchBackend(model, device, "fp32")).classify(clip)
             got = Classifier(TrtBackend(bundle, cfg, device, prec)).classify(clip)

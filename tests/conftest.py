@@ -98,6 +98,20 @@ def save_tiny_model(folder: Path, seed: int, **overrides) -> Path:
 
 
 @pytest.fixture
+def terminal_stderr(monkeypatch):
+    """The CLI's stderr console behaves as on a terminal inside CliRunner, so its progress displays
+    draw: rich reads TTY_COMPATIBLE, TERM and COLUMNS when asked, but decides ``is_interactive``
+    (whether a live display redraws) once, when ``fvdeploy.cli`` is imported."""
+    from fvdeploy.cli import err
+
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")
+    monkeypatch.setenv("TERM", "xterm")
+    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.setattr(err, "is_interactive", True)
+    return err
+
+
+@pytest.fixture
 def tiny_model():
     from fvdeploy.models import create_model
 

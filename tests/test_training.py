@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
 import sys
 
@@ -200,6 +201,49 @@ def test_train_cli_errors_are_one_line(tmp_path):
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert r.stderr.strip().startswith("error:") and "nope: not found" in r.stderr
     assert not (tmp_path / "o").exists()
+
+
+def _train_args(data, out, *extra):
+    return ["train", "--data", str(data), "--out-dir", str(out), "--arch", "tiny", "--clusters", "4", "--frames", "12",
+            "--size", "32", "--shorter-side", "32", "--epochs", "2", "--batch-size", "4", "--workers", "0",
+            "--device", "cpu", "--track-clusters", "0", *extra]
+
+
+def test_train_cli_shows_steps_per_second_and_eta_per_step_and_q_silences_it(data, tmp_path, terminal_stderr):
+    from typer.testing import CliRunner
+
+    from fvdeploy.cli import app
+
+    runner = CliRunner()
+    r = runner.invoke(app, _train_args(data, tmp_path / "run", "--stop-after", "1"))
+    assert r.exit_code == 0, r.output
+    assert re.search(r"\d[\d,.]* steps/s", r.stderr) and "ETA" in r.stderr, r.stderr
+    assert "epoch 1/2" in r.stderr and "loss " in r.stderr  # the bar's running loss, then the epoch line
+    assert json.loads(r.stdout)["epochs_done"] == 1
+    # -q: nothing on stderr, the summary still on stdout (and --resume with --out-dir works from the CLI)
+    r = runner.invoke(app, _train_args(data, tmp_path / "run", "--resume", "-q"))
+    assert r.exit_code == 0, r.output
+    assert r.stderr == "" and json.loads(r.stdout)["epochs_done"] == 2
+
+
+def test_train_reporter_off_a_terminal_writes_timed_step_lines(capsys):
+    from fvdeploy.cli.train import RichReporter
+
+    rep = RichReporter(None, every_s=0.0)
+    rep.start_epoch(1, 3, 4)
+    for _ in range(4):
+        rep.step(1.0, 0.5)
+    rep.end_epoch({"epoch": 1, "train_loss": "1.0", "train_top1": "0.5", "epoch_s": "0.1"})
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 4, lines  # steps 1-3 (the last step is the epoch's line), then the epoch
+    assert all(re.match(r"epoch 1/3  step \d/4  \d[\d.]* steps/s  ETA \d+:\d\d  loss 1\.000", ln) for ln in lines[:3])
+    assert lines[3].startswith("epoch 1  loss 1.0000")
+    quiet = RichReporter(None, quiet=True, every_s=0.0)
+    quiet.start_epoch(1, 3, 4)
+    for _ in range(4):
+        quiet.step(1.0, 0.5)
+    quiet.end_epoch({"epoch": 1, "train_loss": "1.0", "train_top1": "0.5", "epoch_s": "0.1"})
+    assert capsys.readouterr().err == ""
 
 
 def test_weights_hash_is_a_function_of_the_weights():
