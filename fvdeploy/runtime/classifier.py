@@ -288,7 +288,7 @@ class Classifier:
         if job.visualize is not None:
             from .visualize import plot_timeline
 
-            plot_timeline(result, job.thumbs, job.visualize)
+            plot_timeline(result, job.thumbs, job.visualize, self.config.labels)
         return result
 
     @property
