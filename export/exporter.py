@@ -156,6 +156,29 @@ def reported(fmt: str) -> Callable:
 
 
 class Exporter:
+    """Export a model folder for ONNX Runtime (always) and TensorRT (``formats`` with "trt").
+
+    ``model``: a model folder (default: the bundled model, whose export goes to ``options.out`` or
+    ``./fvdeploy-default-model``, never into the package). ``options``: :class:`ExportOptions`
+    (formats, TensorRT precision, opset, the whole graph's frame profile min/opt/max, batch,
+    output folder, ``force``, the validation clip, the CUDA device, workspace GiB). ``log``: one
+    plain-text line per step (default: the ``fvdeploy.export`` logger). ``progress(done, total,
+    what)``: called as each stage starts and once at the end with ``done == total``.
+
+    Calling it writes ``MODEL/export/`` (or a new model folder ``options.out``): ``model.onnx``
+    (uint8 frames ``[N, T, S, S, 3]`` + lengths ``[N]`` -> logits ``[N, classes]``, cluster logits
+    ``[N, G, classes]``, cluster ids), the split pair ``frontend.onnx`` / ``backend.onnx``, the
+    engines with "trt", and ``export.json`` (every file's size and hash, the checks and their
+    figures). Every file is checked (onnx.checker, ONNX Runtime and TensorRT against PyTorch on
+    random frames and on a real clip, within DECISIONS.md tolerances) before the folder appears;
+    returns an :class:`ExportResult`.
+
+    Raises ``ExportError`` for bad options (an unknown format, an option of a format not
+    exported, a frame profile outside 1 <= min <= opt <= max), a missing onnx/onnxruntime/tensorrt
+    package, an existing bundle without ``force``, a failed export or a failed check: nothing is
+    written then. ``ModelError`` for a missing or corrupt model folder.
+    """
+
     def __init__(self, model: str | Path | None = None, options: ExportOptions | None = None,
                  log: Callable[[str], None] | None = None,
                  progress: Callable[[int, int, str], None] | None = None) -> None:
@@ -279,7 +302,8 @@ class Exporter:
         cfg = self.config
         with torch.no_grad():
             probe = model.forward_frames(torch.zeros(1, 1, 3, cfg.input.crop, cfg.input.crop))
-        self.feature_shape = tuple(int(v) for v in probe.shape[2:])
+        c, h, w = (int(v) for v in probe.shape[2:])
+        self.feature_shape: tuple[int, int, int] = (c, h, w)
         self.halo = model.frame_halo
         self.network_halo = sum(len(layer) for layer in (model.layer1, model.layer2, model.layer3, model.layer4))
         self.int32_frames = int32_max_frames(self.feature_shape)
@@ -309,7 +333,7 @@ class Exporter:
         return paths
 
     @reported("trt")
-    def export_tensorrt(self, trt) -> dict:
+    def export_tensorrt(self, trt) -> list[Path]:
         from .tensorrt import build_engine, engine_profiles, platform_record
 
         opts, d, prec = self.options, self.export_dir, self.options.precision
@@ -343,7 +367,7 @@ class Exporter:
                 self.log(f"TensorRT: built {engine.name} in {time.perf_counter() - t0:.1f} s")
                 built[graph] = engine
         shutil.rmtree(sources)
-        (d / TIMING_CACHE).write_bytes(cache)
+        (d / TIMING_CACHE).write_bytes(cache or b"")
         self.engines_record = {
             **platform_record(trt, device),
             "engines": {prec: {**{g: p.name for g, p in built.items()}, "features_precision": features,
@@ -528,7 +552,7 @@ def validation_clip(clip: Path | None, workdir: Path, num_clusters: int) -> Path
     n = max(48, 4 * num_clusters + 13)
     path = workdir / ".validation-clip.avi"
     rng = np.random.default_rng(0)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25.0, (96, 72))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 25.0, (96, 72))
     if not writer.isOpened():
         raise ExportError("cannot write a validation clip with OpenCV; pass --clip VIDEO")
     colours = rng.integers(0, 255, (n // 11 + 2, 3))
