@@ -15,7 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import ONE_THREAD_ENV, tiny_config
+from conftest import ONE_THREAD_ENV, run_cli, tiny_config
 from fvdeploy.bundle import load_model, save_model
 from fvdeploy.models import create_model
 from fvdeploy.training.loop import (
@@ -172,9 +172,7 @@ def test_eval_cli_prints_json_and_writes_the_confusion_png(data, tmp_path):
     out = tmp_path / "run"
     train(_cfg(data, out, epochs=1))
     png = tmp_path / "cm.png"
-    r = subprocess.run([sys.executable, "-m", "fvdeploy", "eval", "--model", str(out / "best"), "--data", str(data),
-                        "--confusion", str(png), "--json", "--workers", "0"],
-                       capture_output=True, text=True, env=ONE_THREAD_ENV)
+    r = run_cli("eval", "--model", out / "best", "--data", data, "--confusion", png, "--json", "--workers", "0")
     assert r.returncode == 0, r.stderr
     result = json.loads(r.stdout)
     assert result["videos"] == 8 and sum(map(sum, result["confusion"])) == 8
@@ -182,19 +180,18 @@ def test_eval_cli_prints_json_and_writes_the_confusion_png(data, tmp_path):
     assert set(result["per_class"]) == set(CLASSES)
     img = cv2.imread(str(png))
     assert img is not None and img.shape[0] > 100
-    r = subprocess.run([sys.executable, "-m", "fvdeploy", "eval", "--model", str(out / "best"), "--data", str(data),
-                        "--confusion", str(png)], capture_output=True, text=True, env=ONE_THREAD_ENV)
+    r = run_cli("eval", "--model", out / "best", "--data", data, "--confusion", png)
     assert r.returncode == 2 and "--force" in r.stderr
     other = tmp_path / "other" / "Bowling"  # a class the model does not know
     other.mkdir(parents=True)
     (other / "v.mp4").write_bytes((data / "test" / "move_up" / "00000.mp4").read_bytes())
-    r = subprocess.run([sys.executable, "-m", "fvdeploy", "eval", "--model", str(out / "best"), "--data",
-                        str(tmp_path / "other")], capture_output=True, text=True, env=ONE_THREAD_ENV)
+    r = run_cli("eval", "--model", out / "best", "--data", tmp_path / "other")
     assert r.returncode == 1 and "'Bowling' is not one of the model's labels" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
 
 
 def test_train_cli_errors_are_one_line(tmp_path):
+    # the train family's (train, eval, make-move4) real-process smoke test (python -m fvdeploy)
     r = subprocess.run([sys.executable, "-m", "fvdeploy", "train", "--data", str(tmp_path / "nope"), "--out",
                         str(tmp_path / "o"), "--arch", "tiny"], capture_output=True, text=True,
                        env=ONE_THREAD_ENV)
