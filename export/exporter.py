@@ -156,11 +156,43 @@ def reported(fmt: str) -> Callable:
 
 
 class Exporter:
+    """Export a model folder for ONNX Runtime (always) and TensorRT (``formats`` with "trt").
+
+    ``model``: a model folder (default: the bundled model, whose export goes to ``options.out`` or
+    ``./fvdeploy-default-model``, never into the package). ``options``: :class:`ExportOptions`
+    (formats, TensorRT precision, opset, the whole graph's frame profile min/opt/max, batch,
+    output folder, ``force``, the validation clip, the CUDA device, workspace GiB). ``log``: one
+    plain-text line per step (default: the ``fvdeploy.export`` logger). ``progress(done, total,
+    what)``: called as each stage starts and once at the end with ``done == total``.
+
+    Calling it writes ``MODEL/export/`` (or a new model folder ``options.out``): ``model.onnx``
+    (uint8 frames ``[N, T, S, S, 3]`` + lengths ``[N]`` -> logits ``[N, classes]``, cluster logits
+    ``[N, G, classes]``, cluster ids), the split pair ``frontend.onnx`` / ``backend.onnx``, the
+    engines with "trt", and ``export.json`` (every file's size and hash, the checks and their
+    figures). Every file is checked (onnx.checker, ONNX Runtime and TensorRT against PyTorch on
+    random frames and on a real clip, within DECISIONS.md tolerances) before the folder appears;
+    returns an :class:`ExportResult`.
+
+    Raises ``ExportError`` for bad options (an unknown format, an option of a format not
+    exported, a frame profile outside 1 <= min <= opt <= max), a missing onnx/onnxruntime/tensorrt
+    package, an existing bundle without ``force``, a failed export or a failed check: nothing is
+    written then. ``ModelError`` for a missing or corrupt model folder.
+    """
+
     def __init__(self, model: str | Path | None = None, options: ExportOptions | None = None,
-                 log: Callable[[str], None] | None = None) -> None:
+                 log: Callable[[str], None] | None = None,
+                 progress: Callable[[int, int, str], None] | None = None) -> None:
         self.options = options or ExportOptions()
         self.model_arg = model
         self.log = log or log_plain
+        self.progress = progress
+        self._done, self._total = 0, 0
+
+    def _stage(self, what: str) -> None:
+        """Progress: the stage before is done, ``what`` starts (``progress(done, total, what)``)."""
+        if self.progress is not None:
+            self.progress(self._done, self._total, what)
+        self._done += 1
 
     # -- entry point --------------------------------------------------------------------------
     def __call__(self) -> ExportResult:
@@ -179,6 +211,9 @@ class Exporter:
 
             trt = require_tensorrt()
             self.trt_device = _cuda_device(opts.device)
+        # load, 3 ONNX graphs, their checks, 3 ONNX Runtime parity checks, (3 engines, 2 TensorRT checks,) record
+        self._done, self._total = 0, 1 + 7 + (5 if trt is not None else 0) + 1
+        self._stage("loading the model")
         source, target, in_place = self._plan_paths()
         model = load_model(source)
         self.model, self.config = model, model.config
@@ -194,6 +229,7 @@ class Exporter:
             self.old_timing_cache = _read_if_exists(target / EXPORT_DIR / TIMING_CACHE)
             files = self.export_onnx()
             engines = self.export_tensorrt(trt) if trt is not None else None
+            self._stage("writing export.json")
             record = self._record(source, files, engines, trt)
             (export_dir / RECORD_NAME).write_text(json.dumps(record, indent=2) + "\n")
             open_bundle(self.model_dir_for_checks, export_dir=export_dir)  # the record reads back and verifies
@@ -205,6 +241,8 @@ class Exporter:
         finally:
             shutil.rmtree(self.workdir, ignore_errors=True)
         self.result.record = record
+        if self.progress is not None:
+            self.progress(self._total, self._total, "done")
         self.log(f"export bundle: {target / EXPORT_DIR}")
         return self.result
 
@@ -264,7 +302,8 @@ class Exporter:
         cfg = self.config
         with torch.no_grad():
             probe = model.forward_frames(torch.zeros(1, 1, 3, cfg.input.crop, cfg.input.crop))
-        self.feature_shape = tuple(int(v) for v in probe.shape[2:])
+        c, h, w = (int(v) for v in probe.shape[2:])
+        self.feature_shape: tuple[int, int, int] = (c, h, w)
         self.halo = model.frame_halo
         self.network_halo = sum(len(layer) for layer in (model.layer1, model.layer2, model.layer3, model.layer4))
         self.int32_frames = int32_max_frames(self.feature_shape)
@@ -279,13 +318,15 @@ class Exporter:
     def export_onnx(self) -> list[Path]:
         opts, d = self.options, self.export_dir
         folded = onnx_export.inference_copy(self.model)  # one fold: the three graphs share its weights bit for bit
-        paths = [
-            onnx_export.export_whole(folded, d / "model.onnx", opts.opset),
-            onnx_export.export_frontend(folded, d / "frontend.onnx", opts.opset),
-            onnx_export.export_backend(folded, d / "backend.onnx", opts.opset, self.feature_shape),
-        ]
+        self._stage("exporting model.onnx")
+        paths = [onnx_export.export_whole(folded, d / "model.onnx", opts.opset)]
+        self._stage("exporting frontend.onnx")
+        paths.append(onnx_export.export_frontend(folded, d / "frontend.onnx", opts.opset))
+        self._stage("exporting backend.onnx")
+        paths.append(onnx_export.export_backend(folded, d / "backend.onnx", opts.opset, self.feature_shape))
         del folded
         weights = onnx_export.share_weights(paths, fp16=onnx_export.fp16_sources(self.model))
+        self._stage("checking the ONNX files")
         self.onnx_info = {}
         for path, io in zip(paths, (onnx_export.WHOLE_IO, onnx_export.FRONTEND_IO, onnx_export.BACKEND_IO)):
             self.onnx_info[path.name] = onnx_export.check_file(path, io)
@@ -295,7 +336,7 @@ class Exporter:
         return [*paths, weights]
 
     @reported("trt")
-    def export_tensorrt(self, trt) -> dict:
+    def export_tensorrt(self, trt) -> list[Path]:
         from .tensorrt import build_engine, engine_profiles, platform_record
 
         opts, d, prec = self.options, self.export_dir, self.options.precision
@@ -324,12 +365,13 @@ class Exporter:
         with torch.cuda.device(device):
             for graph, onnx_path in graphs.items():
                 engine = d / engine_name(graph, prec)
+                self._stage(f"building {engine.name}")
                 t0 = time.perf_counter()
                 cache = build_engine(trt, onnx_path, engine, profiles[graph], prec, cache, int(opts.workspace_gib * 2**30))
                 self.log(f"TensorRT: built {engine.name} in {time.perf_counter() - t0:.1f} s")
                 built[graph] = engine
         shutil.rmtree(sources)
-        (d / TIMING_CACHE).write_bytes(cache)
+        (d / TIMING_CACHE).write_bytes(cache or b"")
         self.engines_record = {
             **platform_record(trt, device),
             "engines": {prec: {**{g: p.name for g, p in built.items()}, "features_precision": features,
@@ -360,9 +402,11 @@ class Exporter:
         model, cfg, d = self.model, self.config, self.export_dir
         whole = OrtWholeGraph(d / "model.onnx", device="cpu")
         checks = []
+        self._stage("ONNX Runtime vs PyTorch: random frames")
         frames, lengths = onnx_export.example_frames(cfg, n=2, seed=7)
         checks.append(compare_network("model.onnx vs PyTorch, random frames (2 videos, one shorter than G)",
                                       torch_reference(model, frames, lengths), whole(frames, lengths)))
+        self._stage("ONNX Runtime vs PyTorch: real clip")
         clip = self._clip()
         crops = uint8_crops(clip, cfg.input)
         one = torch.as_tensor([crops.shape[0]])
@@ -371,6 +415,7 @@ class Exporter:
         bundle = ExportBundle(self.model_dir_for_checks, d, {"shapes": self._shapes()}, cfg)
         ort_clf = Classifier(OrtBackend(bundle, cfg, device="cpu"))
         torch_clf = Classifier(TorchBackend(model, torch.device("cpu"), "fp32", optimize=False))  # the model as trained
+        self._stage("ONNX Runtime vs PyTorch: end to end")
         reference = torch_clf.classify(str(clip))
         checks.append(compare_results("split pair (ONNX Runtime) vs PyTorch, real clip end to end",
                                       reference, ort_clf.classify(str(clip))))
@@ -401,12 +446,14 @@ class Exporter:
             model = self.model.to(device)
             whole = TrtWholeGraph(built["model"], device)
             checks = []
+            self._stage("TensorRT vs PyTorch: random frames")
             t = min(max(self.options.frames[1], 2 * cfg.num_clusters + 3), self.options.max_frames)
             frames, lengths = onnx_export.example_frames(cfg, n=min(2, self.options.max_batch), t=t, seed=7, device=device)
             checks.append(compare_network(f"{built['model'].name} vs PyTorch, random frames",
                                           torch_reference(model, frames, lengths), whole(frames, lengths.to(torch.int32)), prec))
             record = {"shapes": self._shapes(), "tensorrt": self.engines_record}
             bundle = ExportBundle(self.model_dir_for_checks, self.export_dir, record, cfg)
+            self._stage("TensorRT vs PyTorch: end to end")
             clip = str(self._clip())
             ref = Classifier(TorchBackend(model, device, "fp32", optimize=False)).classify(clip)
             got = Classifier(TrtBackend(bundle, cfg, device, prec)).classify(clip)
@@ -536,7 +583,7 @@ def validation_clip(clip: Path | None, workdir: Path, num_clusters: int) -> Path
     n = max(48, 4 * num_clusters + 13)
     path = workdir / ".validation-clip.avi"
     rng = np.random.default_rng(0)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25.0, (96, 72))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 25.0, (96, 72))
     if not writer.isOpened():
         raise ExportError("cannot write a validation clip with OpenCV; pass --clip VIDEO")
     colours = rng.integers(0, 255, (n // 11 + 2, 3))

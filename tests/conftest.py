@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import subprocess
+import traceback
 from pathlib import Path
 
 import pytest
@@ -95,6 +97,39 @@ def save_tiny_model(folder: Path, seed: int, **overrides) -> Path:
     torch.manual_seed(seed)
     save_model(create_model(tiny_config(**overrides)).eval(), folder)
     return folder
+
+
+def run_cli(*args, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """``fvdeploy ARGS`` in this process (Typer's CliRunner), returned as a real run would be:
+    ``returncode``, ``stdout``, ``stderr``. An exception that escapes the command's own handling
+    is printed on stderr as the traceback a real process would show, so that "no traceback"
+    assertions keep their meaning. A real subprocess is kept only where the process is the point
+    (signals, Ctrl-C, a terminal, locks between processes, file permissions) and for one smoke
+    test per command family."""
+    from typer.testing import CliRunner
+
+    from fvdeploy.cli import app
+
+    argv = [str(a) for a in args]
+    r = CliRunner().invoke(app, argv, env=env)
+    stderr = r.stderr
+    if r.exception is not None and not isinstance(r.exception, SystemExit):
+        stderr += "Traceback (most recent call last):\n" + "".join(traceback.format_exception(r.exception))
+    return subprocess.CompletedProcess(["fvdeploy", *argv], r.exit_code, r.stdout, stderr)
+
+
+@pytest.fixture
+def terminal_stderr(monkeypatch):
+    """The CLI's stderr console behaves as on a terminal inside CliRunner, so its progress displays
+    draw: rich reads TTY_COMPATIBLE, TERM and COLUMNS when asked, but decides ``is_interactive``
+    (whether a live display redraws) once, when ``fvdeploy.cli`` is imported."""
+    from fvdeploy.cli import err
+
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")
+    monkeypatch.setenv("TERM", "xterm")
+    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.setattr(err, "is_interactive", True)
+    return err
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from clips import synthetic_frames, write_clip
-from conftest import tiny_config
+from conftest import run_cli, tiny_config
 from fvdeploy.bundle import save_model
 from fvdeploy.models import create_model
 
@@ -27,6 +27,7 @@ def last_json(stdout: str) -> dict:
 
 
 def test_bench_memory_quick(model_dir):
+    # the bench family's real-process smoke test (python -m fvdeploy)
     r = subprocess.run([sys.executable, "-m", "fvdeploy", "bench", "memory", "--quick", "--device", "cpu",
                         "--model", str(model_dir)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
@@ -38,8 +39,7 @@ def test_bench_memory_quick(model_dir):
 
 def test_bench_throughput(model_dir, tmp_path):
     clip = write_clip(tmp_path / "c.mp4", synthetic_frames(80, 48, 64))
-    r = subprocess.run([sys.executable, "-m", "fvdeploy", "bench", "throughput", str(clip), "--device", "cpu",
-                        "--model", str(model_dir)], capture_output=True, text=True)
+    r = run_cli("bench", "throughput", clip, "--device", "cpu", "--model", model_dir)
     assert r.returncode == 0, r.stderr
     out = last_json(r.stdout)
     assert out["frames"] == 80 and out["decode_fps"] > 0 and out["end_to_end_fps"] > 0
@@ -47,12 +47,10 @@ def test_bench_throughput(model_dir, tmp_path):
 
 
 def test_bench_bad_inputs_are_one_line_errors(model_dir, tmp_path):
-    r = subprocess.run([sys.executable, "-m", "fvdeploy", "bench", "throughput", str(tmp_path / "none.mp4"),
-                        "--model", str(model_dir)], capture_output=True, text=True)
+    r = run_cli("bench", "throughput", tmp_path / "none.mp4", "--model", model_dir)
     assert r.returncode == 1 and "no such file" in r.stderr and "Traceback" not in r.stderr
     if not torch.cuda.is_available():
-        r = subprocess.run([sys.executable, "-m", "fvdeploy", "bench", "memory", "--quick", "--device", "cuda",
-                            "--model", str(model_dir)], capture_output=True, text=True)
+        r = run_cli("bench", "memory", "--quick", "--device", "cuda", "--model", model_dir)
         assert r.returncode == 1 and "CUDA is not available" in r.stderr
 
 

@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from conftest import tiny_config
+from conftest import run_cli, tiny_config
 from fvdeploy.bundle import load_model, save_model
 from fvdeploy.errors import ModelError
 from fvdeploy.models import create_model
@@ -103,18 +103,19 @@ def test_bad_model_folders_give_one_line_errors(saved, case):
 @pytest.mark.parametrize("case", ["corrupt weights", "mismatch"])
 def test_cli_info_on_bad_model_is_one_line_exit_1(saved, case):
     path = _corrupt(saved[1], case)
-    r = subprocess.run([sys.executable, "-m", "fvdeploy", "info", str(path)], capture_output=True, text=True)
+    r = run_cli("info", path)
     assert r.returncode == 1
     assert r.stderr.strip().count("\n") == 0 and CASES[case] in r.stderr
     assert "Traceback" not in r.stderr
 
 
 def test_cli_info_prints_the_config(saved):
+    # the info family's real-process smoke test (python -m fvdeploy)
     r = subprocess.run([sys.executable, "-m", "fvdeploy", "info", str(saved[1]), "--json"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     cfg = json.loads(r.stdout)
     assert cfg["arch"] == "tiny" and cfg["num_clusters"] == 4 and cfg["labels"] == ["a", "b", "c"]
-    r = subprocess.run([sys.executable, "-m", "fvdeploy", "info", str(saved[1])], capture_output=True, text=True)
+    r = run_cli("info", saved[1])
     assert r.returncode == 0 and "cumulative" in r.stdout and "crop 32" in r.stdout
 
 

@@ -227,6 +227,7 @@ def test_model_and_device_errors(model_dir, clips, tmp_path):
 
 
 def test_module_entry_point_has_no_traceback_on_errors(model_dir, clips):
+    # the classify family's real-process smoke test (python -m fvdeploy)
     r = subprocess.run([sys.executable, "-m", "fvdeploy", "classify", str(clips[0] / "text.mp4"), "--model", str(model_dir)],
                        capture_output=True, text=True)
     assert r.returncode == 1 and "Traceback" not in r.stderr and r.stderr.strip().count("\n") == 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import select
 import signal
 import stat
@@ -294,6 +295,15 @@ def test_export_prints_no_markup_piped_or_on_a_terminal(model_dir, clips, tmp_pa
     assert p.returncode == 0, text
     assert "model.onnx" in text or "ok" in text
     assert "[/" not in text and "[green]" not in text and "[bold]" not in text
+    # progress by stage (load, 3 graphs, their checks, 3 parity checks, the record), with rate and ETA
+    assert re.search(r"\d[\d,.]* steps/s", text) and "ETA" in text and "9/9" in text
+
+
+def test_export_q_silences_progress_and_step_lines_not_the_result(model_dir, clips, tmp_path, terminal_stderr):
+    r = run(*_export_args(model_dir, tmp_path / "quiet", clips["a"]), "-q")
+    assert r.exit_code == 0, r.output
+    # -q: no progress and no per-step lines; the result (the bundle's path) still on stdout
+    assert r.stderr == "" and r.stdout.strip() == str(tmp_path / "quiet" / "export")
 
 
 # -- Ctrl-C during start-up ------------------------------------------------------------------------

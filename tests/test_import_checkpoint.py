@@ -23,6 +23,7 @@ import torch
 import torchvision
 from torch import nn
 
+from conftest import run_cli
 from fvdeploy.bundle import load_model
 from fvdeploy.errors import ModelError
 from fvdeploy.importers import ImportOptions, import_checkpoint, named_labels
@@ -591,12 +592,13 @@ def test_cli_import_and_errors(ckpts, tmp_path):
 
     path, _ = ckpts["mm18"]
     out = tmp_path / "my model"
+    # the import-checkpoint family's real-process smoke test (python -m fvdeploy)
     r = _cli("import-checkpoint", path, "--from", "mmaction2", "--out", out, "--mode", "full", "--clusters", "6")
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout)
     assert (summary["arch"], summary["num_classes"], summary["mode"], summary["num_clusters"]) == ("resnet18", 174, "full", 6)
     assert summary["labels"] == "sthv2" and json.loads((out / "config.json").read_text())["segments"] == 4
-    r = _cli("import-checkpoint", path, "--from", "tsm", "--out", tmp_path / "x")
+    r = run_cli("import-checkpoint", path, "--from", "tsm", "--out", tmp_path / "x")
     assert r.returncode == 1 and "use --from mmaction2" in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     runner = CliRunner()
@@ -697,7 +699,7 @@ def test_classify_imported_model_full_mode(imported_small):
 def test_cli_classify_imported_model(imported_small):
     out, _, video = imported_small
     for mode, extra, units in (("tsm", ["--segments", "4"], 4), ("full", ["--clusters", "3"], 3)):
-        r = _cli("classify", video, "--model", out, "--mode", mode, *extra, "--json", "--device", "cpu")
+        r = run_cli("classify", video, "--model", out, "--mode", mode, *extra, "--json", "--device", "cpu")
         assert r.returncode == 0, r.stderr
         row = json.loads(r.stdout.strip().splitlines()[-1])
         assert row["run"]["mode"] == mode and len(row["segments"]) == units

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from conftest import ONE_THREAD_ENV
+from conftest import run_cli
 from fvdeploy.io.sources import read_video
 from fvdeploy.training.datasets import VideoDataset, open_source
 from fvdeploy.training.move4 import CLASSES, KINDS, Move4Spec, render_video, write_move4
@@ -103,12 +101,10 @@ def test_train_and_test_digits_are_disjoint_images():
 
 
 def test_cli_refuses_a_non_empty_folder(move4):
-    r = subprocess.run([sys.executable, "-m", "fvdeploy", "make-move4", str(move4), "--train", "4", "--test", "0"],
-                       capture_output=True, text=True, env=ONE_THREAD_ENV)
+    r = run_cli("make-move4", move4, "--train", "4", "--test", "0")
     assert r.returncode == 1
     assert r.stderr.strip().startswith("error:") and "not empty" in r.stderr and "Traceback" not in r.stderr
-    r = subprocess.run([sys.executable, "-m", "fvdeploy", "make-move4", str(move4) + "_new", "--size", "33"],
-                       capture_output=True, text=True, env=ONE_THREAD_ENV)
+    r = run_cli("make-move4", str(move4) + "_new", "--size", "33")
     assert r.returncode == 1 and "even" in r.stderr and "Traceback" not in r.stderr
 
 

@@ -5,12 +5,12 @@ command line offers are the library's own."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+
+from conftest import run_cli
 
 
 def test_bench_startup_quick_finds_no_heavy_import_in_any_help():
-    r = subprocess.run([sys.executable, "-m", "fvdeploy", "bench", "startup", "--quick"], capture_output=True, text=True)
+    r = run_cli("bench", "startup", "--quick")  # the benchmark starts a fresh interpreter per command itself
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert {"--help", "--version", "classify --help", "export --help", "bench startup --help"} <= set(out["commands"])

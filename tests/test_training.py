@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
 import sys
 
@@ -14,7 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import ONE_THREAD_ENV, tiny_config
+from conftest import ONE_THREAD_ENV, run_cli, tiny_config
 from fvdeploy.bundle import load_model, save_model
 from fvdeploy.models import create_model
 from fvdeploy.training.loop import (
@@ -171,9 +172,7 @@ def test_eval_cli_prints_json_and_writes_the_confusion_png(data, tmp_path):
     out = tmp_path / "run"
     train(_cfg(data, out, epochs=1))
     png = tmp_path / "cm.png"
-    r = subprocess.run([sys.executable, "-m", "fvdeploy", "eval", "--model", str(out / "best"), "--data", str(data),
-                        "--confusion", str(png), "--json", "--workers", "0"],
-                       capture_output=True, text=True, env=ONE_THREAD_ENV)
+    r = run_cli("eval", "--model", out / "best", "--data", data, "--confusion", png, "--json", "--workers", "0")
     assert r.returncode == 0, r.stderr
     result = json.loads(r.stdout)
     assert result["videos"] == 8 and sum(map(sum, result["confusion"])) == 8
@@ -181,25 +180,67 @@ def test_eval_cli_prints_json_and_writes_the_confusion_png(data, tmp_path):
     assert set(result["per_class"]) == set(CLASSES)
     img = cv2.imread(str(png))
     assert img is not None and img.shape[0] > 100
-    r = subprocess.run([sys.executable, "-m", "fvdeploy", "eval", "--model", str(out / "best"), "--data", str(data),
-                        "--confusion", str(png)], capture_output=True, text=True, env=ONE_THREAD_ENV)
+    r = run_cli("eval", "--model", out / "best", "--data", data, "--confusion", png)
     assert r.returncode == 2 and "--force" in r.stderr
     other = tmp_path / "other" / "Bowling"  # a class the model does not know
     other.mkdir(parents=True)
     (other / "v.mp4").write_bytes((data / "test" / "move_up" / "00000.mp4").read_bytes())
-    r = subprocess.run([sys.executable, "-m", "fvdeploy", "eval", "--model", str(out / "best"), "--data",
-                        str(tmp_path / "other")], capture_output=True, text=True, env=ONE_THREAD_ENV)
+    r = run_cli("eval", "--model", out / "best", "--data", tmp_path / "other")
     assert r.returncode == 1 and "'Bowling' is not one of the model's labels" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
 
 
 def test_train_cli_errors_are_one_line(tmp_path):
+    # the train family's (train, eval, make-move4) real-process smoke test (python -m fvdeploy)
     r = subprocess.run([sys.executable, "-m", "fvdeploy", "train", "--data", str(tmp_path / "nope"), "--out",
                         str(tmp_path / "o"), "--arch", "tiny"], capture_output=True, text=True,
                        env=ONE_THREAD_ENV)
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert r.stderr.strip().startswith("error:") and "nope: not found" in r.stderr
     assert not (tmp_path / "o").exists()
+
+
+def _train_args(data, out, *extra):
+    return ["train", "--data", str(data), "--out-dir", str(out), "--arch", "tiny", "--clusters", "4", "--frames", "12",
+            "--size", "32", "--shorter-side", "32", "--epochs", "2", "--batch-size", "4", "--workers", "0",
+            "--device", "cpu", "--track-clusters", "0", *extra]
+
+
+def test_train_cli_shows_steps_per_second_and_eta_per_step_and_q_silences_it(data, tmp_path, terminal_stderr):
+    from typer.testing import CliRunner
+
+    from fvdeploy.cli import app
+
+    runner = CliRunner()
+    r = runner.invoke(app, _train_args(data, tmp_path / "run", "--stop-after", "1"))
+    assert r.exit_code == 0, r.output
+    assert re.search(r"\d[\d,.]* steps/s", r.stderr) and "ETA" in r.stderr, r.stderr
+    assert "epoch 1/2" in r.stderr and "loss " in r.stderr  # the bar's running loss, then the epoch line
+    assert json.loads(r.stdout)["epochs_done"] == 1
+    # -q: nothing on stderr, the summary still on stdout (and --resume with --out-dir works from the CLI)
+    r = runner.invoke(app, _train_args(data, tmp_path / "run", "--resume", "-q"))
+    assert r.exit_code == 0, r.output
+    assert r.stderr == "" and json.loads(r.stdout)["epochs_done"] == 2
+
+
+def test_train_reporter_off_a_terminal_writes_timed_step_lines(capsys):
+    from fvdeploy.cli.train import RichReporter
+
+    rep = RichReporter(None, every_s=0.0)
+    rep.start_epoch(1, 3, 4)
+    for _ in range(4):
+        rep.step(1.0, 0.5)
+    rep.end_epoch({"epoch": 1, "train_loss": "1.0", "train_top1": "0.5", "epoch_s": "0.1"})
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 4, lines  # steps 1-3 (the last step is the epoch's line), then the epoch
+    assert all(re.match(r"epoch 1/3  step \d/4  \d[\d.]* steps/s  ETA \d+:\d\d  loss 1\.000", ln) for ln in lines[:3])
+    assert lines[3].startswith("epoch 1  loss 1.0000")
+    quiet = RichReporter(None, quiet=True, every_s=0.0)
+    quiet.start_epoch(1, 3, 4)
+    for _ in range(4):
+        quiet.step(1.0, 0.5)
+    quiet.end_epoch({"epoch": 1, "train_loss": "1.0", "train_top1": "0.5", "epoch_s": "0.1"})
+    assert capsys.readouterr().err == ""
 
 
 def test_weights_hash_is_a_function_of_the_weights():

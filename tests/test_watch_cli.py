@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from clips import synthetic_frames, write_clip
-from conftest import save_tiny_model
+from conftest import run_cli, save_tiny_model
 from fvdeploy.cli import app
 
 runner = CliRunner()
@@ -121,8 +121,7 @@ def test_sigterm_winds_the_watch_down_cleanly(model_dir, tmp_path):
 
 
 def test_bench_watch_quick_prints_its_json_last(model_dir):
-    r = subprocess.run([sys.executable, "-m", "fvdeploy", "bench", "watch", "--quick", "--device", "cpu",
-                        "--model", str(model_dir), "--streams", "2"], capture_output=True, text=True, timeout=600)
+    r = run_cli("bench", "watch", "--quick", "--device", "cpu", "--model", model_dir, "--streams", "2")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["streams"] == 2 and out["resolution"] == "360p" and out["fps"] == 30.0

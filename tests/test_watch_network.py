@@ -5,8 +5,6 @@ an unreachable URL is a one-line error."""
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,7 +13,7 @@ import cv2
 import pytest
 
 from clips import synthetic_frames
-from conftest import save_tiny_model
+from conftest import run_cli, save_tiny_model
 from fvdeploy.errors import VideoError
 from fvdeploy.runtime import Classifier
 from fvdeploy.watch import watch
@@ -147,12 +145,10 @@ def test_an_unreachable_url_is_a_one_line_error(model_dir):
     clf = Classifier.load(model_dir, device="cpu")
     with pytest.raises(VideoError, match="cannot open this URL .unreachable: .*refused"):
         watch(clf, url, window_frames=8, stride_frames=4)
-    r = subprocess.run([sys.executable, "-m", "fvdeploy", "watch", url, "--model", str(model_dir), "--device", "cpu"],
-                       capture_output=True, text=True, timeout=300)
+    r = run_cli("watch", url, "--model", model_dir, "--device", "cpu")
     assert r.returncode == 1
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "cannot open this URL" in lines[0] and "Traceback" not in r.stderr
     # credentials in a URL never reach the output
-    r = subprocess.run([sys.executable, "-m", "fvdeploy", "watch", url.replace("//", "//user:secret@"), "--model", str(model_dir)],
-                       capture_output=True, text=True, timeout=300)
+    r = run_cli("watch", url.replace("//", "//user:secret@"), "--model", model_dir)
     assert r.returncode == 1 and "secret" not in r.stderr and "user:***@" in r.stderr

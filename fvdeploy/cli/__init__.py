@@ -109,12 +109,25 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record comes, not the stream of the first
+    command: in-process runs (tests, CliRunner) swap it per command and close the old one."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def configure_logging(level: str) -> None:
     """The library logs under ``fvdeploy``; one handler on stderr, set once per process."""
     logger = logging.getLogger("fvdeploy")
     logger.setLevel(level.upper())
     if not any(getattr(h, "_fvdeploy", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
         handler._fvdeploy = True  # type: ignore[attr-defined]
         logger.addHandler(handler)

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from . import app, err, guarded, usage_error
+from . import app, err, guarded, progress_bar, usage_error
 from .choices import Precision
 
 
@@ -32,6 +32,7 @@ def export(
     device: Annotated[str, typer.Option(help="trt: the CUDA device that builds and checks the engines (auto: cuda:0 when there is one).")] = "auto",
     workspace: Annotated[float, typer.Option(help="trt: builder workspace in GiB.")] = 4.0,
     as_json: Annotated[bool, typer.Option("--json/--no-json", help="Print the export record (export.json) on stdout.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet/--no-quiet", "-q", help="No progress and no per-step lines (the bundle's path or --json still go to stdout).")] = False,
     onnx: Annotated[bool, typer.Option("--onnx", hidden=True)] = False,
     trt: Annotated[bool, typer.Option("--trt", hidden=True)] = False,
     fp16: Annotated[bool, typer.Option("--fp16", hidden=True)] = False,
@@ -66,7 +67,13 @@ def export(
     def log(message: str) -> None:
         err.print(message, highlight=False, soft_wrap=True, markup=False)
 
-    result = Exporter(model, options, log=log)()
+    with progress_bar(not quiet and err.is_terminal) as bar:
+        task = bar.add_task("export", total=None, unit="steps") if bar else None
+
+        def on_stage(done: int, total: int, what: str) -> None:
+            bar.update(task, completed=done, total=total, description=what, refresh=True)
+
+        result = Exporter(model, options, log=None if quiet else log, progress=on_stage if bar else None)()
     if as_json:
         typer.echo(json.dumps(result.record, indent=2))
     else:

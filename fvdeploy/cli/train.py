@@ -10,7 +10,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from . import app, err, guarded, usage_error
+from . import app, err, guarded, progress_bar, usage_error
 from .choices import Arch, Method, Mode, Precision
 
 
@@ -19,48 +19,73 @@ class Flip(str, Enum):
     none = "none"
 
 
-def _progress_columns():
-    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+def _stats_column() -> Any:
+    from rich.progress import TextColumn
 
-    return (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            TimeRemainingColumn(), TextColumn("{task.fields[stats]}"))
+    return TextColumn("{task.fields[stats]}")
+
+
+def _seconds(s: float) -> str:
+    s = int(round(s))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
 class RichReporter:
-    """A progress bar with running loss/accuracy on a terminal; one plain line per epoch otherwise."""
+    """Per-step progress of ``train``. On a terminal: a bar per epoch with steps/s, ETA and the running
+    loss and accuracy (``progress`` from ``progress_bar``). Elsewhere (a log file): one plain line at
+    most every ``every_s`` seconds inside an epoch. One line per finished epoch either way; with
+    ``quiet`` nothing at all (the summary still goes to stdout, log.csv has every epoch)."""
 
-    def __init__(self) -> None:
-        from rich.progress import Progress
-
-        self.live = err.is_terminal
-        self.progress = Progress(*_progress_columns(), console=err, transient=True) if self.live else None
-        if self.progress:
-            self.progress.start()
-        self.task = None
+    def __init__(self, progress: Any = None, *, quiet: bool = False, every_s: float = 30.0) -> None:
+        self.progress = progress
+        self.quiet = quiet
+        self.every_s = every_s
+        self.task: Any = None
 
     def start_epoch(self, epoch: int, epochs: int, steps: int) -> None:
-        self.loss_sum, self.acc_sum, self.n = 0.0, 0.0, 0
-        if self.progress:
-            self.task = self.progress.add_task(f"epoch {epoch}/{epochs}", total=steps, stats="")
+        import time
+
+        self.loss_sum, self.acc_sum, self.n, self.steps = 0.0, 0.0, 0, steps
+        self.name = f"epoch {epoch}/{epochs}"
+        self.t0 = self.last_line = time.perf_counter()
+        if self.progress is not None:
+            self.task = self.progress.add_task(self.name, total=steps, unit="steps", stats="")
+
+    def _stats(self) -> str:
+        return f"loss {self.loss_sum / self.n:.3f}  acc {self.acc_sum / self.n:.1%}"
 
     def step(self, loss: float, top1: float) -> None:
+        import time
+
         self.loss_sum, self.acc_sum, self.n = self.loss_sum + loss, self.acc_sum + top1, self.n + 1
-        if self.progress:
-            self.progress.update(self.task, advance=1, stats=f"loss {self.loss_sum / self.n:.3f}  acc {self.acc_sum / self.n:.1%}")
+        if self.progress is not None:
+            # refresh now: a step is slow next to a redraw, and the first epoch's bar should not wait
+            self.progress.update(self.task, advance=1, stats=self._stats(), refresh=True)
+            return
+        now = time.perf_counter()
+        if self.quiet or now - self.last_line < self.every_s or self.n >= self.steps:
+            return
+        self.last_line = now
+        rate = self.n / max(now - self.t0, 1e-9)
+        eta = (self.steps - self.n) / rate
+        err.print(f"{self.name}  step {self.n}/{self.steps}  {rate:.2f} steps/s  ETA {_seconds(eta)}  {self._stats()}",
+                  highlight=False, soft_wrap=True, markup=False)
 
     def start_eval(self, videos: int) -> None:
-        if self.progress:
+        if self.progress is not None:
             self.progress.remove_task(self.task)
-            self.task = self.progress.add_task("evaluating", total=videos, stats="")
+            self.task = self.progress.add_task("evaluating", total=videos, unit="videos", stats="")
 
     def eval_step(self, videos: int) -> None:
-        if self.progress:
-            self.progress.update(self.task, advance=videos)
+        if self.progress is not None:
+            self.progress.update(self.task, advance=videos, refresh=True)
 
     def end_epoch(self, row: dict[str, Any]) -> None:
-        if self.progress and self.task is not None:
+        if self.progress is not None and self.task is not None:
             self.progress.remove_task(self.task)
             self.task = None
+        if self.quiet:
+            return
         parts = [f"epoch {row['epoch']}", f"loss {float(row['train_loss']):.4f}", f"train top-1 {float(row['train_top1']):.2%}"]
         if row.get("val_top1"):
             parts += [f"val loss {float(row['val_loss']):.4f}", f"val top-1 {float(row['val_top1']):.2%}",
@@ -69,8 +94,9 @@ class RichReporter:
         err.print("  ".join(parts), highlight=False, soft_wrap=True, markup=False)
 
     def close(self) -> None:
-        if self.progress:
-            self.progress.stop()
+        if self.progress is not None and self.task is not None:
+            self.progress.remove_task(self.task)
+            self.task = None
 
 
 def _given(ctx: typer.Context) -> set[str]:
@@ -117,6 +143,7 @@ def train(
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N (under torchrun: the local rank's GPU).")] = "auto",
     stop_after: Annotated[Optional[int], typer.Option(help="Stop after this epoch (the schedule still spans --epochs); --resume continues.")] = None,
     resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue the run in --out-dir exactly where its last finished epoch left it.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet/--no-quiet", "-q", help="No progress and no per-epoch lines (the summary still goes to stdout).")] = False,
     out: Annotated[Optional[Path], typer.Option("--out", hidden=True)] = None,
 ) -> None:
     """Train a full-video (or TSM) model. Run under torchrun for several GPUs or nodes.
@@ -144,11 +171,12 @@ def train(
         checkpoint_activations=checkpoint_activations, flip=flip.value, track_clusters=track_clusters,
         workers=workers, device=device, stop_after=stop_after,
     )
-    reporter = RichReporter()
-    try:
-        summary = run(cfg, resume=resume, given=_given(ctx) - {"resume"}, reporter=reporter)
-    finally:
-        reporter.close()
+    with progress_bar(not quiet and err.is_terminal, _stats_column()) as bar:
+        reporter = RichReporter(bar, quiet=quiet)
+        try:
+            summary = run(cfg, resume=resume, given=_given(ctx) - {"resume", "quiet", "out_dir"}, reporter=reporter)
+        finally:
+            reporter.close()
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun: one summary, from rank 0
         typer.echo(json.dumps(summary.to_dict()))
 
@@ -170,7 +198,6 @@ def eval_cmd(
 ) -> None:
     """Top-1, top-5 and per-class accuracy of a model on labelled videos (the trainer's evaluation)."""
     from rich.console import Console
-    from rich.progress import Progress
     from rich.table import Table
 
     from fvdeploy.training.loop import evaluate_model
@@ -178,10 +205,11 @@ def eval_cmd(
 
     if confusion is not None and confusion.exists() and not force:
         raise usage_error(f"{confusion} exists (use --force to overwrite it)")
-    with Progress(*_progress_columns(), console=err, transient=True, disable=not err.is_terminal) as bar:
-        task = bar.add_task("evaluating", total=None, stats="")
+    with progress_bar(err.is_terminal) as bar:
+        task = bar.add_task("evaluating", total=None, unit="videos") if bar else None
         result = evaluate_model(model, data, classes_file=classes, root=root, batch_size=batch_size, workers=workers,
-                                device=device, precision=precision.value, progress=lambda n: bar.update(task, advance=n))
+                                device=device, precision=precision.value,
+                                progress=(lambda n: bar.update(task, advance=n)) if bar else None)
     if confusion is not None:
         confusion_png(result.confusion, result.labels, confusion, title=f"{data}: top-1 {result.top1:.2%}")
     if as_json:
@@ -212,8 +240,6 @@ def make_move4(
 ) -> None:
     """Generate a Move4MNIST-style dataset: a digit moving up/down/left/right over a moving
     textured background, with a chunk of black, background-only and distractor-digit frames."""
-    from rich.progress import Progress
-
     from fvdeploy.training.move4 import Move4Spec, write_move4
 
     try:
@@ -221,9 +247,9 @@ def make_move4(
     except ValueError:
         raise usage_error(f"--chunk takes two fractions LO,HI (e.g. 0.25,0.5), got {chunk!r}") from None
     spec = Move4Spec(frames=frames, size=size, fps=fps, chunk=(lo, hi), action_frames=action_frames)
-    with Progress(*_progress_columns(), console=err, transient=True, disable=not err.is_terminal) as bar:
-        task = bar.add_task("rendering", total=train + test, stats="")
+    with progress_bar(err.is_terminal) as bar:
+        task = bar.add_task("rendering", total=train + test, unit="videos") if bar else None
         path = write_move4(out, train=train, test=test, spec=spec, seed=seed,
-                           progress=lambda done, total: bar.update(task, completed=done))
+                           progress=(lambda done, total: bar.update(task, completed=done)) if bar else None)
     typer.echo(json.dumps({"out": str(path), "train": train, "test": test, "frames": frames, "size": size, "seed": seed,
                            "chunk": [lo, hi], "action_frames": action_frames}))

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import logging
 import math
-import queue
 import re
 import threading
 import time
@@ -153,7 +152,15 @@ def check_frames(frames: Any, where: str, single: bool = False) -> np.ndarray:
 
 # -- the contract ----------------------------------------------------------------------------------
 class FrameSource:
-    """Where frames come from (see the module docstring). Subclasses implement ``_batches``."""
+    """Where frames come from (see the module docstring). Subclasses implement ``_batches``.
+
+    Frames are ``uint8 [k, H, W, 3]`` in ``color`` order, times in seconds. ``width``/``height``
+    in pixels, ``fps`` the declared rate (None when unknown), ``frame_count_hint`` the
+    container's count (0 when unknown; never trusted). After reading: ``frames_read``,
+    ``lost_frames``, ``extra_decoded`` (frames decoded again by ``read_range``),
+    ``decode_seconds`` (wall-clock seconds spent decoding), ``reconnects`` and ``warnings``.
+    Constructors raise ``VideoError`` (one line) for what cannot be opened; ``batches`` raises
+    ``VideoError`` when no frame decodes at all."""
 
     kind = ""  # file | url | camera | array | iterator
     decoder = ""  # opencv | nvdec | array | iterator
@@ -296,7 +303,14 @@ class _Damage:
 
 # -- OpenCV: files, URLs, cameras ------------------------------------------------------------------
 class OpenCVSource(FrameSource):
-    """A file, URL or camera decoded by OpenCV's FFmpeg backend, timestamps from ``CAP_PROP_POS_MSEC``."""
+    """A file, URL or camera decoded by OpenCV's FFmpeg backend, timestamps from ``CAP_PROP_POS_MSEC``.
+
+    ``target``: a path, a URL or a camera index. ``live``: default from the kind (cameras and
+    rtsp/rtmp/udp/srt URLs). ``fps`` overrides the declared rate. ``threads``: FFmpeg decoding
+    threads (0: FFmpeg's choice). ``retries``/``retry_delay_s``: reconnection of a live source
+    (delays doubling, at most 10 s); ``open_timeout_s``: opening and reading timeout for URLs.
+    Batches are BGR. Raises ``VideoError`` when the file is missing, unreadable or not a video,
+    the URL or camera cannot be opened, or the first frames do not decode."""
 
     decoder = "opencv"
 
@@ -618,7 +632,10 @@ class NvdecSource(FrameSource):
     """A file decoded by NVDEC on the GPU: batches are CUDA uint8 RGB tensors (no host copy).
 
     PyNvVideoCodec's batch API gives no per-frame timestamps we could verify here (no GPU in CI),
-    so times are ``frame / fps`` (``time_basis`` "fps"); for VFR files use ``--decoder opencv``."""
+    so times are ``frame / fps`` (``time_basis`` "fps"); for VFR files use ``--decoder opencv``.
+
+    Raises ``BackendError`` when PyNvVideoCodec is missing or cannot load, ``VideoError`` when the
+    file is missing or NVDEC cannot decode it (``open_source(decoder="auto")`` then uses OpenCV)."""
 
     decoder = "nvdec"
     kind = "file"
@@ -654,7 +671,10 @@ class NvdecSource(FrameSource):
 
 # -- in memory -----------------------------------------------------------------------------------------
 class ArraySource(FrameSource):
-    """A ``uint8 [T, H, W, 3]`` (or grey ``[T, H, W]``) array; frame i at ``i / fps``."""
+    """A ``uint8 [T, H, W, 3]`` (or grey ``[T, H, W]``) array; frame i at ``i / fps`` seconds (no
+    times without ``fps``). Batches are views of the array, in the ``color`` given. Raises
+    ``VideoError`` for another dtype or layout, zero frames or zero-sized frames, and a ``fps``
+    that is not a finite number > 0."""
 
     kind = decoder = "array"
     rereadable = True
@@ -685,7 +705,8 @@ class ArraySource(FrameSource):
 class IteratorSource(FrameSource):
     """An iterator of ``uint8 [H, W, 3]`` (or grey ``[H, W]``) frames, read once; frame i at ``i / fps``.
     Frames that come fast go in batches; a frame that took a while to come (a live loop) goes at
-    once, so a live iterator gains no delay."""
+    once, so a live iterator gains no delay. Not rereadable. A bad ``fps`` raises ``VideoError``
+    here; a frame of another dtype, layout or size raises ``VideoError`` while reading."""
 
     kind = decoder = "iterator"
 
@@ -792,7 +813,9 @@ class FrameReader:
     ``drop``) drops the frames that find the queue full and counts them in ``dropped``. ``pace``
     releases each frame at its presentation time, like a camera (benchmarks, ``watch --realtime``).
     Consume with ``take()`` (non-blocking: batches and the marker after them; ``wake`` is set when
-    something arrives) or by iterating (blocking: batches only; an error is raised here)."""
+    something arrives) or by iterating (blocking: batches only; the source's error, e.g. a
+    ``VideoError``, is raised here, in the consumer's thread). ``batch_frames``/``queue_frames``
+    count frames; ``dropped`` and ``delivered`` count frames too."""
 
     def __init__(self, source: FrameSource, *, batch_frames: int = 32, queue_frames: int = 96, drop: bool | None = None,
                  pace: bool = False, wake: threading.Event | None = None) -> None:

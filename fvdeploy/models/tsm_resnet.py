@@ -18,11 +18,11 @@ applied in :func:`shifted_block` on the residual branch before ``conv1``, never 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
-from torchvision.models.resnet import Bottleneck
+from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from ..config import ModelConfig
 from ..ops.clustering import aggregate_clusters, cluster_ids, effective_lengths
@@ -36,8 +36,11 @@ class ModelOutput(NamedTuple):
     cluster_ids: Tensor  # [N, T] long, -1 on padding
 
 
-def shifted_block(block: nn.Module, x: Tensor, num_frames: int, lengths: Tensor | None = None) -> Tensor:
-    """A torchvision BasicBlock/Bottleneck with the residual shift (TSM "blockres")."""
+def shifted_block(block: Any, x: Tensor, num_frames: int, lengths: Tensor | None = None) -> Tensor:
+    """A torchvision BasicBlock/Bottleneck with the residual shift (TSM "blockres").
+
+    ``block`` is Any: the layers are ``nn.Sequential`` of those blocks, whose items type-check
+    as plain ``nn.Module``."""
     identity = x if block.downsample is None else block.downsample(x)
     out = block.relu(block.bn1(block.conv1(temporal_shift(x, num_frames, lengths))))
     out = block.bn2(block.conv2(out))
@@ -64,15 +67,36 @@ def pad_frames(frames: Tensor, min_frames: int) -> Tensor:
 
 
 class TSMResNet(nn.Module):
+    """The full-video model (mode ``full``) and TSM (mode ``tsm``) on one ResNet.
+
+    ``backbone``: a torchvision-layout ResNet (``make_backbone``; its ``fc`` is replaced by one of
+    ``config.num_classes`` outputs). ``config``: arch, G (``num_clusters``), clustering method,
+    mode, dropout, labels. Inputs are float frames ``[N, T, 3, S, S]``, normalised with
+    ``config.input`` mean/std, S = ``config.input.crop`` (224 for the paper's models);
+    ``lengths`` (int64 ``[N]``) marks the valid frames of a padded batch. :meth:`forward` returns
+    a :class:`ModelOutput`: logits ``[N, classes]`` (mean of the per-cluster logits), cluster
+    logits ``[N, G, classes]`` and cluster ids ``[N, max(T, G)]`` (-1 on padding). The stages
+    below are what the runtime and the exported split pair call.
+
+    No input validation here (the runtime and the bundle loader give the one-line errors): a wrong
+    shape or dtype is torch's ``RuntimeError``; ``forward_frames_chunked`` raises ``ValueError``
+    for a chunk size below 1.
+    """
+
     def __init__(self, backbone: nn.Module, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        self.conv1, self.bn1, self.relu, self.maxpool = backbone.conv1, backbone.bn1, backbone.relu, backbone.maxpool
-        self.layer1, self.layer2, self.layer3, self.layer4 = (
-            backbone.layer1, backbone.layer2, backbone.layer3, backbone.layer4,
-        )
+        bb: Any = backbone  # nn.Module attributes type-check as Tensor | Module
+        self.conv1: nn.Conv2d = bb.conv1
+        self.bn1: nn.BatchNorm2d = bb.bn1
+        self.relu: nn.Module = bb.relu
+        self.maxpool: nn.Module = bb.maxpool
+        self.layer1: nn.Sequential = bb.layer1
+        self.layer2: nn.Sequential = bb.layer2
+        self.layer3: nn.Sequential = bb.layer3
+        self.layer4: nn.Sequential = bb.layer4
         self.dropout = nn.Dropout(config.dropout)
-        self.fc = nn.Linear(backbone.fc.in_features, config.num_classes)
+        self.fc = nn.Linear(bb.fc.in_features, config.num_classes)
 
     # -- properties ---------------------------------------------------------------------------
     @property
@@ -87,7 +111,7 @@ class TSMResNet(nn.Module):
     @property
     def feature_channels(self) -> int:
         """Channels of a layer1 output map."""
-        last = self.layer1[-1]  # conv, not bn: an inference copy has its BatchNorms folded away
+        last: Any = self.layer1[-1]  # conv, not bn: an inference copy has its BatchNorms folded away
         return (last.conv3 if isinstance(last, Bottleneck) else last.conv2).out_channels
 
     # -- stages -------------------------------------------------------------------------------
@@ -115,7 +139,8 @@ class TSMResNet(nn.Module):
         return x.reshape(n, t, *x.shape[1:])
 
     def cluster(self, features: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Cluster ids (no gradient) and cluster means (with gradient) of layer1 features."""
+        """Cluster means ``[N, G, C, h, w]`` (with gradient) and cluster ids ``[N, T]`` (int64, no
+        gradient, -1 beyond ``lengths``) of layer1 features ``[N, T, C, h, w]``; T >= G."""
         g = self.config.num_clusters
         with torch.no_grad():
             ids = cluster_ids(features.detach(), g, self.config.method, lengths)
@@ -132,6 +157,7 @@ class TSMResNet(nn.Module):
         return x.mean((2, 3)).reshape(n, s, -1)
 
     def forward_head(self, features: Tensor) -> Tensor:
+        """Dropout + fc: pooled features ``[..., D]`` -> logits ``[..., classes]``."""
         return self.fc(self.dropout(features))
 
     # -- whole model --------------------------------------------------------------------------
@@ -184,7 +210,7 @@ class TSMResNet(nn.Module):
         return torch.cat(list(self.iter_frame_features(frames.split(chunk_size))))
 
 
-def make_backbone(block: type[nn.Module], layers: list[int], widths: tuple[int, int, int, int]) -> nn.Module:
+def make_backbone(block: type[BasicBlock] | type[Bottleneck], layers: list[int], widths: tuple[int, int, int, int]) -> nn.Module:
     """A torchvision-layout ResNet (same attribute names, so the same state-dict keys) of any width."""
     from torchvision.models.resnet import ResNet
 

@@ -70,15 +70,36 @@ class MemoryPlan:
 
 
 class Classifier:
+    """A loaded model that classifies whole videos of any length in bounded memory.
+
+    Build it with :meth:`load` (a model folder, a device, a backend) or from a backend instance.
+    Inputs: a path or URL of a finite video, a ``uint8`` array ``[T, H, W, 3]`` (or grey
+    ``[T, H, W]``), or an iterator of ``[H, W, 3]`` frames; BGR by default (``color="rgb"``
+    accepted). Every frame is read; frames are resized and centre-cropped to the model's
+    ``input.crop`` square inside. Each call returns a :class:`VideoResult` (label, top-k softmax
+    scores, segments in frames ``[start, end)`` and presentation seconds). Memory held beyond the
+    loaded model stays within ``max_memory_mib`` MiB whatever T. Live sources (cameras, rtsp...)
+    have no end: use ``fvdeploy.watch`` for them.
+
+    ``config`` is the model's :class:`ModelConfig` (labels, G, method, mode); ``last_stats`` holds
+    the last call's re-decoded frames and memory path (benchmarks read it).
+    """
+
     def __init__(self, backend: Backend, *, max_memory_mib: int | None = None, chunk_size: int | None = None,
                  topk: int = 5, model_path: str | None = None, memory_plan: "MemoryPlan | None" = None,
                  decoder: str = "opencv", decode_workers: int = 1, concurrent_finish: bool | None = None,
                  fast_resize: bool = False) -> None:
-        """``memory_plan`` fixes how the budget is split (for tests and benchmarks of the
-        bounded-memory path); by default it is derived from ``max_memory_mib`` per video.
-        ``decode_workers``: videos decoded ahead (and in parallel) by ``classify_many``;
-        ``concurrent_finish``: whether those videos also compute at once (default: on CUDA);
-        ``fast_resize``: resize in uint8 on the CPU (see ``io.transforms.preprocess``)."""
+        """``backend``: a loaded backend (``fvdeploy.backends``). ``max_memory_mib``: MiB the
+        runtime may hold beyond the model (default 1024 on the CPU, 2048 on CUDA; at least 16).
+        ``chunk_size``: frames per stem + layer1 call (default: from the budget). ``memory_plan``
+        fixes how the budget is split (for tests and benchmarks of the bounded-memory path); by
+        default it is derived from ``max_memory_mib`` per video. ``decode_workers``: videos decoded
+        ahead (and in parallel) by ``classify_many``; ``concurrent_finish``: whether those videos
+        also compute at once (default: on CUDA); ``fast_resize``: resize in uint8 on the CPU (see
+        ``io.transforms.preprocess``).
+
+        Raises ``FvdeployError`` for an unknown decoder, ``decode_workers < 1`` or a budget under
+        16 MiB, and ``BackendError`` for ``decoder="nvdec"`` where NVDEC cannot run."""
         bound_heap_growth()
         if decoder not in DECODERS:
             raise FvdeployError(f"unknown decoder {decoder!r}; choose one of {', '.join(DECODERS)}")
@@ -132,10 +153,18 @@ class Classifier:
     ) -> "Classifier":
         """Load a model folder (default: the bundled model) onto a device with a backend.
 
-        ``mode``/``segments``/``num_clusters``/``method`` override how the checkpoint was trained
-        (the weights are the same for every mode). ``decoder``: opencv | nvdec | auto (default:
-        auto on CUDA, opencv on the CPU). ``features_precision``: the precision of stem + layer1,
-        whose signs the clustering reads (default: see ``default_features_precision``)."""
+        ``device``: auto | cpu | cuda | cuda:N. ``backend``: one of ``backends.names.BACKENDS``
+        (torch, onnxruntime, tensorrt; the exported ones read ``MODEL/export/``). ``precision``: fp32 | fp16 | bf16
+        (default fp16 on CUDA, fp32 on the CPU). ``mode``/``segments``/``num_clusters``/``method``
+        override how the checkpoint was trained (the weights are the same for every mode).
+        ``max_memory_mib``, ``chunk_size``: see the constructor. ``topk``: labels per result (>= 1).
+        ``decoder``: opencv | nvdec | auto (default: auto on CUDA, opencv on the CPU).
+        ``features_precision``: the precision of stem + layer1, whose signs the clustering reads
+        (default: see ``default_features_precision``).
+
+        Raises ``ModelError`` (missing or corrupt model folder, an override the model cannot take),
+        ``BackendError`` (backend, device, provider or precision not available here, never a silent
+        fallback) and ``FvdeployError`` (a bad ``topk``, ``chunk_size`` or decoder)."""
         path = resolve_model_path(model)
         config = read_config(path)
         changes = {k: v for k, v in dict(mode=mode, segments=segments, num_clusters=num_clusters, method=method).items()
@@ -167,8 +196,19 @@ class Classifier:
     # -- public API -----------------------------------------------------------------------------
     def classify(self, source, *, fps: float | None = None, color: str = "bgr", progress: ProgressFn | None = None,
                  visualize: str | Path | None = None) -> VideoResult:
-        """Classify one video: a path, a uint8 array ``[T, H, W, 3]`` (BGR by default, as OpenCV
-        gives) or an iterator of such frames. Raises FvdeployError on bad input."""
+        """Classify one video: a path or URL, a uint8 array ``[T, H, W, 3]`` (BGR by default, as
+        OpenCV gives; ``color="rgb"`` accepted) or an iterator of ``[H, W, 3]`` frames.
+
+        ``fps``: for arrays and iterators, frame i is at ``i / fps`` seconds (None: the seconds of
+        the result are null); for files it overrides the declared rate. ``progress(done, total)``
+        is called after each decoded chunk (frames so far, frames the container announces or 0).
+        ``visualize``: also write the timeline PNG there.
+
+        Returns a :class:`VideoResult` (``partial`` with ``warnings`` when frames were lost to
+        damage). Raises ``VideoError`` for an input that cannot be opened or decoded (missing,
+        unreadable, not a video, zero frames, a malformed array, a live source) and
+        ``FvdeployError`` when an iterator longer than the memory budget allows would need a
+        second pass (use windowed classification: ``fvdeploy watch``)."""
         return self._finish(self._start(source, fps=fps, color=color, progress=progress, visualize=visualize))
 
     def classify_many(self, sources: Iterable, *, decode_workers: int | None = None, **kwargs) -> Iterator[VideoResult]:
@@ -180,7 +220,11 @@ class Classifier:
         they are also finished at once (``concurrent_finish``), each in its own thread with its own
         share of ``max_memory_mib``, so that every decoder stays busy; on the CPU the network needs
         the cores, so one video computes while the next ones decode ahead. Keyword arguments go to
-        :meth:`classify`; ``visualize`` may be a callable ``source -> png path``."""
+        :meth:`classify`; ``visualize`` may be a callable ``source -> png path``.
+
+        A generator: one :class:`VideoResult` per source as it finishes; it never raises for a
+        bad input (the result's ``error`` holds the one-line message). Stopping early (``break``)
+        stops the decoding of what was not read."""
         if isinstance(sources, (str, Path)):  # one path is one input, not an iterable of characters
             sources = [sources]
         workers = decode_workers or self.decode_workers
@@ -257,7 +301,8 @@ class Classifier:
         plan = self.plan(src.frame_bytes or 3 * 1920 * 1080, parallel, share)
         if src.decoder in ("opencv", "nvdec"):  # NVDEC's chunks are already on the GPU: keep fewer waiting
             chunks = DECODE_QUEUE_CHUNKS if src.decoder == "opencv" else NVDEC_QUEUE_CHUNKS
-            decoded = FrameReader(src, batch_frames=plan.decode_frames, queue_frames=chunks * plan.decode_frames, drop=False)
+            decoded: FrameReader | _Inline = FrameReader(src, batch_frames=plan.decode_frames,
+                                                         queue_frames=chunks * plan.decode_frames, drop=False)
         else:
             decoded = _Inline(src, plan.decode_frames)
         return _Job(src, plan, decoded, progress, visualize, Thumbnails() if visualize is not None else None, t0)
@@ -288,7 +333,7 @@ class Classifier:
         if job.visualize is not None:
             from .visualize import plot_timeline
 
-            plot_timeline(result, job.thumbs, job.visualize)
+            plot_timeline(result, job.thumbs, job.visualize, self.config.labels)
         return result
 
     @property
@@ -328,7 +373,7 @@ class Classifier:
             t = time.perf_counter()
             if thumbs is not None:
                 thumbs.add(done, chunk, color)
-            x = preprocess(job.stager.upload(chunk), self.config.input, color, fast=self.fast_resize)
+            x = preprocess(job.upload(chunk), self.config.input, color, fast=self.fast_resize)
             job.model_seconds += time.perf_counter() - t
             done += len(chunk)
             if progress is not None:
@@ -425,7 +470,7 @@ class Classifier:
 
     def _prepare_one(self, job: "_Job", frame, color: str) -> Tensor:
         t = time.perf_counter()
-        x = preprocess(job.stager.upload(frame[None]), self.config.input, color, fast=self.fast_resize)[0]
+        x = preprocess(job.upload(frame[None]), self.config.input, color, fast=self.fast_resize)[0]
         job.model_seconds += time.perf_counter() - t
         return x
 
@@ -479,9 +524,9 @@ class Classifier:
 class _Job:
     """A video whose decoding has started (so several can decode ahead of the model)."""
 
-    src: Source
+    src: FrameSource
     plan: MemoryPlan
-    decoded: object  # a context manager that iterates decoded chunks
+    decoded: "FrameReader | _Inline"  # a context manager that iterates decoded chunks
     progress: ProgressFn | None
     visualize: str | Path | None
     thumbs: "Thumbnails | None"
@@ -490,6 +535,12 @@ class _Job:
     model_seconds: float = 0.0
     memory_path: str = ""
     stager: "HostStager | None" = None
+
+    def upload(self, frames):
+        """Frames onto the backend's device through this video's staging buffers (``_finish`` sets them)."""
+        if self.stager is None:
+            raise RuntimeError("frames were uploaded before _finish gave the video its staging buffers")
+        return self.stager.upload(frames)
 
 
 _DONE = object()
@@ -533,7 +584,7 @@ class _Inline:
         self.close()
 
     def close(self) -> None:
-        self.it.close()
+        self.it.close()  # type: ignore[attr-defined]  # batches() is a generator, typed as its Iterator
 
 
 class Thumbnails:

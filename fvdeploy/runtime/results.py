@@ -42,7 +42,11 @@ class VideoResult:
     ``[start_frame, end_frame)`` and their presentation times in seconds (None without times).
     ``fps`` is the declared rate; ``duration_s`` comes from the timestamps. ``partial``: frames were
     lost (``warnings`` says where and how many). ``error``: the input failed (every other field is
-    then empty or None). ``to_dict()`` / ``to_json()`` are strict JSON (no NaN or Infinity)."""
+    then empty or None). ``num_frames``: frames decoded (not the container's count). ``topk``: up to
+    ``topk`` (label, probability) pairs, best first. ``run``: what ran (backend, provider, device,
+    precision, decoder, mode); ``timings``: decode, model and total wall-clock seconds; identity
+    checks ignore both. ``to_dict()`` / ``to_json()`` are strict JSON (no NaN or Infinity);
+    ``from_dict`` reads them back (a ``TypeError`` for a record without ``path``)."""
 
     path: str | None
     label: str | None = None

@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..runtime.visualize import palette, write_png
+from ..runtime.visualize import nice_step, palette, write_png
 from .results import Event, Gap, StreamEnd, WindowResult
 
 WIDTH = 1280
@@ -89,7 +89,7 @@ def render(rec: TimelineRecorder) -> np.ndarray:
         legend_extra = ev_h2 + 14
     else:
         ev_h2 = legend_extra = 0
-    legend_y = ev_y + ev_h + 48 + legend_extra
+    legend_y = ev_y + ev_h + 58 + legend_extra
     height = legend_y + 20 * ((len(rec.labels) + 5) // 6) + 16
     img = np.full((height, WIDTH, 3), 250, np.uint8)
     cols = palette(len(rec.labels))
@@ -141,11 +141,12 @@ def render(rec: TimelineRecorder) -> np.ndarray:
     # axis
     axis_y = ev_y + ev_h + 28 + legend_extra
     cv2.line(img, (x0, axis_y - 10), (x1, axis_y - 10), (120, 120, 120), 1)
-    step = _nice_step((t1 - t0) / 10)
+    step = nice_step((t1 - t0) / 10)
+    _text(img, "time (s)" if rec.unit == "s" else "frames", (margin, axis_y + 6), 0.4)
     t = np.ceil(t0 / step) * step
     while t <= t1 + 1e-9:
         cv2.line(img, (x(t), axis_y - 14), (x(t), axis_y - 6), (120, 120, 120), 1)
-        label = f"{t:g}" + ("s" if rec.unit == "s" else "")
+        label = f"{t:.10g}"
         _text(img, label, (x(t) - 4 * len(label), axis_y + 6), 0.35)
         t += step
     for i, name in enumerate(rec.labels):
@@ -153,16 +154,6 @@ def render(rec: TimelineRecorder) -> np.ndarray:
         cv2.rectangle(img, (lx, ly - 10), (lx + 14, ly + 2), cols[i], -1)
         _text(img, name[:28], (lx + 20, ly), 0.4)
     return img
-
-
-def _nice_step(raw: float) -> float:
-    if raw <= 0:
-        return 1.0
-    mag = 10 ** np.floor(np.log10(raw))
-    for m in (1, 2, 5, 10):
-        if m * mag >= raw:
-            return float(m * mag)
-    return float(10 * mag)
 
 
 def write_timeline(rec: TimelineRecorder, path: str | Path) -> Path:
