@@ -200,8 +200,7 @@ def test_action_frames_option_is_bounded_and_reaches_the_cli(tmp_path):
 
     with pytest.raises(Move4Error, match="--action-frames"):
         render_video(Move4Spec(frames=32, size=32, action_frames=1), 1, "train", 0)
-    r = subprocess.run([sys.executable, "-m", "fvdeploy", "make-move4", str(tmp_path / "s"), "--train", "4", "--test", "0",
-                        "--size", "32", "--action-frames", "3"], capture_output=True, text=True, env=ONE_THREAD_ENV)
+    r = run_cli("make-move4", str(tmp_path / "s"), "--train", "4", "--test", "0", "--size", "32", "--action-frames", "3")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["action_frames"] == 3
     assert all(json.loads(line)["kinds"].count("m") == 3 for line in (tmp_path / "s" / "train_frames.jsonl").read_text().splitlines())

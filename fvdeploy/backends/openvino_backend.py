@@ -94,7 +94,7 @@ class OpenVinoBackend:
 
         ov = openvino_module()
         if precision not in (None, "fp32"):
-            raise BackendError(f"backend openvino runs the bundle's fp32 ONNX files in fp32; use --precision fp32")
+            raise BackendError("backend openvino runs the bundle's fp32 ONNX files in fp32; use --precision fp32")
         check_config_matches(bundle, config)
         self.bundle = bundle
         self.config = config

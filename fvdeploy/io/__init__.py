@@ -25,4 +25,9 @@ if TYPE_CHECKING:
     from .video import (VIDEO_EXTENSIONS, FolderScan, VideoInfo, find_videos, frame_fingerprint, open_capture, probe,
                         scan_folder)
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "DECODERS", "VIDEO_EXTENSIONS", "ArraySource", "Dropped", "FolderScan", "FrameBatch", "FrameReader", "FrameSource",
+    "IteratorSource", "NvdecSource", "OpenCVSource", "Resumed", "VideoInfo", "center_crop", "find_videos",
+    "frame_fingerprint", "normalize", "open_capture", "open_source", "preprocess", "probe", "read_video", "resize",
+    "resized_size", "scan_folder",
+]

@@ -36,15 +36,17 @@ live one drops the frames that find the queue full, and counts them.
 
 from __future__ import annotations
 
+import base64
 import logging
 import math
 import re
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -348,7 +350,7 @@ class OpenCVSource(FrameSource):
 
     def _open(self) -> cv2.VideoCapture:
         if self.kind == "file":
-            cap, _ = open_capture(self.target, self.threads)  # one-line errors: missing, unreadable, not a video
+            cap, _ = open_capture(str(self.target), self.threads)  # one-line errors: missing, unreadable, not a video
             return cap
         if self.kind == "camera":
             cap = cv2.VideoCapture(int(self.target))
@@ -474,7 +476,7 @@ class OpenCVSource(FrameSource):
                 return conn_at + (raw - conn_pts0) if conn_pts0 is not None else arrived - self.clock0
             return offset + raw
         if self.time_basis == "fps":
-            return index / self.fps
+            return index / self.fps if self.fps else math.nan
         if self.time_basis == "clock":
             return arrived - self.clock0
         return math.nan
@@ -500,7 +502,7 @@ class OpenCVSource(FrameSource):
         return FrameBatch(np.stack(frames), np.arange(end - len(frames), end, dtype=np.int64), np.asarray(pts, np.float64),
                           np.asarray(arrival, np.float64))
 
-    def _reconnect(self, index: int) -> Iterator[Dropped | Resumed]:
+    def _reconnect(self, index: int) -> Generator[Dropped | Resumed, None, bool]:
         """Reopen a dropped live source with bounded, logged retries and backoff. Yields ``Dropped``,
         then ``Resumed`` and returns True; False when the source is being stopped; a one-line
         VideoError when every attempt failed."""
@@ -535,14 +537,15 @@ class OpenCVSource(FrameSource):
         decoding from the start when the container's seek is not frame-exact."""
         if not self.rereadable or len(self._fingerprints) < stop:
             raise VideoError(f"{self.describe()}: this source cannot be read twice")
-        cap, _ = open_capture(self.target, self.threads)
+        cap, _ = open_capture(str(self.target), self.threads)
         try:
             if start > 0:
                 cap.set(cv2.CAP_PROP_POS_FRAMES, start)
+            first: np.ndarray | None
             ok, first = cap.read()
             if not ok or frame_fingerprint(first) != self._fingerprints[start]:
                 cap.release()
-                cap, _ = open_capture(self.target, self.threads)
+                cap, _ = open_capture(str(self.target), self.threads)
                 first, skipped = _seek_by_decoding(cap, start, self._fingerprints)
                 self.extra_decoded += skipped
                 if first is None:
@@ -554,9 +557,10 @@ class OpenCVSource(FrameSource):
                     buf = []
                 ok, frame = cap.read()
                 if not ok:  # a damaged stretch: the frames after it were counted without it, so skip it too
-                    frame, skipped = _next_matching(cap, self._fingerprints[index])
-                    if frame is None:
+                    found, _ = _next_matching(cap, self._fingerprints[index])
+                    if found is None:
                         raise VideoError(f"{self.describe()}: could not decode frame {index} again")
+                    frame = found
                 buf.append(frame)
                 index += 1
             yield self._again(buf, index)
@@ -613,7 +617,15 @@ def _why_unopened(url: str) -> str:
     scheme = url.split("://", 1)[0].lower()
     if scheme not in ("http", "https"):
         return "unreachable, refused, or not a video stream"
-    request = urllib.request.Request(url, headers={"Range": "bytes=0-0"})
+    # urllib takes no credentials in the URL: move them to a Basic header (never into a message)
+    parts = urllib.parse.urlsplit(url)
+    headers = {"Range": "bytes=0-0"}
+    if parts.username is not None:
+        token = base64.b64encode(f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}".encode())
+        headers["Authorization"] = "Basic " + token.decode()
+        host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+        url = urllib.parse.urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    request = urllib.request.Request(url, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
             status, ranges = response.status, response.headers.get("Accept-Ranges", "")

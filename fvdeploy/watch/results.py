@@ -21,7 +21,7 @@ class _Item:
 
     def to_dict(self) -> dict[str, Any]:
         d = {"type": self.type}
-        for f in dataclasses.fields(self):
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]  # every subclass is a dataclass
             if f.repr:
                 d[f.name] = getattr(self, f.name)
         return d

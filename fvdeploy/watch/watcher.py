@@ -34,7 +34,6 @@ separate, and bounded: nothing grows with the length of a stream.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import threading

@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fvdeploy.training.plots import BLACK, FONT, GREY, PALETTE, WHITE, save_png
+from fvdeploy.training.plots import BLACK, FONT, GREY, PALETTE, save_png
 
 # The default Move4 table (docs/results.md, "Default Move4"): last-epoch top-1 mean ± std over the
 # seeds run; seed 2 only for TSM-8 and TSM-16. GMAC per video at 224 px from table1.py's measurement.
