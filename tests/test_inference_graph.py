@@ -144,3 +144,21 @@ def test_whole_network_ids_are_identical_on_a_real_clip(reference_and_optimized,
     diff = (ref[0] - got[0]).abs().max().item()
     assert diff <= MAX_ABS and np.allclose(got[0], ref[0], rtol=RTOL, atol=ATOL)
     assert torch.equal(ref[2], got[2]) and boundary_shift(ref[2], got[2]) == 0
+
+
+@pytest.mark.gpu
+def test_folded_channels_last_on_cuda_matches_the_unfolded_model(reference_and_optimized, test_clips):
+    """The same parity on CUDA (fp32, TF32 off as DECISIONS.md asks of fp32 tests)."""
+    tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        ref_clf, _ = reference_and_optimized
+        gpu = Classifier(TorchBackend(ref_clf.backend.model, torch.device("cuda"), "fp32"))
+        for clip in test_clips:
+            ref, got = ref_clf.classify(str(clip)), gpu.classify(str(clip))
+            assert got.label == ref.label, clip
+            shift = max(abs(a.start_frame - b.start_frame) for a, b in zip(ref.segments, got.segments))
+            assert len(got.segments) == len(ref.segments) and shift <= 1, clip
+            assert max(abs(a - b) for (_, a), (_, b) in zip(ref.topk, got.topk)) <= MAX_ABS, clip
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32

@@ -73,18 +73,24 @@ def bench_model(arch: str, device: str, precision: str | None, frames: int, size
         with torch.inference_mode():
             plain(images)
 
-    def timed(fn, repeat: int = 3) -> float:
-        fn()  # warm-up (cudnn autotuning, allocator)
-        sync(dev)
-        best = float("inf")
-        for _ in range(repeat):
-            t0 = time.perf_counter()
+    def timed(fns: dict, repeat: int = 3) -> dict:
+        """Best of ``repeat`` runs of each, after a warm-up (cudnn autotuning, allocator), the
+        functions interleaved run by run: a load that drifts during the benchmark (a shared
+        machine) then hits every figure alike instead of skewing the ratios."""
+        for fn in fns.values():
             fn()
-            sync(dev)
-            best = min(best, time.perf_counter() - t0)
+        sync(dev)
+        best = dict.fromkeys(fns, float("inf"))
+        for _ in range(repeat):
+            for name, fn in fns.items():
+                t0 = time.perf_counter()
+                fn()
+                sync(dev)
+                best[name] = min(best[name], time.perf_counter() - t0)
         return best
 
-    t_full, t_all, t_plain, t_stem = timed(full), timed(tsm_all), timed(yardstick), timed(stem_layer1)
+    times = timed({"full": full, "tsm_all": tsm_all, "plain": yardstick, "stem": stem_layer1})
+    t_full, t_all, t_plain, t_stem = times["full"], times["tsm_all"], times["plain"], times["stem"]
     out = {
         "arch": net.config.arch, "device": str(dev), "precision": prec, "frames": frames, "size": size,
         "clusters": clusters, "chunk": chunk,

@@ -34,17 +34,26 @@ def temporal_shift(x: Tensor, num_frames: int, lengths: Tensor | None = None, fo
     nt, c, h, w = x.shape
     fold = c // fold_div
     out = torch.empty_like(x)  # keeps channels_last
-    # Splitting N*T into (N, T) is a view in both memory formats (dim 0 is outermost in each).
-    src, dst = x.view(-1, num_frames, c, h, w), out.view(-1, num_frames, c, h, w)
-    dst[:, :-1, :fold] = src[:, 1:, :fold]
-    dst[:, -1, :fold] = 0
-    dst[:, 1:, fold : 2 * fold] = src[:, :-1, fold : 2 * fold]
-    dst[:, 0, fold : 2 * fold] = 0
-    dst[:, :, 2 * fold :] = src[:, :, 2 * fold :]
+    if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        # An NHWC map seen as [N, T, H, W, C]: each copy below runs over rows of channels in
+        # memory order (seen as [N, T, C, H, W] it would step through 8 floats at a time).
+        src = x.permute(0, 2, 3, 1).reshape(-1, num_frames, h, w, c)
+        dst = out.permute(0, 2, 3, 1).view(-1, num_frames, h, w, c)
+        cdim = 4
+    else:
+        src, dst = x.reshape(-1, num_frames, c, h, w), out.view(-1, num_frames, c, h, w)
+        cdim = 2
+    future_src, future_dst = src.narrow(cdim, 0, fold), dst.narrow(cdim, 0, fold)
+    past_src, past_dst = src.narrow(cdim, fold, fold), dst.narrow(cdim, fold, fold)
+    future_dst[:, :-1] = future_src[:, 1:]
+    future_dst[:, -1:] = 0
+    past_dst[:, 1:] = past_src[:, :-1]
+    past_dst[:, :1] = 0
+    dst.narrow(cdim, 2 * fold, c - 2 * fold).copy_(src.narrow(cdim, 2 * fold, c - 2 * fold))
     if lengths is not None:
         positions = torch.arange(num_frames, device=x.device)
         keep = (positions[None, :] + 1 < lengths.to(x.device)[:, None]).to(x.dtype)
-        dst[:, :, :fold] *= keep[:, :, None, None, None]
+        future_dst.mul_(keep[:, :, None, None, None])
     return out
 
 

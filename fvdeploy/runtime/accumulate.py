@@ -37,7 +37,13 @@ class MemoryBudgetExceeded(FvdeployError):
 class Slot:
     start: int
     stop: int
-    total: Tensor  # sum of the layer1 maps of frames [start, stop), float64
+    total: Tensor  # sum of the layer1 maps of frames [start, stop), float64, flat in memory order
+
+
+def memory_order(x: Tensor) -> tuple[int, ...]:
+    """The permutation of ``x``'s dims that lists them from outermost to innermost in memory
+    (``(0, 2, 3, 1)`` for a channels_last map, the identity for a contiguous one)."""
+    return tuple(sorted(range(x.dim()), key=lambda d: (-x.stride(d), d)))
 
 
 class ClusterAccumulator:
@@ -54,10 +60,26 @@ class ClusterAccumulator:
         self.distances: list[Tensor] = []
         self.prev_signs: Tensor | None = None
         self.num_frames = 0
+        self.order: tuple[int, ...] | None = None  # of the first chunk's maps; later chunks follow it
+        self.map_shape: tuple[int, ...] | None = None
 
     @property
     def streaming_sums(self) -> bool:
         return self.features is None
+
+    def _rows(self, feats: Tensor) -> Tensor:
+        """``[m, C, h, w]`` -> ``[m, C*h*w]`` in memory order: a view, not a copy, whatever the
+        layout (a channels_last map reduced as [m, C, h, w] runs 4x slower than its flat view)."""
+        if self.order is None:
+            self.order, self.map_shape = memory_order(feats), tuple(feats.shape[1:])
+        x = feats.permute(self.order)
+        return (x if x.is_contiguous() else x.contiguous()).reshape(feats.shape[0], -1)
+
+    def _unflatten(self, flat: Tensor) -> Tensor:
+        """``[G, C*h*w]`` in memory order -> ``[G, C, h, w]`` (in the maps' own layout)."""
+        shape = [self.map_shape[d - 1] for d in self.order[1:]]
+        inverse = [self.order.index(d) for d in range(len(self.order))]
+        return flat.reshape(flat.shape[0], *shape).permute(inverse)
 
     def add(self, feats: Tensor) -> None:
         """Add the layer1 maps ``[m, C, h, w]`` of the next m frames."""
@@ -65,11 +87,11 @@ class ClusterAccumulator:
             return
         if self.num_frames == 0:  # -1: a merge makes one more sum before it frees two
             self.max_slots = max(2, self.slot_budget // (8 * feats[0].numel()) - 1)
-        signs = feats > 0
-        pairs = signs[1:] != signs[:-1]
-        d = pairs.flatten(1).sum(1, dtype=torch.long)
+        rows = self._rows(feats)
+        signs = rows > 0
+        d = torch.count_nonzero(signs[1:] != signs[:-1], dim=1)  # int64; 2x faster than a bool sum
         if self.prev_signs is not None:
-            first = (signs[0] != self.prev_signs).sum(dtype=torch.long).reshape(1)
+            first = torch.count_nonzero(signs[0] != self.prev_signs).reshape(1)
             d = torch.cat([first, d])
         self.distances.append(d)  # stays on the device: a copy here would stall the GPU every chunk
         self.prev_signs = signs[-1].clone()
@@ -77,7 +99,7 @@ class ClusterAccumulator:
         self.num_frames += feats.shape[0]
         if self.features is not None:
             if self.stored + feats.numel() * feats.element_size() <= self.store_budget:
-                self.features.append(feats)
+                self.features.append(rows)
                 self.stored += feats.numel() * feats.element_size()
                 return
             if not self.can_recompute:
@@ -87,7 +109,7 @@ class ClusterAccumulator:
                     "Classifier.watch) or raise --max-memory"
                 )
             self._to_slots()
-        self.slots.append(Slot(start, self.num_frames, feats.sum(0, dtype=torch.float64)))
+        self.slots.append(Slot(start, self.num_frames, _chunk_sum(rows)))
         self._merge()
 
     def _to_slots(self) -> None:
@@ -97,7 +119,7 @@ class ClusterAccumulator:
         start = 0
         while features:
             f = features.pop()
-            self.slots.append(Slot(start, start + f.shape[0], f.sum(0, dtype=torch.float64)))
+            self.slots.append(Slot(start, start + f.shape[0], _chunk_sum(f)))
             start += f.shape[0]
             del f
             self._merge()
@@ -118,27 +140,43 @@ class ClusterAccumulator:
         d = torch.cat(self.distances).cpu()  # num_frames - 1 neighbour distances
         ids = cluster_ids_from_distances(d[None], num_clusters, method)[0]
         counts = torch.bincount(ids, minlength=num_clusters).to(torch.float64)
-        if self.features is not None:
-            feats = torch.cat(self.features)
-            sums = torch.zeros((num_clusters, *feats.shape[1:]), dtype=torch.float64, device=feats.device)
-            sums.index_add_(0, ids.to(feats.device), feats.to(torch.float64))
-            means = sums / counts.to(feats.device).reshape(-1, *[1] * (feats.dim() - 1))
-            return means.to(torch.float32), ids
-        if recompute is None:
+        if self.features is None and recompute is None:
             raise MemoryBudgetExceeded("the video outgrew the memory budget and its frames cannot be recomputed")
-        device = self.slots[0].total.device
-        sums = torch.zeros((num_clusters, *self.slots[0].total.shape), dtype=torch.float64, device=device)
-        ids_dev = ids.to(device)
-        for slot in self.slots:
-            first, last = int(ids[slot.start]), int(ids[slot.stop - 1])
-            if first == last:
-                sums[first] += slot.total
-                continue
-            pos = slot.start
-            for feats in recompute(slot.start, slot.stop):
-                sums.index_add_(0, ids_dev[pos : pos + feats.shape[0]], feats.to(torch.float64))
-                pos += feats.shape[0]
-            if pos != slot.stop:
-                raise RuntimeError(f"recomputing frames [{slot.start}, {slot.stop}) gave {pos - slot.start} frames")
-        means = sums / counts.to(device).reshape(-1, *[1] * (sums.dim() - 1))
-        return means.to(torch.float32), ids
+        device = (self.features[0] if self.features is not None else self.slots[0].total).device
+        sums = torch.zeros((num_clusters, self.prev_signs.numel()), dtype=torch.float64, device=device)
+
+        def add_runs(rows: Tensor, pos: int) -> None:
+            # Clusters are runs of consecutive frames: each run in a chunk is one reduction of
+            # contiguous rows (no float64 copy of the features, no concatenation).
+            runs, lengths = torch.unique_consecutive(ids[pos : pos + rows.shape[0]], return_counts=True)
+            start = 0
+            for k, n in zip(runs.tolist(), lengths.tolist()):
+                sums[k] += _chunk_sum(rows[start : start + n])
+                start += n
+
+        if self.features is not None:
+            pos = 0
+            for rows in self.features:
+                add_runs(rows, pos)
+                pos += rows.shape[0]
+        else:
+            for slot in self.slots:
+                first, last = int(ids[slot.start]), int(ids[slot.stop - 1])
+                if first == last:
+                    sums[first] += slot.total
+                    continue
+                pos = slot.start
+                for feats in recompute(slot.start, slot.stop):
+                    add_runs(self._rows(feats), pos)
+                    pos += feats.shape[0]
+                if pos != slot.stop:
+                    raise RuntimeError(f"recomputing frames [{slot.start}, {slot.stop}) gave {pos - slot.start} frames")
+        means = sums / counts.to(device)[:, None]
+        return self._unflatten(means.to(torch.float32)), ids
+
+
+def _chunk_sum(rows: Tensor) -> Tensor:
+    """Sum of ``rows [n, K]`` over n in float64. A chunk (at most a few hundred frames) is summed in
+    its own precision by torch's pairwise reduction, then widened: converting every element to
+    float64 first costs 5x the time for no accuracy that survives the float32 mean."""
+    return rows.sum(0, dtype=torch.float32).to(torch.float64)  # fp16/bf16 maps: accumulated and kept in fp32
