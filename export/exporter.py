@@ -36,7 +36,16 @@ from fvdeploy.errors import ExportError, FvdeployError
 from . import onnx as onnx_export
 from .graphs import int32_max_frames
 from .parity import Check, compare_network, compare_results, torch_reference, uint8_crops
-from .record import EXPORT_DIR, ONNX_FILES, RECORD_FORMAT, RECORD_NAME, RECORD_VERSION, engine_name, file_entry, open_bundle
+from .record import (
+    EXPORT_DIR,
+    ONNX_FILES,
+    RECORD_FORMAT,
+    RECORD_NAME,
+    RECORD_VERSION,
+    engine_name,
+    file_entry,
+    open_bundle,
+)
 
 log = logging.getLogger("fvdeploy.export")
 
@@ -59,16 +68,25 @@ class FormatSpec:
 
 
 FORMATS: dict[str, FormatSpec] = {
-    "onnx": FormatSpec("ONNX", "--onnx", "model.onnx, frontend.onnx, backend.onnx", cpu=True, gpu=True,
-                       options=frozenset()),
-    "trt": FormatSpec("TensorRT", "--trt", "model/frontend/backend.<precision>.engine", cpu=False, gpu=True,
-                      options=frozenset({"precision", "workspace_gib", "device"})),
+    "onnx": FormatSpec(
+        "ONNX", "--onnx", "model.onnx, frontend.onnx, backend.onnx", cpu=True, gpu=True, options=frozenset()
+    ),
+    "trt": FormatSpec(
+        "TensorRT",
+        "--trt",
+        "model/frontend/backend.<precision>.engine",
+        cpu=False,
+        gpu=True,
+        options=frozenset({"precision", "workspace_gib", "device"}),
+    ),
 }
 
 
 def export_formats() -> list[dict]:
-    return [{"format": k, "name": v.name, "flag": v.flag, "files": v.files, "cpu": v.cpu, "gpu": v.gpu}
-            for k, v in FORMATS.items()]
+    return [
+        {"format": k, "name": v.name, "flag": v.flag, "files": v.files, "cpu": v.cpu, "gpu": v.gpu}
+        for k, v in FORMATS.items()
+    ]
 
 
 @dataclass
@@ -98,13 +116,20 @@ class ExportOptions:
             for name in sorted(spec.options):
                 default = ExportOptions.__dataclass_fields__[name].default
                 if getattr(self, name) != default and fmt not in self.formats:
-                    why = ("the ONNX files are fp32 and ONNX Runtime runs them in fp32" if name == "precision"
-                           else "add the flag or drop the option")
-                    raise ExportError(f"--{name.split('_')[0]} {getattr(self, name)} applies to {spec.name} ({spec.flag}); {why}")
+                    why = (
+                        "the ONNX files are fp32 and ONNX Runtime runs them in fp32"
+                        if name == "precision"
+                        else "add the flag or drop the option"
+                    )
+                    raise ExportError(
+                        f"--{name.split('_')[0]} {getattr(self, name)} applies to {spec.name} ({spec.flag}); {why}"
+                    )
         onnx_export.check_opset(self.opset)
         lo, mid, hi = self.frames
         if not 1 <= lo <= mid <= hi:
-            raise ExportError(f"frames profile needs 1 <= --min-frames <= --opt-frames <= --max-frames, got {lo}, {mid}, {hi}")
+            raise ExportError(
+                f"frames profile needs 1 <= --min-frames <= --opt-frames <= --max-frames, got {lo}, {mid}, {hi}"
+            )
         if self.max_batch < 1:
             raise ExportError(f"--max-batch must be >= 1, got {self.max_batch}")
         if self.workspace_gib <= 0:
@@ -179,9 +204,13 @@ class Exporter:
     written then. ``ModelError`` for a missing or corrupt model folder.
     """
 
-    def __init__(self, model: str | Path | None = None, options: ExportOptions | None = None,
-                 log: Callable[[str], None] | None = None,
-                 progress: Callable[[int, int, str], None] | None = None) -> None:
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        options: ExportOptions | None = None,
+        log: Callable[[str], None] | None = None,
+        progress: Callable[[int, int, str], None] | None = None,
+    ) -> None:
         self.options = options or ExportOptions()
         self.model_arg = model
         self.log = log or log_plain
@@ -202,8 +231,10 @@ class Exporter:
             try:
                 __import__(package)
             except ImportError:
-                raise ExportError(f"fvdeploy export needs the {package} package: pip install onnx onnxruntime "
-                                  "(fvdeploy's onnx extra); nothing was written") from None
+                raise ExportError(
+                    f"fvdeploy export needs the {package} package: pip install onnx onnxruntime "
+                    "(fvdeploy's onnx extra); nothing was written"
+                ) from None
         # ONNX is always written: the engines are built from the validated ONNX graphs.
         trt = None
         if "trt" in opts.formats:  # what to install comes first, before any path is looked at
@@ -273,7 +304,9 @@ class Exporter:
                 if not self.options.force:
                     raise ExportError(f"{target} already exists; pass --force to replace it, or choose another --out")
                 if not target.is_dir() or (any(target.iterdir()) and not (target / CONFIG_NAME).is_file()):
-                    raise ExportError(f"{target} exists and is not a model folder; refusing to replace it even with --force")
+                    raise ExportError(
+                        f"{target} exists and is not a model folder; refusing to replace it even with --force"
+                    )
         return source, target, in_place
 
     def _staging(self, source: Path, target: Path, in_place: bool) -> Path:
@@ -311,7 +344,8 @@ class Exporter:
             raise ExportError(
                 f"--max-frames {self.options.max_frames} is above {self.int32_frames}, the longest video whose "
                 f"clustering fits int32 in TensorRT's whole graph for layer1 maps {self.feature_shape}; lower it "
-                "(longer videos run through the split pair)")
+                "(longer videos run through the split pair)"
+            )
 
     # -- formats ------------------------------------------------------------------------------
     @reported("onnx")
@@ -330,8 +364,13 @@ class Exporter:
         self.onnx_info = {}
         for path, io in zip(paths, (onnx_export.WHOLE_IO, onnx_export.FRONTEND_IO, onnx_export.BACKEND_IO)):
             self.onnx_info[path.name] = onnx_export.check_file(path, io)
-        self._add(Check("onnx.checker (full) + strict shape inference", True,
-                        ", ".join(f"{k}: {v['nodes']} nodes" for k, v in self.onnx_info.items())))
+        self._add(
+            Check(
+                "onnx.checker (full) + strict shape inference",
+                True,
+                ", ".join(f"{k}: {v['nodes']} nodes" for k, v in self.onnx_info.items()),
+            )
+        )
         self._validate_onnx()
         return [*paths, weights]
 
@@ -341,8 +380,16 @@ class Exporter:
 
         opts, d, prec = self.options, self.export_dir, self.options.precision
         cfg, device = self.config, self.trt_device
-        profiles = engine_profiles(self.feature_shape, cfg.input.crop, cfg.num_clusters, cfg.segments, self.halo,
-                                   self.network_halo, opts.frames, opts.max_batch)
+        profiles = engine_profiles(
+            self.feature_shape,
+            cfg.input.crop,
+            cfg.num_clusters,
+            cfg.segments,
+            self.halo,
+            self.network_halo,
+            opts.frames,
+            opts.max_batch,
+        )
         sources = d / ".trt-onnx"  # the graphs TensorRT builds from: int32 whole graph, engine precision
         sources.mkdir()
         # stem + layer1 (whose signs the clustering reads) at the runtime's features precision for prec
@@ -354,10 +401,15 @@ class Exporter:
         model = onnx_export.inference_copy(self.model).to(device=device, dtype=DTYPES[prec])
         stem = onnx_export.inference_copy(self.model).to(device=device, dtype=DTYPES[features])
         graphs = {
-            "model": onnx_export.export_whole(model, sources / "model.onnx", opts.opset, torch.int32, DTYPES[prec], device),
-            "frontend": onnx_export.export_frontend(stem, sources / "frontend.onnx", opts.opset, DTYPES[features], device),
-            "backend": onnx_export.export_backend(model, sources / "backend.onnx", opts.opset, self.feature_shape,
-                                                  DTYPES[prec], device),
+            "model": onnx_export.export_whole(
+                model, sources / "model.onnx", opts.opset, torch.int32, DTYPES[prec], device
+            ),
+            "frontend": onnx_export.export_frontend(
+                stem, sources / "frontend.onnx", opts.opset, DTYPES[features], device
+            ),
+            "backend": onnx_export.export_backend(
+                model, sources / "backend.onnx", opts.opset, self.feature_shape, DTYPES[prec], device
+            ),
         }
         del model, stem
         cache = self.old_timing_cache
@@ -367,16 +419,23 @@ class Exporter:
                 engine = d / engine_name(graph, prec)
                 self._stage(f"building {engine.name}")
                 t0 = time.perf_counter()
-                cache = build_engine(trt, onnx_path, engine, profiles[graph], prec, cache, int(opts.workspace_gib * 2**30))
+                cache = build_engine(
+                    trt, onnx_path, engine, profiles[graph], prec, cache, int(opts.workspace_gib * 2**30)
+                )
                 self.log(f"TensorRT: built {engine.name} in {time.perf_counter() - t0:.1f} s")
                 built[graph] = engine
         shutil.rmtree(sources)
         (d / TIMING_CACHE).write_bytes(cache or b"")
         self.engines_record = {
             **platform_record(trt, device),
-            "engines": {prec: {**{g: p.name for g, p in built.items()}, "features_precision": features,
-                               "profiles": {g: {k: [list(s) for s in v] for k, v in prof.items()} for g, prof in profiles.items()},
-                               "whole_graph_int": "int32"}},
+            "engines": {
+                prec: {
+                    **{g: p.name for g, p in built.items()},
+                    "features_precision": features,
+                    "profiles": {g: {k: [list(s) for s in v] for k, v in prof.items()} for g, prof in profiles.items()},
+                    "whole_graph_int": "int32",
+                }
+            },
         }
         self._validate_tensorrt(built)
         return [*built.values(), d / TIMING_CACHE]
@@ -404,30 +463,55 @@ class Exporter:
         checks = []
         self._stage("ONNX Runtime vs PyTorch: random frames")
         frames, lengths = onnx_export.example_frames(cfg, n=2, seed=7)
-        checks.append(compare_network("model.onnx vs PyTorch, random frames (2 videos, one shorter than G)",
-                                      torch_reference(model, frames, lengths), whole(frames, lengths)))
+        checks.append(
+            compare_network(
+                "model.onnx vs PyTorch, random frames (2 videos, one shorter than G)",
+                torch_reference(model, frames, lengths),
+                whole(frames, lengths),
+            )
+        )
         self._stage("ONNX Runtime vs PyTorch: real clip")
         clip = self._clip()
         crops = uint8_crops(clip, cfg.input)
         one = torch.as_tensor([crops.shape[0]])
-        checks.append(compare_network(f"model.onnx vs PyTorch, real clip ({crops.shape[0]} frames)",
-                                      torch_reference(model, crops[None], one), whole(crops[None], one)))
+        checks.append(
+            compare_network(
+                f"model.onnx vs PyTorch, real clip ({crops.shape[0]} frames)",
+                torch_reference(model, crops[None], one),
+                whole(crops[None], one),
+            )
+        )
         bundle = ExportBundle(self.model_dir_for_checks, d, {"shapes": self._shapes()}, cfg)
         ort_clf = Classifier(OrtBackend(bundle, cfg, device="cpu"))
         torch_clf = Classifier(TorchBackend(model, torch.device("cpu"), "fp32", optimize=False))  # the model as trained
         self._stage("ONNX Runtime vs PyTorch: end to end")
         reference = torch_clf.classify(str(clip))
-        checks.append(compare_results("split pair (ONNX Runtime) vs PyTorch, real clip end to end",
-                                      reference, ort_clf.classify(str(clip))))
-        if importlib.util.find_spec("openvino") is not None:  # the [openvino] extra: the same checks, OpenVINO's reading
+        checks.append(
+            compare_results(
+                "split pair (ONNX Runtime) vs PyTorch, real clip end to end", reference, ort_clf.classify(str(clip))
+            )
+        )
+        if (
+            importlib.util.find_spec("openvino") is not None
+        ):  # the [openvino] extra: the same checks, OpenVINO's reading
             from fvdeploy.backends.openvino_backend import OpenVinoBackend, OpenVinoWholeGraph
 
             ov_whole = OpenVinoWholeGraph(d / "model.onnx", device="cpu")
-            checks.append(compare_network(f"model.onnx ({ov_whole.provider}) vs PyTorch, real clip ({crops.shape[0]} frames)",
-                                          torch_reference(model, crops[None], one), ov_whole(crops[None], one)))
+            checks.append(
+                compare_network(
+                    f"model.onnx ({ov_whole.provider}) vs PyTorch, real clip ({crops.shape[0]} frames)",
+                    torch_reference(model, crops[None], one),
+                    ov_whole(crops[None], one),
+                )
+            )
             ov_clf = Classifier(OpenVinoBackend(bundle, cfg, device="cpu"))
-            checks.append(compare_results(f"split pair ({ov_clf.backend.provider}) vs PyTorch, real clip end to end",
-                                          reference, ov_clf.classify(str(clip))))
+            checks.append(
+                compare_results(
+                    f"split pair ({ov_clf.backend.provider}) vs PyTorch, real clip end to end",
+                    reference,
+                    ov_clf.classify(str(clip)),
+                )
+            )
         for c in checks:
             self._add(c)
         self._require(checks)
@@ -448,16 +532,26 @@ class Exporter:
             checks = []
             self._stage("TensorRT vs PyTorch: random frames")
             t = min(max(self.options.frames[1], 2 * cfg.num_clusters + 3), self.options.max_frames)
-            frames, lengths = onnx_export.example_frames(cfg, n=min(2, self.options.max_batch), t=t, seed=7, device=device)
-            checks.append(compare_network(f"{built['model'].name} vs PyTorch, random frames",
-                                          torch_reference(model, frames, lengths), whole(frames, lengths.to(torch.int32)), prec))
+            frames, lengths = onnx_export.example_frames(
+                cfg, n=min(2, self.options.max_batch), t=t, seed=7, device=device
+            )
+            checks.append(
+                compare_network(
+                    f"{built['model'].name} vs PyTorch, random frames",
+                    torch_reference(model, frames, lengths),
+                    whole(frames, lengths.to(torch.int32)),
+                    prec,
+                )
+            )
             record = {"shapes": self._shapes(), "tensorrt": self.engines_record}
             bundle = ExportBundle(self.model_dir_for_checks, self.export_dir, record, cfg)
             self._stage("TensorRT vs PyTorch: end to end")
             clip = str(self._clip())
             ref = Classifier(TorchBackend(model, device, "fp32", optimize=False)).classify(clip)
             got = Classifier(TrtBackend(bundle, cfg, device, prec)).classify(clip)
-            checks.append(compare_results(f"split pair (TensorRT {prec}) vs PyTorch fp32, real clip end to end", ref, got, prec))
+            checks.append(
+                compare_results(f"split pair (TensorRT {prec}) vs PyTorch fp32, real clip end to end", ref, got, prec)
+            )
         finally:
             self.model.to("cpu")
             torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
@@ -472,8 +566,12 @@ class Exporter:
 
     # -- record -------------------------------------------------------------------------------
     def _shapes(self) -> dict:
-        return {"crop": self.config.input.crop, "feature_shape": list(self.feature_shape), "halo": self.halo,
-                "network_halo": self.network_halo}
+        return {
+            "crop": self.config.input.crop,
+            "feature_shape": list(self.feature_shape),
+            "halo": self.halo,
+            "network_halo": self.network_halo,
+        }
 
     def _record(self, source: Path, files: list[Path], engines, trt) -> dict:
         import onnx
@@ -484,45 +582,75 @@ class Exporter:
         names = [p.name for p in files] + ([p.name for p in engines] if engines else [])
         for tmp in (self.export_dir / ".trt-onnx",):
             shutil.rmtree(tmp, ignore_errors=True)
-        checks = [{"name": c.name, "passed": c.passed, "detail": c.detail, "figures": c.figures} for c in self.result.checks]
+        checks = [
+            {"name": c.name, "passed": c.passed, "detail": c.detail, "figures": c.figures} for c in self.result.checks
+        ]
         return {
             "format": RECORD_FORMAT,
             "format_version": RECORD_VERSION,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "source": {"model": str(source), "weights_sha256": weights_hash(source),
-                       "checkpoint_sha256": self.config.trained.get("source_sha256")},
+            "source": {
+                "model": str(source),
+                "weights_sha256": weights_hash(source),
+                "checkpoint_sha256": self.config.trained.get("source_sha256"),
+            },
             "config": self.config.to_dict(),
             "opset": opts.opset,
             "precision": {"onnx": "fp32", "tensorrt": opts.precision if engines else None},
             "profile": {"min_frames": lo, "opt_frames": mid, "max_frames": hi, "max_batch": opts.max_batch},
-            "limits": {"int32_max_frames": self.int32_frames,
-                       "note": "model.onnx computes the clustering in int64 (any T); TensorRT's whole-graph engine in int32, "
-                               "so its frame profile stays <= int32_max_frames. The split pair has no frame limit."},
+            "limits": {
+                "int32_max_frames": self.int32_frames,
+                "note": "model.onnx computes the clustering in int64 (any T); TensorRT's whole-graph engine in int32, "
+                "so its frame profile stays <= int32_max_frames. The split pair has no frame limit.",
+            },
             "shapes": self._shapes(),
             "io": {
-                "model.onnx": {"inputs": {"frames": "uint8 [N, T, S, S, 3], model colour order (config input.color), "
-                                                    "resized and centre-cropped, not normalised",
-                                          "lengths": "int64 [N], valid frames per video (1..T)"},
-                               "outputs": {"logits": "float32 [N, classes]", "cluster_logits": "float32 [N, G, classes]",
-                                           "cluster_ids": "int64 [N, max(T, G)], -1 beyond max(length, G)"}},
-                "frontend.onnx": {"inputs": {"frames": "float32 [K, 3, S, S], normalised"},
-                                  "outputs": {"features": "float32 [K, C, h, w]", "distances": "int32 [K-1]"}},
-                "backend.onnx": {"inputs": {"maps": "float32 [N, M, C, h, w]"},
-                                 "outputs": {"logits": "float32 [N, M, classes]"}},
+                "model.onnx": {
+                    "inputs": {
+                        "frames": "uint8 [N, T, S, S, 3], model colour order (config input.color), "
+                        "resized and centre-cropped, not normalised",
+                        "lengths": "int64 [N], valid frames per video (1..T)",
+                    },
+                    "outputs": {
+                        "logits": "float32 [N, classes]",
+                        "cluster_logits": "float32 [N, G, classes]",
+                        "cluster_ids": "int64 [N, max(T, G)], -1 beyond max(length, G)",
+                    },
+                },
+                "frontend.onnx": {
+                    "inputs": {"frames": "float32 [K, 3, S, S], normalised"},
+                    "outputs": {"features": "float32 [K, C, h, w]", "distances": "int32 [K-1]"},
+                },
+                "backend.onnx": {
+                    "inputs": {"maps": "float32 [N, M, C, h, w]"},
+                    "outputs": {"logits": "float32 [N, M, classes]"},
+                },
             },
-            "dimensions": {"batch": "N, videos", "frames": "T (model.onnx) or K (frontend.onnx), frames",
-                           "padded_frames": "max(T, G)", "frame_pairs": "K - 1",
-                           "clusters": "M: the G cluster means, or K sampled frames (TSM)"},
-            "external_data": {"file": onnx_export.WEIGHTS_FILE, "graphs": list(ONNX_FILES),
-                              "note": "ONNX external data shared by the three graphs: each distinct weight tensor "
-                                      "once, in fp16 behind Cast (and Mul by the fp32 BatchNorm scale) where that "
-                                      "rebuilds the fp32 folded weights bit for bit; keep it beside them"},
+            "dimensions": {
+                "batch": "N, videos",
+                "frames": "T (model.onnx) or K (frontend.onnx), frames",
+                "padded_frames": "max(T, G)",
+                "frame_pairs": "K - 1",
+                "clusters": "M: the G cluster means, or K sampled frames (TSM)",
+            },
+            "external_data": {
+                "file": onnx_export.WEIGHTS_FILE,
+                "graphs": list(ONNX_FILES),
+                "note": "ONNX external data shared by the three graphs: each distinct weight tensor "
+                "once, in fp16 behind Cast (and Mul by the fp32 BatchNorm scale) where that "
+                "rebuilds the fp32 folded weights bit for bit; keep it beside them",
+            },
             "graphs": self.onnx_info,
             "files": {name: file_entry(self.export_dir / name) for name in names},
-            "tools": {"fvdeploy": fvdeploy.__version__, "torch": torch.__version__, "onnx": onnx.__version__,
-                      "onnxruntime": onnxruntime.__version__, "openvino": _version_of("openvino"),
-                      "tensorrt": trt.__version__ if trt else None,
-                      "python": platform.python_version()},
+            "tools": {
+                "fvdeploy": fvdeploy.__version__,
+                "torch": torch.__version__,
+                "onnx": onnx.__version__,
+                "onnxruntime": onnxruntime.__version__,
+                "openvino": _version_of("openvino"),
+                "tensorrt": trt.__version__ if trt else None,
+                "python": platform.python_version(),
+            },
             "validation": checks,
             "tensorrt": self.engines_record if engines else None,
         }
@@ -593,7 +721,7 @@ def validation_clip(clip: Path | None, workdir: Path, num_clusters: int) -> Path
         img[:] = colours[t // 11]
         img[..., 1] = ((xx + yy + 4 * t) % 96 + colours[t // 11][1] // 2).clip(0, 255)
         y, x = (5 * t) % 56, (7 * t) % 80
-        img[y:y + 16, x:x + 16] = 255 - colours[t // 11]
+        img[y : y + 16, x : x + 16] = 255 - colours[t // 11]
         writer.write(img)
     writer.release()
     return path

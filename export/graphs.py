@@ -61,8 +61,9 @@ def hamming_distances(features: Tensor, int_dtype: torch.dtype) -> Tensor:
     return torch.logical_xor(b[:, 1:], b[:, :-1]).flatten(2).to(int_dtype).sum(-1, dtype=int_dtype)
 
 
-def static_cluster_ids(distances: Tensor, eff_len: Tensor, num_clusters: int, method: str,
-                       int_dtype: torch.dtype = torch.int64) -> Tensor:
+def static_cluster_ids(
+    distances: Tensor, eff_len: Tensor, num_clusters: int, method: str, int_dtype: torch.dtype = torch.int64
+) -> Tensor:
     """Cluster ids ``[N, T]`` (int_dtype, -1 beyond ``eff_len``) from distances ``[N, T-1]``.
 
     ``eff_len`` is ``max(length, G)`` per video and the time axis already holds ``>= G`` frames.
@@ -76,7 +77,9 @@ def static_cluster_ids(distances: Tensor, eff_len: Tensor, num_clusters: int, me
     d = distances.to(int_dtype) * pair_valid.to(int_dtype)
 
     k = torch.arange(1, g, dtype=int_dtype, device=distances.device)
-    uniform = (k[None, None, :] * eff[:, None, None] <= positions[None, :, None] * g).to(int_dtype).sum(-1, dtype=int_dtype)
+    uniform = (
+        (k[None, None, :] * eff[:, None, None] <= positions[None, :, None] * g).to(int_dtype).sum(-1, dtype=int_dtype)
+    )
     if method == "uniform" or g == 1:
         ids = uniform
     elif method == "cumulative":
@@ -116,7 +119,9 @@ class WholeNetwork(nn.Module):
     cluster means, layer2..4, head. Inputs: uint8 frames ``[N, T, S, S, 3]`` already resized and
     centre-cropped, in the model's colour order, and ``lengths [N]`` (valid frames per video)."""
 
-    def __init__(self, model: TSMResNet, int_dtype: torch.dtype = torch.int64, dtype: torch.dtype = torch.float32) -> None:
+    def __init__(
+        self, model: TSMResNet, int_dtype: torch.dtype = torch.int64, dtype: torch.dtype = torch.float32
+    ) -> None:
         super().__init__()
         self.model = model
         self.g = model.config.num_clusters

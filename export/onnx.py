@@ -25,7 +25,17 @@ DEFAULT_OPSET = 17
 MIN_OPSET = 14  # ReduceSum with axes as an input (13) and Trilu-free graphs; 14 keeps Relu int-capable
 MAX_OPSET = 20  # the legacy exporter's last opset in torch >= 2.9
 
-ONNX_TYPE_NAMES = {1: "FP32", 2: "UINT8", 3: "INT8", 6: "INT32", 7: "INT64", 9: "BOOL", 10: "FP16", 11: "DOUBLE", 16: "BF16"}
+ONNX_TYPE_NAMES = {
+    1: "FP32",
+    2: "UINT8",
+    3: "INT8",
+    6: "INT32",
+    7: "INT64",
+    9: "BOOL",
+    10: "FP16",
+    11: "DOUBLE",
+    16: "BF16",
+}
 
 
 # Dimension names of the graphs' inputs and outputs. Dynamic ones are named (ONNX dim_param) so
@@ -47,16 +57,24 @@ class GraphIO:
 
 
 WHOLE_IO = GraphIO(
-    ("frames", "lengths"), ("logits", "cluster_logits", "cluster_ids"),
-    {"frames": ("batch", "frames", "crop", "crop", 3), "lengths": ("batch",), "logits": ("batch", "classes"),
-     "cluster_logits": ("batch", "G", "classes"), "cluster_ids": ("batch", "padded_frames")},
+    ("frames", "lengths"),
+    ("logits", "cluster_logits", "cluster_ids"),
+    {
+        "frames": ("batch", "frames", "crop", "crop", 3),
+        "lengths": ("batch",),
+        "logits": ("batch", "classes"),
+        "cluster_logits": ("batch", "G", "classes"),
+        "cluster_ids": ("batch", "padded_frames"),
+    },
 )
 FRONTEND_IO = GraphIO(
-    ("frames",), ("features", "distances"),
+    ("frames",),
+    ("features", "distances"),
     {"frames": ("frames", 3, "crop", "crop"), "features": ("frames", "C", "h", "w"), "distances": ("frame_pairs",)},
 )
 BACKEND_IO = GraphIO(
-    ("maps",), ("logits",),
+    ("maps",),
+    ("logits",),
     {"maps": ("batch", "clusters", "C", "h", "w"), "logits": ("batch", "clusters", "classes")},
 )
 
@@ -91,8 +109,10 @@ def name_dimensions(path: Path, io: GraphIO, static: dict[str, int]) -> None:
 
 def check_opset(opset: int) -> int:
     if not MIN_OPSET <= opset <= MAX_OPSET:
-        raise ExportError(f"--opset {opset} is not supported; choose {MIN_OPSET}..{MAX_OPSET} "
-                          f"(the exporter's range; TensorRT 10/11 parse opsets 9..24)")
+        raise ExportError(
+            f"--opset {opset} is not supported; choose {MIN_OPSET}..{MAX_OPSET} "
+            f"(the exporter's range; TensorRT 10/11 parse opsets 9..24)"
+        )
     return opset
 
 
@@ -100,14 +120,23 @@ def _export(module: torch.nn.Module, args: tuple, path: Path, io: GraphIO, opset
     with warnings.catch_warnings():
         # Known and harmless: the legacy exporter announces its deprecation, and the core op's
         # argument check (T >= G) reads a shape that the padding inside the graph guarantees.
-        warnings.filterwarnings("ignore", message=r"You are using the legacy TorchScript-based ONNX export", category=DeprecationWarning)
+        warnings.filterwarnings(
+            "ignore", message=r"You are using the legacy TorchScript-based ONNX export", category=DeprecationWarning
+        )
         warnings.filterwarnings("ignore", message=r"The feature will be removed", category=DeprecationWarning)
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning, module=r"fvdeploy\.ops\.clustering")
         try:
             with torch.inference_mode(False), torch.no_grad():
                 torch.onnx.export(
-                    module.eval(), args, str(path), dynamo=False, opset_version=opset, do_constant_folding=True,
-                    input_names=list(io.inputs), output_names=list(io.outputs), dynamic_axes=io.dynamic_axes,
+                    module.eval(),
+                    args,
+                    str(path),
+                    dynamo=False,
+                    opset_version=opset,
+                    do_constant_folding=True,
+                    input_names=list(io.inputs),
+                    output_names=list(io.outputs),
+                    dynamic_axes=io.dynamic_axes,
                 )
         except (RuntimeError, ValueError, TypeError) as e:
             raise ExportError(f"torch.onnx.export failed for {path.name}: {_first_line(e)}") from None
@@ -125,10 +154,15 @@ def _feature_shape(model: TSMResNet) -> tuple[int, int, int]:
     param = next(model.parameters())
     s = model.config.input.crop
     with torch.no_grad():
-        return tuple(int(v) for v in model.forward_frames(torch.zeros(1, 1, 3, s, s, device=param.device, dtype=param.dtype)).shape[2:])
+        return tuple(
+            int(v)
+            for v in model.forward_frames(torch.zeros(1, 1, 3, s, s, device=param.device, dtype=param.dtype)).shape[2:]
+        )
 
 
-def example_frames(config, n: int = 2, t: int | None = None, seed: int = 0, device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
+def example_frames(
+    config, n: int = 2, t: int | None = None, seed: int = 0, device="cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 frames ``[n, t, S, S, 3]`` and lengths (the second video shorter than G)."""
     g = config.num_clusters
     t = t or 2 * g + 3
@@ -139,8 +173,14 @@ def example_frames(config, n: int = 2, t: int | None = None, seed: int = 0, devi
     return frames.to(device), lengths.to(device)
 
 
-def export_whole(model: TSMResNet, path: Path, opset: int, int_dtype: torch.dtype = torch.int64,
-                 dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> Path:
+def export_whole(
+    model: TSMResNet,
+    path: Path,
+    opset: int,
+    int_dtype: torch.dtype = torch.int64,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu",
+) -> Path:
     """``model.onnx``: uint8 frames + lengths (int_dtype) -> logits, cluster logits, cluster ids."""
     model = inference_copy(model)
     net = WholeNetwork(model, int_dtype=int_dtype, dtype=dtype).to(device)
@@ -148,21 +188,34 @@ def export_whole(model: TSMResNet, path: Path, opset: int, int_dtype: torch.dtyp
     return _export(net, (frames, lengths.to(int_dtype)), path, WHOLE_IO, opset, static_dims(model, (0, 0, 0)))
 
 
-def export_frontend(model: TSMResNet, path: Path, opset: int, dtype: torch.dtype = torch.float32,
-                    device: torch.device | str = "cpu") -> Path:
+def export_frontend(
+    model: TSMResNet, path: Path, opset: int, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu"
+) -> Path:
     model = inference_copy(model).to(device)
     s = model.config.input.crop
     frames = torch.randn(12, 3, s, s, generator=torch.Generator().manual_seed(1)).to(device=device, dtype=dtype)
     return _export(Frontend(model), (frames,), path, FRONTEND_IO, opset, static_dims(model, _feature_shape(model)))
 
 
-def export_backend(model: TSMResNet, path: Path, opset: int, feature_shape: tuple[int, int, int],
-                   dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> Path:
+def export_backend(
+    model: TSMResNet,
+    path: Path,
+    opset: int,
+    feature_shape: tuple[int, int, int],
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu",
+) -> Path:
     model = inference_copy(model)
     g = max(2, model.config.num_clusters)
     maps = torch.randn(1, g, *feature_shape, generator=torch.Generator().manual_seed(2)).relu()
-    return _export(Backend(model).to(device), (maps.to(device=device, dtype=dtype),), path, BACKEND_IO, opset,
-                   static_dims(model, feature_shape))
+    return _export(
+        Backend(model).to(device),
+        (maps.to(device=device, dtype=dtype),),
+        path,
+        BACKEND_IO,
+        opset,
+        static_dims(model, feature_shape),
+    )
 
 
 # -- one copy of the weights ------------------------------------------------------------------------
@@ -256,12 +309,21 @@ def share_weights(paths: list[Path], data_name: str = WEIGHTS_FILE, fp16: dict[b
                 name = tensor.name
                 half = fp16.get(hashlib.sha256(a.tobytes()).digest())
                 if half is not None and (half[0].astype(np.float32) * half[1]).tobytes() == a.tobytes():
-                    kept += [numpy_helper.from_array(half[0], f"{name}.fp16"), numpy_helper.from_array(half[1], f"{name}.scale")]
-                    nodes += [helper.make_node("Cast", [f"{name}.fp16"], [f"{name}.fp32"], f"{name}.cast", to=onnx.TensorProto.FLOAT),
-                              helper.make_node("Mul", [f"{name}.fp32", f"{name}.scale"], [name], f"{name}.fold")]
+                    kept += [
+                        numpy_helper.from_array(half[0], f"{name}.fp16"),
+                        numpy_helper.from_array(half[1], f"{name}.scale"),
+                    ]
+                    nodes += [
+                        helper.make_node(
+                            "Cast", [f"{name}.fp16"], [f"{name}.fp32"], f"{name}.cast", to=onnx.TensorProto.FLOAT
+                        ),
+                        helper.make_node("Mul", [f"{name}.fp32", f"{name}.scale"], [name], f"{name}.fold"),
+                    ]
                 elif a.astype(np.float16).astype(np.float32).tobytes() == a.tobytes():
                     kept.append(numpy_helper.from_array(a.astype(np.float16), f"{name}.fp16"))
-                    nodes.append(helper.make_node("Cast", [f"{name}.fp16"], [name], f"{name}.cast", to=onnx.TensorProto.FLOAT))
+                    nodes.append(
+                        helper.make_node("Cast", [f"{name}.fp16"], [name], f"{name}.cast", to=onnx.TensorProto.FLOAT)
+                    )
                 else:
                     kept.append(tensor)
             del graph.initializer[:]
@@ -294,15 +356,23 @@ def check_file(path: Path, io: GraphIO) -> dict:
 
     try:
         onnx.checker.check_model(str(path), full_check=True)
-        inferred = onnx.shape_inference.infer_shapes(onnx.load(str(path)), check_type=True, strict_mode=True, data_prop=True)
-    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError, onnx.onnx_cpp2py_export.checker.ValidationError) as e:
+        inferred = onnx.shape_inference.infer_shapes(
+            onnx.load(str(path)), check_type=True, strict_mode=True, data_prop=True
+        )
+    except (
+        onnx.checker.ValidationError,
+        onnx.shape_inference.InferenceError,
+        onnx.onnx_cpp2py_export.checker.ValidationError,
+    ) as e:
         raise ExportError(f"{path.name} failed the ONNX check: {_first_line(e)}") from None
     except Exception as e:  # onnx raises plain RuntimeError/DecodeError for unreadable protobufs
         raise ExportError(f"{path.name} is not a readable ONNX model: {_first_line(e)}") from None
     names_in = tuple(i.name for i in inferred.graph.input)
     names_out = tuple(o.name for o in inferred.graph.output)
     if names_in != io.inputs or names_out != io.outputs:
-        raise ExportError(f"{path.name}: expected inputs {io.inputs} and outputs {io.outputs}, got {names_in} and {names_out}")
+        raise ExportError(
+            f"{path.name}: expected inputs {io.inputs} and outputs {io.outputs}, got {names_in} and {names_out}"
+        )
     return {
         "opset": max(op.version for op in inferred.opset_import if op.domain in ("", "ai.onnx")),
         "nodes": len(inferred.graph.node),

@@ -83,16 +83,23 @@ def compare_network(name: str, ref: tuple, got: tuple, precision: str = "fp32", 
     same_shape = ref_ids.shape == got_ids.shape
     differing = int((ref_ids != got_ids).sum()) if same_shape else -1
     shift = boundary_shift(ref_ids, got_ids)
-    figures = {"logits_max_abs": logits["max_abs"], "cluster_logits_max_abs": per_cluster["max_abs"],
-               "ids_differing": differing, "max_boundary_shift": shift, "top1_agree": logits["top1_agree"]}
+    figures = {
+        "logits_max_abs": logits["max_abs"],
+        "cluster_logits_max_abs": per_cluster["max_abs"],
+        "ids_differing": differing,
+        "max_boundary_shift": shift,
+        "top1_agree": logits["top1_agree"],
+    }
     if precision == "fp32":
         ok_logits = logits["max_abs"] <= MAX_ABS and logits["allclose"]
         ok_ids = differing == 0 if exact_ids else shift <= BOUNDARY_SLACK
     else:
         ok_logits = logits["top1_agree"] == 1.0
         ok_ids = shift <= BOUNDARY_SLACK
-    detail = (f"logits max|d| {logits['max_abs']:.2e}, ids {'identical' if differing == 0 else f'{differing} differ'}"
-              f"{'' if differing == 0 else f' (boundaries within {shift})'}")
+    detail = (
+        f"logits max|d| {logits['max_abs']:.2e}, ids {'identical' if differing == 0 else f'{differing} differ'}"
+        f"{'' if differing == 0 else f' (boundaries within {shift})'}"
+    )
     return Check(name, bool(ok_logits and ok_ids), detail, figures)
 
 
@@ -109,10 +116,17 @@ def compare_results(name: str, ref, got, precision: str = "fp32") -> Check:
         shift = 10**9
     tolerance = MAX_ABS if precision == "fp32" else 1.0
     passed = same_top1 and shift <= BOUNDARY_SLACK and score_diff <= tolerance
-    figures = {"same_top1": same_top1, "max_score_diff": float(score_diff), "max_boundary_shift": shift,
-               "segments": len(got_starts), "frames": got.num_frames}
-    detail = (f"top-1 {'same' if same_top1 else f'{ref.label} vs {got.label}'}, score max|d| {score_diff:.2e}, "
-              f"boundaries within {shift} over {len(got_starts)} segments of {got.num_frames} frames")
+    figures = {
+        "same_top1": same_top1,
+        "max_score_diff": float(score_diff),
+        "max_boundary_shift": shift,
+        "segments": len(got_starts),
+        "frames": got.num_frames,
+    }
+    detail = (
+        f"top-1 {'same' if same_top1 else f'{ref.label} vs {got.label}'}, score max|d| {score_diff:.2e}, "
+        f"boundaries within {shift} over {len(got_starts)} segments of {got.num_frames} frames"
+    )
     return Check(name, bool(passed), detail, figures)
 
 

@@ -70,8 +70,9 @@ def open_bundle(model_dir: str | Path, check_weights: bool = True, export_dir: P
     export_dir = Path(export_dir) if export_dir is not None else model_dir / EXPORT_DIR
     record_path = export_dir / RECORD_NAME
     if not record_path.is_file():
-        raise BackendError(f"{model_dir} has no export bundle ({record_path} is missing); "
-                           f"create it with `fvdeploy export {model_dir}`")
+        raise BackendError(
+            f"{model_dir} has no export bundle ({record_path} is missing); create it with `fvdeploy export {model_dir}`"
+        )
     try:
         record = json.loads(record_path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -79,8 +80,10 @@ def open_bundle(model_dir: str | Path, check_weights: bool = True, export_dir: P
     if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
         raise BackendError(f"{record_path}: not an fvdeploy export record; {REEXPORT}")
     if record.get("format_version") != RECORD_VERSION:
-        raise BackendError(f"{record_path}: export format_version {record.get('format_version')!r} is not the "
-                           f"{RECORD_VERSION} this fvdeploy reads; {REEXPORT}")
+        raise BackendError(
+            f"{record_path}: export format_version {record.get('format_version')!r} is not the "
+            f"{RECORD_VERSION} this fvdeploy reads; {REEXPORT}"
+        )
     try:
         config = ModelConfig.from_dict(record["config"])
         files = dict(record["files"])
@@ -94,16 +97,20 @@ def open_bundle(model_dir: str | Path, check_weights: bool = True, export_dir: P
         if not path.is_file():
             raise BackendError(f"{path} is missing from the export bundle; {REEXPORT}")
         if path.stat().st_size != entry.get("bytes"):
-            raise BackendError(f"{path} has {path.stat().st_size} bytes, export.json records {entry.get('bytes')}: "
-                               f"the file is truncated or was replaced; {REEXPORT}")
+            raise BackendError(
+                f"{path} has {path.stat().st_size} bytes, export.json records {entry.get('bytes')}: "
+                f"the file is truncated or was replaced; {REEXPORT}"
+            )
         if sha256_file(path) != entry.get("sha256"):
-            raise BackendError(f"{path} does not match the sha256 in export.json: the file is corrupt or was "
-                               f"edited; {REEXPORT}")
+            raise BackendError(
+                f"{path} does not match the sha256 in export.json: the file is corrupt or was edited; {REEXPORT}"
+            )
     if check_weights and (model_dir / WEIGHTS_NAME).is_file():
         recorded = (record.get("source") or {}).get("weights_sha256")
         if recorded and weights_hash(model_dir) != recorded:
-            raise BackendError(f"{export_dir} was exported from other weights than {model_dir / WEIGHTS_NAME} holds "
-                               f"now; {REEXPORT}")
+            raise BackendError(
+                f"{export_dir} was exported from other weights than {model_dir / WEIGHTS_NAME} holds now; {REEXPORT}"
+            )
     return ExportBundle(model_dir, export_dir, record, config)
 
 
@@ -112,8 +119,12 @@ def check_config_matches(bundle: ExportBundle, config: ModelConfig) -> None:
     exported = bundle.config
     for field in ("arch", "num_classes"):
         if getattr(config, field) != getattr(exported, field):
-            raise BackendError(f"{bundle.dir}: exported for {field}={getattr(exported, field)!r} but the model folder "
-                               f"says {getattr(config, field)!r}; {REEXPORT}")
+            raise BackendError(
+                f"{bundle.dir}: exported for {field}={getattr(exported, field)!r} but the model folder "
+                f"says {getattr(config, field)!r}; {REEXPORT}"
+            )
     if config.input.crop != exported.input.crop:
-        raise BackendError(f"{bundle.dir}: exported for {exported.input.crop}x{exported.input.crop} input but the "
-                           f"config asks for {config.input.crop}; {REEXPORT}")
+        raise BackendError(
+            f"{bundle.dir}: exported for {exported.input.crop}x{exported.input.crop} input but the "
+            f"config asks for {config.input.crop}; {REEXPORT}"
+        )

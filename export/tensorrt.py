@@ -34,18 +34,30 @@ def require_tensorrt():
     if major not in SUPPORTED_MAJORS:
         raise ExportError(f"--trt supports TensorRT 10.x and 11.x, this is {tensorrt.__version__}; nothing was written")
     if not torch.cuda.is_available():
-        raise ExportError("--trt needs an NVIDIA GPU with CUDA (torch.cuda.is_available() is False); "
-                          "build engines on the machine that will run them; nothing was written")
+        raise ExportError(
+            "--trt needs an NVIDIA GPU with CUDA (torch.cuda.is_available() is False); "
+            "build engines on the machine that will run them; nothing was written"
+        )
     return tensorrt
 
 
 def platform_record(trt, device: torch.device) -> dict:
     major, minor = torch.cuda.get_device_capability(device)
-    return {"version": trt.__version__, "gpu": {"name": torch.cuda.get_device_name(device), "capability": f"{major}.{minor}"}}
+    return {
+        "version": trt.__version__,
+        "gpu": {"name": torch.cuda.get_device_name(device), "capability": f"{major}.{minor}"},
+    }
 
 
-def build_engine(trt, onnx_path: Path, engine_path: Path, profile: dict[str, tuple[tuple, tuple, tuple]],
-                 precision: str, timing_cache: bytes | None = None, workspace_bytes: int = 4 << 30) -> bytes:
+def build_engine(
+    trt,
+    onnx_path: Path,
+    engine_path: Path,
+    profile: dict[str, tuple[tuple, tuple, tuple]],
+    precision: str,
+    timing_cache: bytes | None = None,
+    workspace_bytes: int = 4 << 30,
+) -> bytes:
     """Build and write one engine; returns the updated timing cache."""
     from fvdeploy.backends.trt_backend import _logger
 
@@ -60,7 +72,9 @@ def build_engine(trt, onnx_path: Path, engine_path: Path, profile: dict[str, tup
     if not parser.parse_from_file(str(onnx_path)):
         errors = [_parser_error(parser.get_error(i)) for i in range(parser.num_errors)]
         more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise ExportError(f"TensorRT could not parse {onnx_path.name}: {errors[0] if errors else 'unknown error'}{more}")
+        raise ExportError(
+            f"TensorRT could not parse {onnx_path.name}: {errors[0] if errors else 'unknown error'}{more}"
+        )
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_bytes)
     if precision == "fp32" and hasattr(trt.BuilderFlag, "TF32"):
@@ -78,8 +92,16 @@ def build_engine(trt, onnx_path: Path, engine_path: Path, profile: dict[str, tup
     return bytes(memoryview(config.get_timing_cache().serialize()))
 
 
-def engine_profiles(feature_shape: tuple[int, int, int], crop: int, clusters: int, segments: int, halo: int,
-                    network_halo: int, frames: tuple[int, int, int], max_batch: int) -> dict[str, dict]:
+def engine_profiles(
+    feature_shape: tuple[int, int, int],
+    crop: int,
+    clusters: int,
+    segments: int,
+    halo: int,
+    network_halo: int,
+    frames: tuple[int, int, int],
+    max_batch: int,
+) -> dict[str, dict]:
     """Optimisation profiles of the three engines. The whole graph's T range is the user's
     ``--min/--opt/--max-frames``; the split pair's ranges cover the runtime's chunks (at most 64
     frames plus halos), and the TensorRT backend splits anything larger with halos."""
@@ -88,8 +110,10 @@ def engine_profiles(feature_shape: tuple[int, int, int], crop: int, clusters: in
     front_max = max(128, 64 + 2 * halo + 1)
     back_max = max(128, clusters, segments, 64 + 2 * network_halo + 1)
     return {
-        "model": {"frames": ((1, lo, s, s, 3), (1, mid, s, s, 3), (max_batch, hi, s, s, 3)),
-                  "lengths": ((1,), (1,), (max_batch,))},
+        "model": {
+            "frames": ((1, lo, s, s, 3), (1, mid, s, s, 3), (max_batch, hi, s, s, 3)),
+            "lengths": ((1,), (1,), (max_batch,)),
+        },
         "frontend": {"frames": ((1, 3, s, s), (64, 3, s, s), (front_max, 3, s, s))},
         "backend": {"maps": ((1, 1, c, h, w), (1, max(1, clusters), c, h, w), (1, back_max, c, h, w))},
     }

@@ -12,12 +12,20 @@ from ._lazy import lazy_exports
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "load_model": ".bundle", "save_model": ".bundle",
-    "InputSpec": ".config", "ModelConfig": ".config",
-    "BackendError": ".errors", "ExportError": ".errors", "FvdeployError": ".errors", "ModelError": ".errors",
+    "load_model": ".bundle",
+    "save_model": ".bundle",
+    "InputSpec": ".config",
+    "ModelConfig": ".config",
+    "BackendError": ".errors",
+    "ExportError": ".errors",
+    "FvdeployError": ".errors",
+    "ModelError": ".errors",
     "VideoError": ".errors",
-    "create_model": ".models", "list_models": ".models",
-    "Classifier": ".runtime", "Segment": ".runtime", "VideoResult": ".runtime",
+    "create_model": ".models",
+    "list_models": ".models",
+    "Classifier": ".runtime",
+    "Segment": ".runtime",
+    "VideoResult": ".runtime",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 

@@ -58,7 +58,9 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(wpath), device="cpu")
     except (SafetensorError, OSError, ValueError) as e:
-        raise ModelError(f"{wpath}: corrupt safetensors file ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        raise ModelError(
+            f"{wpath}: corrupt safetensors file ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+        ) from None
 
 
 def load_state(model: TSMResNet, state: dict[str, torch.Tensor], where: str) -> None:
@@ -66,7 +68,9 @@ def load_state(model: TSMResNet, state: dict[str, torch.Tensor], where: str) -> 
     own = model.state_dict()
     for key, value in own.items():
         if key not in state:
-            raise ModelError(f"{where}: weights lack {key!r} that arch {model.config.arch} needs (config/weights mismatch)")
+            raise ModelError(
+                f"{where}: weights lack {key!r} that arch {model.config.arch} needs (config/weights mismatch)"
+            )
         if tuple(state[key].shape) != tuple(value.shape):
             raise ModelError(
                 f"{where}: {key} has shape {tuple(state[key].shape)} but the config needs {tuple(value.shape)} "
@@ -74,7 +78,9 @@ def load_state(model: TSMResNet, state: dict[str, torch.Tensor], where: str) -> 
             )
     extra = sorted(set(state) - set(own))
     if extra:
-        raise ModelError(f"{where}: unexpected weight {extra[0]!r} for arch {model.config.arch} (config/weights mismatch)")
+        raise ModelError(
+            f"{where}: unexpected weight {extra[0]!r} for arch {model.config.arch} (config/weights mismatch)"
+        )
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
 
 
@@ -86,15 +92,19 @@ def load_model(path: str | Path) -> TSMResNet:
     return model.eval()
 
 
-def save_model(model: TSMResNet, path: str | Path, *, dtype: torch.dtype | None = None, overwrite: bool = False) -> Path:
+def save_model(
+    model: TSMResNet, path: str | Path, *, dtype: torch.dtype | None = None, overwrite: bool = False
+) -> Path:
     """Write ``config.json`` + ``model.safetensors`` atomically. Refuses an existing folder unless
     ``overwrite``; any other content of an overwritten folder (``export/``, ``train_state/``) is kept."""
     path = Path(path)
     if path.exists() and not overwrite:
         raise ModelError(f"{path}: already exists (refusing to overwrite)")
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().cpu().contiguous()
-             for k, v in model.state_dict().items()}
+    state = {
+        k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().cpu().contiguous()
+        for k, v in model.state_dict().items()
+    }
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     os.chmod(tmp, 0o755)  # mkdtemp makes 0700; a model folder is shared like any other
     try:

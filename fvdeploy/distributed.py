@@ -102,8 +102,10 @@ def _drop_token_notice(record: logging.LogRecord) -> bool:
 
 def _drop_job_failure_report(record: logging.LogRecord) -> bool:
     msg = record.getMessage()
-    return not (msg.startswith("An exception was raised from a task of operator")
-                or msg.startswith("Exception occurred in user code"))
+    return not (
+        msg.startswith("An exception was raised from a task of operator")
+        or msg.startswith("Exception occurred in user code")
+    )
 
 
 def _scheme(path: str) -> str | None:
@@ -137,8 +139,11 @@ def expand_paths(names: Iterable[str | Path]):
             if info.type != pafs.FileType.Directory:
                 out.append(Input(name))  # a file, or missing: the actor reports it
                 continue
-            found = sorted(i.path for i in fs.get_file_info(pafs.FileSelector(root, recursive=True))
-                           if i.type == pafs.FileType.File and Path(i.path).suffix.lower() in VIDEO_EXTENSIONS)
+            found = sorted(
+                i.path
+                for i in fs.get_file_info(pafs.FileSelector(root, recursive=True))
+                if i.type == pafs.FileType.File and Path(i.path).suffix.lower() in VIDEO_EXTENSIONS
+            )
         except (OSError, ValueError, NotImplementedError) as e:  # pyarrow's errors are OSError/ArrowInvalid(ValueError)
             out.append(Input(name, f"{name}: cannot list ({_first_line(e)})"))
             continue
@@ -220,9 +225,18 @@ class ClassifyActor:
     """The Ray Data UDF: one loaded Classifier per actor process; ``__call__`` classifies one batch
     of paths (a ``pyarrow.Table`` with a path column) into result rows."""
 
-    def __init__(self, model_digest: str, model_files: dict[str, bytes], load_kwargs: dict[str, Any],
-                 device: str, threads: int | None, path_column: str, crash_on: str | None = None,
-                 crash_marker: str | None = None, model_name: str | None = None) -> None:
+    def __init__(
+        self,
+        model_digest: str,
+        model_files: dict[str, bytes],
+        load_kwargs: dict[str, Any],
+        device: str,
+        threads: int | None,
+        path_column: str,
+        crash_on: str | None = None,
+        crash_marker: str | None = None,
+        model_name: str | None = None,
+    ) -> None:
         import torch
 
         from .runtime import Classifier
@@ -236,7 +250,9 @@ class ClassifyActor:
         try:
             self.clf = Classifier.load(model_dir, device=device, **load_kwargs)
         except FvdeployError as e:
-            self.load_error = f"{str(e).replace(str(model_dir), model_name or str(model_dir))} (on {socket.gethostname()})"
+            self.load_error = (
+                f"{str(e).replace(str(model_dir), model_name or str(model_dir))} (on {socket.gethostname()})"
+            )
         self.path_column = path_column
         self.crash_on, self.crash_marker = crash_on, crash_marker
         self.pool = ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="fvdeploy-fetch")
@@ -257,14 +273,18 @@ class ClassifyActor:
         if self.load_error is not None:
             raise ActorLoadError(self.load_error)
         paths = batch.column(self.path_column).to_pylist()
-        known = (batch.column(INPUT_ERROR_COLUMN).to_pylist() if INPUT_ERROR_COLUMN in batch.column_names
-                 else [None] * len(paths))
+        known = (
+            batch.column(INPUT_ERROR_COLUMN).to_pylist()
+            if INPUT_ERROR_COLUMN in batch.column_names
+            else [None] * len(paths)
+        )
         results: list[VideoResult | None] = [None] * len(paths)
         todo = []
         for i, (p, err) in enumerate(zip(paths, known)):
             if err is not None or not isinstance(p, str) or not p:
-                results[i] = VideoResult.failed(p if isinstance(p, str) else None,
-                                                err or f"{p!r}: not a path (column {self.path_column!r})")
+                results[i] = VideoResult.failed(
+                    p if isinstance(p, str) else None, err or f"{p!r}: not a path (column {self.path_column!r})"
+                )
             else:
                 todo.append(i)
         with tempfile.TemporaryDirectory(prefix="fvdeploy-fetch-") as scratch:
@@ -302,7 +322,9 @@ def _load_kwargs(options: dict[str, Any]) -> dict[str, Any]:
     allowed = set(inspect.signature(Classifier.load).parameters) - {"cls", "model", "device"}
     unknown = sorted(set(options) - allowed)
     if unknown:
-        raise FvdeployError(f"unknown Classifier.load option(s) {', '.join(unknown)}; known: {', '.join(sorted(allowed))}")
+        raise FvdeployError(
+            f"unknown Classifier.load option(s) {', '.join(unknown)}; known: {', '.join(sorted(allowed))}"
+        )
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in options.items()}
 
 
@@ -355,8 +377,10 @@ def classify_dataset(
     if device == "auto":
         device = "cuda" if num_gpus > 0 else "cpu"
     elif device.startswith("cuda") and num_gpus <= 0:
-        raise BackendError(f"--device {device} needs a GPU per actor (--ray-gpus-per-actor / num_gpus > 0): "
-                           "Ray hides every GPU from an actor that asked for none")
+        raise BackendError(
+            f"--device {device} needs a GPU per actor (--ray-gpus-per-actor / num_gpus > 0): "
+            "Ray hides every GPU from an actor that asked for none"
+        )
     if threads is None and num_gpus == 0:
         threads = max(1, int(num_cpus))
     digest, files = _pack_model(model)
@@ -372,8 +396,9 @@ def classify_dataset(
         items = expand_paths(names)
         if not items:
             raise FvdeployError("no inputs: name video files, folders, globs or object-storage URIs")
-        table = pa.table({path_column: [i.path for i in items],
-                          INPUT_ERROR_COLUMN: pa.array([i.error for i in items], pa.string())})
+        table = pa.table(
+            {path_column: [i.path for i in items], INPUT_ERROR_COLUMN: pa.array([i.error for i in items], pa.string())}
+        )
         # blocks made here (no task, so no CPU beyond the actors' is needed), at most MAX_BLOCKS of them
         rows = max(batch_size, -(-len(items) // MAX_BLOCKS))
         ds = ray.data.from_arrow([table.slice(i, rows) for i in range(0, len(items), rows)])
@@ -391,12 +416,23 @@ def classify_dataset(
         warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
         return ds.map_batches(
             ClassifyActor,
-            fn_constructor_kwargs=dict(model_digest=digest, model_files=files, load_kwargs=load_kwargs, device=device,
-                                       threads=threads, path_column=path_column, crash_on=crash_on,
-                                       crash_marker=crash_marker, model_name=str(model) if model else None),
-            batch_format="pyarrow", batch_size=batch_size,
+            fn_constructor_kwargs=dict(
+                model_digest=digest,
+                model_files=files,
+                load_kwargs=load_kwargs,
+                device=device,
+                threads=threads,
+                path_column=path_column,
+                crash_on=crash_on,
+                crash_marker=crash_marker,
+                model_name=str(model) if model else None,
+            ),
+            batch_format="pyarrow",
+            batch_size=batch_size,
             compute=ray.data.ActorPoolStrategy(min_size=sizes[0], max_size=sizes[1]),
-            num_gpus=num_gpus or None, num_cpus=num_cpus, **remote,
+            num_gpus=num_gpus or None,
+            num_cpus=num_cpus,
+            **remote,
         )
 
 

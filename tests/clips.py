@@ -9,7 +9,9 @@ import cv2
 import numpy as np
 
 
-def synthetic_frames(num_frames: int, height: int = 40, width: int = 48, seed: int = 0, cut_every: int = 37) -> np.ndarray:
+def synthetic_frames(
+    num_frames: int, height: int = 40, width: int = 48, seed: int = 0, cut_every: int = 37
+) -> np.ndarray:
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:height, 0:width]
     frames = np.empty((num_frames, height, width, 3), np.uint8)

@@ -72,8 +72,10 @@ def _seed():
 @pytest.fixture(scope="session")
 def bigbuckbunny() -> Path:
     # ../shared does not travel to a lent GPU machine; scripts/make-gpu-carry.sh copies the clip into .carry/
-    path = next((p for p in (SHARED_DATA / "bigbuckbunny.mp4", REPO / ".carry" / "data" / "bigbuckbunny.mp4") if p.is_file()),
-                SHARED_DATA / "bigbuckbunny.mp4")
+    path = next(
+        (p for p in (SHARED_DATA / "bigbuckbunny.mp4", REPO / ".carry" / "data" / "bigbuckbunny.mp4") if p.is_file()),
+        SHARED_DATA / "bigbuckbunny.mp4",
+    )
     if not path.is_file():
         pytest.skip(f"{path} is absent (the shared data folder beside the repo)")
     return path
@@ -82,8 +84,14 @@ def bigbuckbunny() -> Path:
 def tiny_config(**overrides):
     from fvdeploy.config import InputSpec, ModelConfig
 
-    base = dict(arch="tiny", num_classes=3, labels=["a", "b", "c"], num_clusters=4, method="cumulative",
-                input=InputSpec(shorter_side=32, crop=32))
+    base = dict(
+        arch="tiny",
+        num_classes=3,
+        labels=["a", "b", "c"],
+        num_clusters=4,
+        method="cumulative",
+        input=InputSpec(shorter_side=32, crop=32),
+    )
     base.update(overrides)
     return ModelConfig(**base)
 

@@ -28,8 +28,11 @@ def last_json(stdout: str) -> dict:
 
 def test_bench_memory_quick(model_dir):
     # the bench family's real-process smoke test (python -m fvdeploy)
-    r = subprocess.run([sys.executable, "-m", "fvdeploy", "bench", "memory", "--quick", "--device", "cpu",
-                        "--model", str(model_dir)], capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "fvdeploy", "bench", "memory", "--quick", "--device", "cpu", "--model", str(model_dir)],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     out = last_json(r.stdout)
     assert set(out) == {"budget_mib", "growth_mib", "extra_decoded_frames", "ok"}
@@ -75,14 +78,16 @@ def test_bench_corpus_and_precision(model_dir, tmp_path):
     for i in range(3):
         write_clip(tmp_path / f"v{i}.mp4", synthetic_frames(30 + 5 * i, 32, 40, seed=i))
     runner = CliRunner()
-    r = runner.invoke(app, ["bench", "corpus", str(tmp_path), "--model", str(model_dir), "--device", "cpu",
-                            "--decode-workers", "2"])
+    r = runner.invoke(
+        app, ["bench", "corpus", str(tmp_path), "--model", str(model_dir), "--device", "cpu", "--decode-workers", "2"]
+    )
     assert r.exit_code == 0, r.output
     out = last_json(r.stdout)
     assert out["videos"] == 3 and out["failed"] == 0 and out["frames"] == 30 + 35 + 40 and out["decoder"] == ["opencv"]
     assert out["gpu_util_percent"] is None  # the one sampler reports percent, and nothing on a CPU device
-    r = runner.invoke(app, ["bench", "precision", str(tmp_path), "--model", str(model_dir), "--device", "cpu",
-                            "--precision", "bf16"])
+    r = runner.invoke(
+        app, ["bench", "precision", str(tmp_path), "--model", str(model_dir), "--device", "cpu", "--precision", "bf16"]
+    )
     assert r.exit_code == 0, r.output
     out = last_json(r.stdout)
     assert out["videos"] == 3 and 0 <= out["boundaries_within_1"] <= 1 and isinstance(out["rule_ok"], bool)

@@ -111,7 +111,9 @@ def test_cli_info_on_bad_model_is_one_line_exit_1(saved, case):
 
 def test_cli_info_prints_the_config(saved):
     # the info family's real-process smoke test (python -m fvdeploy)
-    r = subprocess.run([sys.executable, "-m", "fvdeploy", "info", str(saved[1]), "--json"], capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "fvdeploy", "info", str(saved[1]), "--json"], capture_output=True, text=True
+    )
     assert r.returncode == 0, r.stderr
     cfg = json.loads(r.stdout)
     assert cfg["arch"] == "tiny" and cfg["num_clusters"] == 4 and cfg["labels"] == ["a", "b", "c"]

@@ -126,8 +126,13 @@ def test_unreadable_file(model_dir, clips, tmp_path):
     if shutil.which("setpriv") is None:
         pytest.skip("running as root without setpriv: cannot drop privileges to test permissions")
     drop = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-    probe = subprocess.run([*drop, sys.executable, "-c", "import fvdeploy.cli"], capture_output=True, text=True,
-                           env={**os.environ, "HOME": "/tmp"}, cwd="/")
+    probe = subprocess.run(
+        [*drop, sys.executable, "-c", "import fvdeploy.cli"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HOME": "/tmp"},
+        cwd="/",
+    )
     if probe.returncode != 0:  # e.g. the clone lives in a mode-0700 folder (what mktemp -d makes)
         last = probe.stderr.strip().splitlines()[-1] if probe.stderr.strip() else f"exit {probe.returncode}"
         pytest.skip(f"the unprivileged user cannot import fvdeploy from this clone ({last})")
@@ -144,9 +149,12 @@ def test_unreadable_file(model_dir, clips, tmp_path):
         for p in model_copy.rglob("*"):
             os.chmod(p, 0o755 if p.is_dir() else 0o644)
         os.chmod(model_copy, 0o755)
-        r = subprocess.run([*drop, sys.executable, "-m",
-                            "fvdeploy", "classify", str(locked), "--model", str(model_copy)],
-                           capture_output=True, text=True, env={**os.environ, "HOME": str(shared)})
+        r = subprocess.run(
+            [*drop, sys.executable, "-m", "fvdeploy", "classify", str(locked), "--model", str(model_copy)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "HOME": str(shared)},
+        )
         if "Permission denied" in r.stderr and "python" in r.stderr.lower() and "locked" not in r.stderr:
             pytest.skip("the unprivileged user cannot run this Python installation")
         assert r.returncode == 1, r.stderr
@@ -157,8 +165,18 @@ def test_unreadable_file(model_dir, clips, tmp_path):
 
 def test_many_files_good_and_bad_finish_and_exit_1(model_dir, clips, tmp_path):
     out = tmp_path / "res.jsonl"
-    r = run("classify", clips[1]["three"], clips[0] / "missing.mp4", clips[0] / "text.mp4", clips[1]["odd"],
-            "--model", model_dir, "--output", out, "--quiet")
+    r = run(
+        "classify",
+        clips[1]["three"],
+        clips[0] / "missing.mp4",
+        clips[0] / "text.mp4",
+        clips[1]["odd"],
+        "--model",
+        model_dir,
+        "--output",
+        out,
+        "--quiet",
+    )
     assert r.exit_code == 1
     recs = [json.loads(line) for line in out.read_text().splitlines()]
     assert [("error" in rec and rec["error"] is not None) for rec in recs] == [False, True, True, False]
@@ -173,7 +191,9 @@ def test_output_file_is_never_clobbered(model_dir, clips, tmp_path):
     assert run("classify", clips[1]["three"], "--model", model_dir, "--output", out, "--force").exit_code == 0
     assert len(out.read_text().splitlines()) == 1
     # --resume keeps what is there and only does the rest
-    r = run("classify", clips[1]["three"], clips[1]["odd"], "--model", model_dir, "--output", out, "--resume", "--quiet")
+    r = run(
+        "classify", clips[1]["three"], clips[1]["odd"], "--model", model_dir, "--output", out, "--resume", "--quiet"
+    )
     assert r.exit_code == 0
     recs = [json.loads(line) for line in out.read_text().splitlines()]
     assert [Path(rec["path"]).name for rec in recs] == ["three.mp4", "odd.avi"]
@@ -228,9 +248,15 @@ def test_model_and_device_errors(model_dir, clips, tmp_path):
 
 def test_module_entry_point_has_no_traceback_on_errors(model_dir, clips):
     # the classify family's real-process smoke test (python -m fvdeploy)
-    r = subprocess.run([sys.executable, "-m", "fvdeploy", "classify", str(clips[0] / "text.mp4"), "--model", str(model_dir)],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "fvdeploy", "classify", str(clips[0] / "text.mp4"), "--model", str(model_dir)],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 1 and "Traceback" not in r.stderr and r.stderr.strip().count("\n") == 0
-    r = subprocess.run([sys.executable, "-m", "fvdeploy", "classify", str(clips[1]["three"]), "--model", str(model_dir), "--json"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "fvdeploy", "classify", str(clips[1]["three"]), "--model", str(model_dir), "--json"],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0 and json.loads(r.stdout)["num_frames"] == 3 and r.stderr == ""

@@ -121,16 +121,19 @@ def test_model_as_option_or_positional(model_dir):
     assert run("info", model_dir, "--model", model_dir.parent).exit_code == 2
 
 
-@pytest.mark.parametrize("args,exit_code,message", [
-    (("export", "{absent}", "--onnx"), 1, "model not found"),
-    (("export", "{absent}", "--trt"), 1, "TensorRT"),
-    (("export", "{absent}", "-o", "{tmp}/x"), 1, "model not found"),
-    (("export", "{absent}", "--out", "{tmp}/x"), 1, "model not found"),
-    (("export", "--model", "{absent}", "--out", "{tmp}/x", "--out-dir", "{tmp}/y"), 2, "old spelling"),
-    (("import-checkpoint", "{absent}", "--out", "{tmp}/x"), 1, "absent"),
-    (("train", "--out", "{tmp}/run"), 2, "--data is required"),
-    (("watch", "{absent}", "--topk", "2", "-q"), 1, "absent"),
-])
+@pytest.mark.parametrize(
+    "args,exit_code,message",
+    [
+        (("export", "{absent}", "--onnx"), 1, "model not found"),
+        (("export", "{absent}", "--trt"), 1, "TensorRT"),
+        (("export", "{absent}", "-o", "{tmp}/x"), 1, "model not found"),
+        (("export", "{absent}", "--out", "{tmp}/x"), 1, "model not found"),
+        (("export", "--model", "{absent}", "--out", "{tmp}/x", "--out-dir", "{tmp}/y"), 2, "old spelling"),
+        (("import-checkpoint", "{absent}", "--out", "{tmp}/x"), 1, "absent"),
+        (("train", "--out", "{tmp}/run"), 2, "--data is required"),
+        (("watch", "{absent}", "--topk", "2", "-q"), 1, "absent"),
+    ],
+)
 def test_old_spellings_still_parse(tmp_path, args, exit_code, message):
     absent = tmp_path / "absent"
     r = run(*[a.format(absent=absent, tmp=tmp_path) for a in args])
@@ -193,7 +196,9 @@ def test_two_writers_on_one_output_are_refused_and_a_dead_ones_lock_is_not(model
     holder = JsonlWriter(out)
     try:
         r = run("classify", clips["a"], "-m", model_dir, "-o", out, "-q")
-        assert r.exit_code == 1 and "another fvdeploy run is writing it" in r.output and f"pid {os.getpid()}" in r.output
+        assert (
+            r.exit_code == 1 and "another fvdeploy run is writing it" in r.output and f"pid {os.getpid()}" in r.output
+        )
     finally:
         holder.abort()
     # a writer killed with SIGKILL leaves its lock file behind; the kernel has dropped the lock
@@ -214,8 +219,19 @@ def test_two_writers_on_one_output_are_refused_and_a_dead_ones_lock_is_not(model
 def test_files_are_written_with_the_usual_permissions(model_dir, clips, tmp_path):
     old = os.umask(0o022)
     try:
-        r = run("classify", clips["a"], "-m", model_dir, "-o", tmp_path / "r.jsonl", "--visualize", tmp_path / "png",
-                "--annotate", tmp_path / "a.mp4", "-q")
+        r = run(
+            "classify",
+            clips["a"],
+            "-m",
+            model_dir,
+            "-o",
+            tmp_path / "r.jsonl",
+            "--visualize",
+            tmp_path / "png",
+            "--annotate",
+            tmp_path / "a.mp4",
+            "-q",
+        )
     finally:
         os.umask(old)
     assert r.exit_code == 0, r.output
@@ -250,8 +266,21 @@ def test_annotate_writes_a_playable_video_with_every_frame(model_dir, clips, tmp
 
 def test_watch_annotate_labels_windows(model_dir, clips, tmp_path):
     out = tmp_path / "w.mp4"
-    r = run("watch", clips["a"], "-m", model_dir, "--window-frames", 16, "--stride-frames", 8, "--annotate", out,
-            "-o", tmp_path / "w.jsonl", "-q")
+    r = run(
+        "watch",
+        clips["a"],
+        "-m",
+        model_dir,
+        "--window-frames",
+        16,
+        "--stride-frames",
+        8,
+        "--annotate",
+        out,
+        "-o",
+        tmp_path / "w.jsonl",
+        "-q",
+    )
     assert r.exit_code == 0, r.output
     assert _count_frames(out) == 40
 
@@ -274,8 +303,13 @@ def test_export_prints_no_markup_piped_or_on_a_terminal(model_dir, clips, tmp_pa
     assert "ok " in r.stderr and "[/" not in r.output and "[green]" not in r.output and "[bold]" not in r.output
     # a pseudo-terminal on stdout and stderr, as a user's shell has
     leader, follower = pty.openpty()
-    p = subprocess.Popen([sys.executable, "-m", "fvdeploy", *_export_args(model_dir, tmp_path / "tty", clips["a"])],
-                         stdin=subprocess.DEVNULL, stdout=follower, stderr=follower, close_fds=True)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "fvdeploy", *_export_args(model_dir, tmp_path / "tty", clips["a"])],
+        stdin=subprocess.DEVNULL,
+        stdout=follower,
+        stderr=follower,
+        close_fds=True,
+    )
     os.close(follower)
     seen = b""
     while True:
@@ -310,8 +344,24 @@ def test_export_q_silences_progress_and_step_lines_not_the_result(model_dir, cli
 def test_ctrl_c_while_loading_is_one_line_exit_130_and_nothing_written(model_dir, clips, tmp_path):
     out = tmp_path / "r.jsonl"
     ann = tmp_path / "a.mp4"
-    p = subprocess.Popen([sys.executable, "-m", "fvdeploy", "classify", str(clips["a"]), "-m", str(model_dir), "-o",
-                          str(out), "--annotate", str(ann)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "fvdeploy",
+            "classify",
+            str(clips["a"]),
+            "-m",
+            str(model_dir),
+            "-o",
+            str(out),
+            "--annotate",
+            str(ann),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     maps = Path(f"/proc/{p.pid}/maps")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and p.poll() is None:  # torch is loading: the command has started

@@ -58,7 +58,12 @@ def test_folder_per_class(tree):
     videos = scan_folder(tree)
     assert videos.classes == ["Archery", "Bowling"]
     assert [(r.path.name, r.label) for r in videos.records] == [
-        ("v_Archery_0.mp4", 0), ("v_Archery_1.mp4", 0), ("v_Bowling_0.mp4", 1), ("v_Bowling_1.mp4", 1), ("v_Bowling_frames", 1)]
+        ("v_Archery_0.mp4", 0),
+        ("v_Archery_1.mp4", 0),
+        ("v_Bowling_0.mp4", 1),
+        ("v_Bowling_1.mp4", 1),
+        ("v_Bowling_frames", 1),
+    ]
     assert len(read_frames(videos.records[1])) == 7
 
 
@@ -85,7 +90,10 @@ def test_list_formats(tree, tmp_path):
     classes.write_text("Archery\nBowling\n")
     videos = open_source(lst, classes_file=classes, root=tree)
     assert [(r.path.name, r.label, r.num_frames) for r in videos.records] == [
-        ("v_Archery_0.mp4", 0, None), ("v_Bowling_0.mp4", 1, None), ("v_Bowling_frames", 1, 12)]
+        ("v_Archery_0.mp4", 0, None),
+        ("v_Bowling_0.mp4", 1, None),
+        ("v_Bowling_frames", 1, 12),
+    ]
     # Without a class file: integer labels named after their videos' folders.
     only_ints = tmp_path / "ints.txt"
     only_ints.write_text("Archery/v_Archery_1.mp4 0\nBowling/v_Bowling_1.mp4 1\n")
@@ -105,11 +113,14 @@ def test_ucf101_style_one_based_class_index_and_unlabelled_testlist(tree, tmp_pa
     assert read_class_file(tmp_path / "category.txt")[0][0] == "Pushing something from left to right"
 
 
-@pytest.mark.parametrize("line, message", [
-    ("Archery/missing.mp4 0", "line|missing.mp4 not found"),
-    ("Archery/v_Archery_0.mp4 7", "outside the 2 classes"),
-    ("Archery/v_Archery_0.mp4 Curling", "unknown class 'Curling'"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("Archery/missing.mp4 0", "line|missing.mp4 not found"),
+        ("Archery/v_Archery_0.mp4 7", "outside the 2 classes"),
+        ("Archery/v_Archery_0.mp4 Curling", "unknown class 'Curling'"),
+    ],
+)
 def test_list_errors_name_the_line(tree, tmp_path, line, message):
     lst = tmp_path / "bad.txt"
     lst.write_text("Bowling/v_Bowling_0.mp4 1\n" + line + "\n")

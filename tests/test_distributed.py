@@ -22,7 +22,9 @@ from fvdeploy.runtime import Classifier, VideoResult
 
 runner = CliRunner()
 HAVE_RAY = importlib.util.find_spec("ray") is not None
-needs_ray = pytest.mark.skipif(not HAVE_RAY, reason="needs the Ray extra: pip install 'fvdeploy[ray]' (make setup installs it)")
+needs_ray = pytest.mark.skipif(
+    not HAVE_RAY, reason="needs the Ray extra: pip install 'fvdeploy[ray]' (make setup installs it)"
+)
 
 
 def comparable(rec: dict) -> dict:
@@ -70,8 +72,9 @@ def test_same_rows_as_a_local_run_good_and_bad_inputs(cluster, model_dir, folder
 
     missing = str(folder / "absent.mp4")
     uri = (folder / "v1.mp4").as_uri()  # file://...: copied to node-local space through pyarrow.fs
-    ds = distributed.classify_dataset([str(folder), uri, missing, str(folder / "nothing*.avi")], model=model_dir,
-                                      actors=2, batch_size=2)
+    ds = distributed.classify_dataset(
+        [str(folder), uri, missing, str(folder / "nothing*.avi")], model=model_dir, actors=2, batch_size=2
+    )
     # the schema is VideoResult's fields, in order (a field added there shows up here)
     assert ds.schema().names == [f.name for f in dataclasses.fields(VideoResult)]
     rows = [r for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None) for r in batch.to_pylist()]
@@ -100,8 +103,13 @@ def test_a_killed_actor_is_retried_and_every_input_is_there_once(cluster, model_
     monkeypatch.setenv(distributed.CRASH_ENV, "v2.mp4")
     markers = set(glob.glob(f"{tempfile.gettempdir()}/fvdeploy-crash-*"))
     paths = sorted(local)
-    ds = distributed.classify_dataset(cluster.data.from_items([{"video": p, "other": 1} for p in paths]),
-                                      path_column="video", model=model_dir, actors=1, batch_size=3)
+    ds = distributed.classify_dataset(
+        cluster.data.from_items([{"video": p, "other": 1} for p in paths]),
+        path_column="video",
+        model=model_dir,
+        actors=1,
+        batch_size=3,
+    )
     results = list(distributed.iter_results(ds, progress=False))
     assert len(set(glob.glob(f"{tempfile.gettempdir()}/fvdeploy-crash-*")) - markers) == 1  # the actor did die
     assert sorted(r.path for r in results) == paths
@@ -124,8 +132,9 @@ def test_cli_ray_resumes_a_partial_output_like_a_local_run(cluster, model_dir, f
     recs = [json.loads(line) for line in partial.read_text().splitlines()]
     assert sorted(r["path"] for r in recs) == sorted(local_recs)  # every input exactly once
     assert sum(r.get("label") == "KEPT" for r in recs) == 3
-    assert {r["path"]: comparable(r) for r in recs if r.get("label") != "KEPT"} == \
-        {p: comparable(r) for p, r in local_recs.items() if p not in {k["path"] for k in kept}}
+    assert {r["path"]: comparable(r) for r in recs if r.get("label") != "KEPT"} == {
+        p: comparable(r) for p, r in local_recs.items() if p not in {k["path"] for k in kept}
+    }
 
 
 @needs_ray
@@ -135,7 +144,9 @@ def test_bench_corpus_ray_prints_local_and_ray_figures(cluster, model_dir, folde
     clips.mkdir()
     for name in ("v0.mp4", "v1.mp4", "v2.mp4"):
         (clips / name).write_bytes((folder / name).read_bytes())
-    result = runner.invoke(app, ["bench", "corpus", str(clips), "--model", str(model_dir), "--ray", "--ray-address", "auto"])
+    result = runner.invoke(
+        app, ["bench", "corpus", str(clips), "--model", str(model_dir), "--ray", "--ray-address", "auto"]
+    )
     assert result.exit_code == 0, result.output
     out = json.loads(result.output.strip().splitlines()[-1])
     for run in ("local", "ray_1_actor", "ray_2_actors"):
@@ -149,8 +160,15 @@ def test_parquet_output_holds_the_jsonl_records_and_resumes(model_dir, folder, t
 
     from fvdeploy.runtime.arrow import RESULT_SCHEMA, ParquetWriter, table_to_results
 
-    base = ["classify", str(folder / "v0.mp4"), str(folder / "v1.mp4"), str(folder / "v3_bad.mp4"),
-            "--model", str(model_dir), "--quiet"]
+    base = [
+        "classify",
+        str(folder / "v0.mp4"),
+        str(folder / "v1.mp4"),
+        str(folder / "v3_bad.mp4"),
+        "--model",
+        str(model_dir),
+        "--quiet",
+    ]
     jsonl, parquet = tmp_path / "r.jsonl", tmp_path / "r.parquet"
     assert runner.invoke(app, [*base, "--output", str(jsonl)]).exit_code == 1
     assert runner.invoke(app, [*base, "--output", str(parquet)]).exit_code == 1
@@ -158,8 +176,9 @@ def test_parquet_output_holds_the_jsonl_records_and_resumes(model_dir, folder, t
     table = pq.read_table(parquet)
     assert table.schema == RESULT_SCHEMA
     recs = [json.loads(line) for line in jsonl.read_text().splitlines()]
-    assert [comparable(r.to_dict()) for r in table_to_results(table)] == \
-        [comparable(VideoResult.from_dict(r).to_dict()) for r in recs]
+    assert [comparable(r.to_dict()) for r in table_to_results(table)] == [
+        comparable(VideoResult.from_dict(r).to_dict()) for r in recs
+    ]
     # resume: good rows kept as they are (marked here), the failed one tried again
     writer = ParquetWriter(parquet, force=True)
     for r in recs:

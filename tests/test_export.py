@@ -63,8 +63,9 @@ def clip(tmp_path_factory):
 def exported(tmp_path_factory, clip):
     """A tiny model (a space in its path) exported once through the CLI."""
     torch.manual_seed(4)
-    model_dir = save_model(create_model(tiny_config(num_clusters=6, method="slope")).eval(),
-                           tmp_path_factory.mktemp("exp") / "tiny model")
+    model_dir = save_model(
+        create_model(tiny_config(num_clusters=6, method="slope")).eval(), tmp_path_factory.mktemp("exp") / "tiny model"
+    )
     result = run("export", model_dir, "--clip", clip, "--max-frames", 300)
     assert result.exit_code == 0, result.output
     return model_dir, result
@@ -80,7 +81,13 @@ def test_bundle_files_and_record(exported):
     model_dir, result = exported
     export_dir = model_dir / "export"
     assert str(export_dir) in result.output
-    assert {p.name for p in export_dir.iterdir()} == {"model.onnx", "frontend.onnx", "backend.onnx", "weights.bin", "export.json"}
+    assert {p.name for p in export_dir.iterdir()} == {
+        "model.onnx",
+        "frontend.onnx",
+        "backend.onnx",
+        "weights.bin",
+        "export.json",
+    }
     assert (export_dir.stat().st_mode & 0o755) == 0o755  # readable like any folder, not mkdtemp's 0700
     record = json.loads((export_dir / "export.json").read_text())
     assert record["opset"] == 17 and record["precision"] == {"onnx": "fp32", "tensorrt": None}
@@ -124,10 +131,16 @@ def test_graphs_share_one_copy_of_the_folded_weights_and_name_their_dimensions(e
         assert "BatchNormalization" not in {n.op_type for n in graph.graph.node}, name
         assert inline_bytes(export_dir / name) < 0.05 * weight_bytes, name  # only shapes and small constants inside
         external = [t for t in graph.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
-        assert external and {e.value for t in external for e in t.external_data if e.key == "location"} == {"weights.bin"}
+        assert external and {e.value for t in external for e in t.external_data if e.key == "location"} == {
+            "weights.bin"
+        }
         for value in [*graph.graph.input, *graph.graph.output]:
             for dim in value.type.tensor_type.shape.dim:  # a named dynamic dimension or a number, nothing generated
-                assert dim.dim_param in DYNAMIC_DIMS or (not dim.dim_param and dim.dim_value > 0), (name, value.name, dim)
+                assert dim.dim_param in DYNAMIC_DIMS or (not dim.dim_param and dim.dim_value > 0), (
+                    name,
+                    value.name,
+                    dim,
+                )
     record = json.loads((export_dir / "export.json").read_text())
     assert record["graphs"]["frontend.onnx"]["outputs"]["features"]["shape"] == ["frames", 16, 8, 8]
     assert record["graphs"]["frontend.onnx"]["outputs"]["distances"]["shape"] == ["frame_pairs"]
@@ -160,8 +173,10 @@ def test_fp16_checkpoint_is_stored_at_half_size_and_gives_the_same_bits(tmp_path
     plain = export_whole(load_model(model_dir), tmp_path / "fp32.onnx", 17)  # weights inline, in fp32
     frames, lengths = example_frames(load_model(model_dir).config, n=2, t=11, seed=2)
     feeds = {"frames": frames.numpy(), "lengths": lengths.numpy()}
-    got, ref = (ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, feeds)
-                for p in (export_dir / "model.onnx", plain))
+    got, ref = (
+        ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, feeds)
+        for p in (export_dir / "model.onnx", plain)
+    )
     assert all(np.array_equal(a, b) for a, b in zip(got, ref))
 
 
@@ -195,16 +210,27 @@ def test_classify_with_onnxruntime_equals_torch(exported, clip):
 def test_device_auto_picks_and_names_the_provider(exported):
     model_dir, _ = exported
     clf = Classifier.load(model_dir, device="auto", backend="onnxruntime")
-    first = next(p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
-                 if p in ort.get_available_providers())
+    first = next(
+        p
+        for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+        if p in ort.get_available_providers()
+    )
     assert clf.run_info["provider"] == first  # here: CPUExecutionProvider, named in every result's run
-    assert clf.backend.precision == "fp32" and clf.backend.device.type == ("cpu" if first == "CPUExecutionProvider" else "cuda")
+    assert clf.backend.precision == "fp32" and clf.backend.device.type == (
+        "cpu" if first == "CPUExecutionProvider" else "cuda"
+    )
 
 
 def test_provider_requests_are_checked_not_assumed():
-    assert [p for p, _ in provider_plan("auto", ["CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"])] \
-        == ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
-    assert provider_plan("cuda:1", ["CUDAExecutionProvider", "CPUExecutionProvider"]) == [("CUDAExecutionProvider", {"device_id": 1})]
+    assert [
+        p
+        for p, _ in provider_plan(
+            "auto", ["CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"]
+        )
+    ] == ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert provider_plan("cuda:1", ["CUDAExecutionProvider", "CPUExecutionProvider"]) == [
+        ("CUDAExecutionProvider", {"device_id": 1})
+    ]
     with pytest.raises(BackendError, match="no CUDAExecutionProvider.*onnxruntime-gpu") as e:
         provider_plan("cuda", ["CPUExecutionProvider"])
     assert "\n" not in str(e.value)
@@ -216,7 +242,9 @@ def test_provider_requests_are_checked_not_assumed():
 def test_unknown_format(fresh_model):
     with pytest.raises(ExportError, match="unknown export format 'tflite'; choose from onnx, trt"):
         Exporter(fresh_model, ExportOptions(formats=("tflite",)))()
-    one_line_error(run("export", fresh_model, "--format", "tflite"), match="unknown export format 'tflite'; choose from onnx, trt")
+    one_line_error(
+        run("export", fresh_model, "--format", "tflite"), match="unknown export format 'tflite'; choose from onnx, trt"
+    )
     usage = run("export", fresh_model, "--tflite")
     assert usage.exit_code == 2 and "No such option: --tflite" in usage.output
     assert not (fresh_model / "export").exists()
@@ -228,7 +256,9 @@ def test_options_that_do_not_apply_or_disagree(fresh_model):
     one_line_error(run("export", fresh_model, "--fp16", "--precision", "bf16"), match="disagree")
     one_line_error(run("export", fresh_model, "--workspace", 2), match="--workspace 2.0 applies to TensorRT (--trt)")
     one_line_error(run("export", fresh_model, "--opset", 9), match="--opset 9 is not supported")
-    one_line_error(run("export", fresh_model, "--min-frames", 50, "--max-frames", 20), match="--min-frames <= --opt-frames")
+    one_line_error(
+        run("export", fresh_model, "--min-frames", 50, "--max-frames", 20), match="--min-frames <= --opt-frames"
+    )
     one_line_error(run("export", fresh_model.parent / "absent"), match="model not found")
     assert snapshot(fresh_model.parent) == before
 
@@ -249,7 +279,11 @@ def test_existing_bundle_is_refused_unless_force(exported, tmp_path):
     # --out: a new model folder; an existing one only with --force, and never a folder that is not a model
     out = tmp_path / "copy"
     assert run("export", model_dir, "--out", out).exit_code == 0
-    assert (out / "config.json").is_file() and (out / "model.safetensors").is_file() and (out / "export" / "model.onnx").is_file()
+    assert (
+        (out / "config.json").is_file()
+        and (out / "model.safetensors").is_file()
+        and (out / "export" / "model.onnx").is_file()
+    )
     first = json.loads((out / "export" / "export.json").read_text())["created"]
     one_line_error(run("export", model_dir, "--out", out), match="already exists; pass --force")
     assert run("export", model_dir, "--out", out, "--force").exit_code == 0
@@ -331,7 +365,9 @@ def test_onnxruntime_refuses_reduced_precision(exported):
         OrtBackend.open(model_dir, device="cpu", precision="fp16")
 
 
-def _fake_engines(model_dir: Path, dest: Path, version="10.0.0.6", gpu="NVIDIA A100-SXM4-80GB", capability="8.0") -> Path:
+def _fake_engines(
+    model_dir: Path, dest: Path, version="10.0.0.6", gpu="NVIDIA A100-SXM4-80GB", capability="8.0"
+) -> Path:
     """A copy of the bundle whose record claims fp16 engines built elsewhere (a hand-edited record)."""
     shutil.copytree(model_dir, dest)
     from fvdeploy.export.record import file_entry
@@ -343,7 +379,11 @@ def _fake_engines(model_dir: Path, dest: Path, version="10.0.0.6", gpu="NVIDIA A
         path.write_bytes(b"not deserialized: the record is checked first")
         record["files"][path.name] = file_entry(path)
         engines[graph] = path.name
-    record["tensorrt"] = {"version": version, "gpu": {"name": gpu, "capability": capability}, "engines": {"fp16": engines}}
+    record["tensorrt"] = {
+        "version": version,
+        "gpu": {"name": gpu, "capability": capability},
+        "engines": {"fp16": engines},
+    }
     (dest / "export" / "export.json").write_text(json.dumps(record))
     return dest
 
@@ -354,8 +394,10 @@ def test_engine_record_mismatch_is_refused_before_deserializing(exported, tmp_pa
     recorded = TrtPlatform.from_record(bundle.record["tensorrt"])
     assert recorded == TrtPlatform("10.0.0.6", "NVIDIA A100-SXM4-80GB", "8.0")
     verify_platform(recorded, TrtPlatform("10.0.0.6", "NVIDIA A100-SXM4-80GB", "8.0"), bundle.dir)  # same: accepted
-    for current in (TrtPlatform("10.13.0.35", "NVIDIA A100-SXM4-80GB", "8.0"),  # another TensorRT
-                    TrtPlatform("10.0.0.6", "NVIDIA H100 80GB HBM3", "9.0")):  # another GPU
+    for current in (
+        TrtPlatform("10.13.0.35", "NVIDIA A100-SXM4-80GB", "8.0"),  # another TensorRT
+        TrtPlatform("10.0.0.6", "NVIDIA H100 80GB HBM3", "9.0"),
+    ):  # another GPU
         with pytest.raises(BackendError, match=r"rebuild with `fvdeploy export --trt`") as e:
             verify_platform(recorded, current, bundle.dir)
         assert "\n" not in str(e.value) and recorded.describe() in str(e.value) and current.describe() in str(e.value)
@@ -427,4 +469,6 @@ def test_bench_onnx_quick(exported):
         parity = out["parity"][side]
         assert parity["passed"] and parity["same_top1"] and parity["max_boundary_shift"] <= 1
         assert parity["model_only_logits_max_abs"] <= 1e-3 and out["ratios"][side]["model_only"] > 0
-    one_line_error(run("bench", "onnx", "-m", model_dir, "--quick", "--backends", "torch,tensorrt"), match="not 'tensorrt'")
+    one_line_error(
+        run("bench", "onnx", "-m", model_dir, "--quick", "--backends", "torch,tensorrt"), match="not 'tensorrt'"
+    )

@@ -24,8 +24,16 @@ onnx = pytest.importorskip("onnx")
 TABLE = Path(__file__).parent / "assets" / "trt_onnx_operators_10.15.md"
 DATA_DEPENDENT = {"NonZero", "Unique", "Compress", "Loop", "If", "Scan"}
 CONSTANT_INPUT = {  # op -> index of the input the list says must be a build-time constant
-    "TopK": 1, "ReduceSum": 1, "ReduceMean": 1, "ReduceMax": 1, "ReduceMin": 1, "ReduceProd": 1,
-    "Slice": 3, "Squeeze": 1, "Unsqueeze": 1, "CumSum": 1,
+    "TopK": 1,
+    "ReduceSum": 1,
+    "ReduceMean": 1,
+    "ReduceMax": 1,
+    "ReduceMin": 1,
+    "ReduceProd": 1,
+    "Slice": 3,
+    "Squeeze": 1,
+    "Unsqueeze": 1,
+    "CumSum": 1,
 }
 
 
@@ -68,7 +76,9 @@ def violations(path: Path) -> list[str]:
             bad.append(f"{op} ({name}): input {index} must be a build-time constant")
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
         if op == "TopK":
-            k = next(onnx.numpy_helper.to_array(n.attribute[0].t) for n in model.graph.node if n.output[0] == node.input[1])
+            k = next(
+                onnx.numpy_helper.to_array(n.attribute[0].t) for n in model.graph.node if n.output[0] == node.input[1]
+            )
             if int(k.reshape(-1)[0]) >= 3840 or attrs.get("sorted", 1) != 1:
                 bad.append(f"TopK ({name}): K must be < 3840 and sorted=1")
         if op == "MaxPool" and len(node.output) > 1:
@@ -111,8 +121,13 @@ def test_the_check_catches_what_tensorrt_refuses(tmp_path):
     path = tmp_path / "bad.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # the legacy exporter announcing its deprecation
-        torch.onnx.export(Bad(), (torch.zeros(1, 2, 3, dtype=torch.uint8), torch.zeros(1, 4, dtype=torch.int64)),
-                          str(path), dynamo=False, opset_version=17)
+        torch.onnx.export(
+            Bad(),
+            (torch.zeros(1, 2, 3, dtype=torch.uint8), torch.zeros(1, 4, dtype=torch.int64)),
+            str(path),
+            dynamo=False,
+            opset_version=17,
+        )
     found = violations(path)
     assert any(v.startswith("Transpose") and "UINT8" in v for v in found), found
     assert any(v.startswith("CumSum") and "INT64" in v for v in found), found

@@ -63,7 +63,7 @@ def test_whole_graph_matches_pytorch(whole_graphs, method, g, batch):
             np.testing.assert_allclose(got, want.numpy(), rtol=RTOL, atol=ATOL, err_msg=where)
         # the comparison saw real clusters: every video has G of them, padding is -1
         for row, length in zip(ids, lengths):
-            assert len(cluster_starts(row)) == g and (row[max(length, g):] == -1).all(), where
+            assert len(cluster_starts(row)) == g and (row[max(length, g) :] == -1).all(), where
     assert ref[0].std() > 1e-3  # logits that vary across classes: the comparison can fail
 
 
@@ -114,8 +114,9 @@ def test_split_pair_whole_graph_and_pytorch_agree_on_2000_frames(bundle_2000):
     unit_probs = torch.softmax(ref[1][0].double(), 1)
     results = {"torch": torch_clf.classify(clip), "onnxruntime": ort_clf.classify(clip)}
     # the bounded-memory path too: nothing stored verbatim, slot sums, straddling slots recomputed
-    ort_clf.memory_plan = MemoryPlan(budget=2**20, chunk_frames=50, decode_frames=25, store_bytes=0,
-                                     slot_bytes=12 * 16 * 8 * 8 * 8)
+    ort_clf.memory_plan = MemoryPlan(
+        budget=2**20, chunk_frames=50, decode_frames=25, store_bytes=0, slot_bytes=12 * 16 * 8 * 8 * 8
+    )
     results["onnxruntime, slot sums"] = ort_clf.classify(clip)
     assert ort_clf.last_stats["memory_path"].startswith("sums")
     labels = torch_clf.config.labels
@@ -143,7 +144,7 @@ def test_int32_clustering_is_exact_up_to_its_frame_bound(method):
     gen = torch.Generator().manual_seed(0)
     distances = torch.randint(chw // 2, chw + 1, (2, t - 1), generator=gen)
     distances[1, : t // 3] = chw  # saturated, then quieter: uneven clusters
-    distances[1, t // 3:] //= 7
+    distances[1, t // 3 :] //= 7
     for g in (8, 16):
         eff = torch.tensor([t, t])
         want = cluster_ids_from_distances(distances, g, method)

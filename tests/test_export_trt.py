@@ -39,8 +39,9 @@ def long_clip(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trt_model(tmp_path_factory):
     torch.manual_seed(6)
-    model_dir = save_model(create_model(tiny_config(num_clusters=8, method="cumulative")).eval(),
-                           tmp_path_factory.mktemp("trt") / "model")
+    model_dir = save_model(
+        create_model(tiny_config(num_clusters=8, method="cumulative")).eval(), tmp_path_factory.mktemp("trt") / "model"
+    )
     Exporter(model_dir, ExportOptions(formats=("onnx", "trt"), max_frames=512))()
     return model_dir
 
@@ -55,8 +56,10 @@ def test_engines_and_their_record(trt_model):
     record = json.loads((export_dir / "export.json").read_text())
     trt = record["tensorrt"]
     major, minor = torch.cuda.get_device_capability(0)
-    assert trt["version"] == tensorrt.__version__ and trt["gpu"] == {"name": torch.cuda.get_device_name(0),
-                                                                     "capability": f"{major}.{minor}"}
+    assert trt["version"] == tensorrt.__version__ and trt["gpu"] == {
+        "name": torch.cuda.get_device_name(0),
+        "capability": f"{major}.{minor}",
+    }
     assert trt["engines"]["fp32"]["frontend"] == "frontend.fp32.engine"
     assert record["tools"]["tensorrt"] == tensorrt.__version__
     assert all(c["passed"] for c in record["validation"]) and len(record["validation"]) == 6

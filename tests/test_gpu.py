@@ -107,13 +107,24 @@ def test_several_workers_give_the_same_jsonl(model_dir, clips, tmp_path):
     runner = CliRunner()
     one, two = tmp_path / "one.jsonl", tmp_path / "two.jsonl"
     paths = [str(c) for c in clips]
-    assert runner.invoke(app, ["classify", *paths, "--model", str(model_dir), "--device", "cuda", "--quiet",
-                               "--output", str(one)]).exit_code == 0
-    assert runner.invoke(app, ["classify", *paths, "--model", str(model_dir), "--devices", "0,0", "--quiet",
-                               "--output", str(two)]).exit_code == 0
+    assert (
+        runner.invoke(
+            app, ["classify", *paths, "--model", str(model_dir), "--device", "cuda", "--quiet", "--output", str(one)]
+        ).exit_code
+        == 0
+    )
+    assert (
+        runner.invoke(
+            app, ["classify", *paths, "--model", str(model_dir), "--devices", "0,0", "--quiet", "--output", str(two)]
+        ).exit_code
+        == 0
+    )
 
     def load(p):
-        return [{k: v for k, v in json.loads(line).items() if k not in ("timings", "run")} for line in p.read_text().splitlines()]
+        return [
+            {k: v for k, v in json.loads(line).items() if k not in ("timings", "run")}
+            for line in p.read_text().splitlines()
+        ]
 
     assert load(one) == load(two)
 

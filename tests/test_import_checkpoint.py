@@ -41,8 +41,8 @@ def official_shift(x, n_segment, fold_div=8):
     fold = c // fold_div
     out = torch.zeros_like(x)
     out[:, :-1, :fold] = x[:, 1:, :fold]  # channel group 0 reads the next frame
-    out[:, 1:, fold:2 * fold] = x[:, :-1, fold:2 * fold]  # group 1 reads the previous frame
-    out[:, :, 2 * fold:] = x[:, :, 2 * fold:]
+    out[:, 1:, fold : 2 * fold] = x[:, :-1, fold : 2 * fold]  # group 1 reads the previous frame
+    out[:, :, 2 * fold :] = x[:, :, 2 * fold :]
     return out.view(nt, c, h, w)
 
 
@@ -82,7 +82,7 @@ def mmaction_shift(x, num_segments, shift_div=8):
     n, c, h, w = x.size()
     x = x.view(-1, num_segments, c, h * w)
     fold = c // shift_div
-    left, mid, right = x[:, :, :fold], x[:, :, fold:2 * fold], x[:, :, 2 * fold:]
+    left, mid, right = x[:, :, :fold], x[:, :, fold : 2 * fold], x[:, :, 2 * fold :]
     left = torch.cat((left[:, 1:], (left - left)[:, :1]), 1)
     mid = torch.cat(((mid - mid)[:, :1], mid[:, :-1]), 1)
     return torch.cat((left, mid, right), 2).view(n, c, h, w)
@@ -210,8 +210,11 @@ def official_checkpoint(folder, arch, num_classes, k, dataset="kinetics", name=N
     path = Path(folder) / name
     # main.py saves the DataParallel model; the 2019 files predate PyTorch's zip format.
     state = nn.DataParallel(ref).state_dict()
-    torch.save({"epoch": 50, "arch": arch, "state_dict": state, "best_prec1": 71.25}, path,
-               _use_new_zipfile_serialization=False)
+    torch.save(
+        {"epoch": 50, "arch": arch, "state_dict": state, "best_prec1": 71.25},
+        path,
+        _use_new_zipfile_serialization=False,
+    )
     return path, ref
 
 
@@ -245,11 +248,26 @@ def mmaction_checkpoint(folder, depth, num_classes, k, dataset="kinetics400", mm
     path = Path(folder) / name
     state = OrderedDict(ref.state_dict())
     if mmcv1:  # mmcv 1.x runner meta: the config under 'config', a numpy best score in hook_msgs
-        meta = {"mmcv_version": "1.3.1", "time": "Mon Jun  7 10:00:00 2020", "config": text, "seed": 0, "epoch": 50,
-                "iter": 60000, "hook_msgs": {"last_ckpt": "epoch_50.pth", "best_score": np.float64(0.7124)}}
+        meta = {
+            "mmcv_version": "1.3.1",
+            "time": "Mon Jun  7 10:00:00 2020",
+            "config": text,
+            "seed": 0,
+            "epoch": 50,
+            "iter": 60000,
+            "hook_msgs": {"last_ckpt": "epoch_50.pth", "best_score": np.float64(0.7124)},
+        }
     else:  # mmengine Runner.save_checkpoint + tools/deployment/publish_model.py
-        meta = {"cfg": text, "seed": 1234, "experiment_name": "tsm", "time": "20220831_120000",
-                "mmengine_version": "0.1.0", "epoch": 50, "iter": 60000, "dataset_meta": None}
+        meta = {
+            "cfg": text,
+            "seed": 1234,
+            "experiment_name": "tsm",
+            "time": "20220831_120000",
+            "mmengine_version": "0.1.0",
+            "epoch": 50,
+            "iter": 60000,
+            "dataset_meta": None,
+        }
     torch.save({"meta": meta, "state_dict": state}, path)
     return path, ref
 
@@ -310,9 +328,17 @@ def test_official_tsm_resnet18_matches_its_forward(ckpts, tmp_path, source):
     assert result.layout == "tsm"
     assert cfg.labels == named_labels("kinetics400") and cfg.labels[0] == "abseiling"
     assert (cfg.input.scale, cfg.input.mean, cfg.input.std, cfg.input.color) == (
-        1, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "rgb")
+        1,
+        (0.485, 0.456, 0.406),
+        (0.229, 0.224, 0.225),
+        "rgb",
+    )
     assert (cfg.input.shorter_side, cfg.input.crop, cfg.input.interpolation, cfg.input.antialias) == (
-        256, 224, "bilinear", True)
+        256,
+        224,
+        "bilinear",
+        True,
+    )
     assert cfg.trained["data"] == "kinetics400" and cfg.trained["epochs"] == 50 and cfg.trained["top1"] == 71.25
     assert cfg.trained["source_layout"] == "tsm" and cfg.trained["source_shift_div"] == 8
 
@@ -326,7 +352,11 @@ def test_mmaction2_resnet18_matches_its_forward(ckpts, tmp_path, source):
     assert cfg.labels == named_labels("sthv2")
     assert cfg.labels[86] == "Pulling something from left to right"  # mmaction2's sthv2 flip map pairs 86/87
     assert (cfg.input.scale, cfg.input.mean, cfg.input.std, cfg.input.antialias) == (
-        255, MMACTION_MEAN, MMACTION_STD, False)
+        255,
+        MMACTION_MEAN,
+        MMACTION_STD,
+        False,
+    )
     assert cfg.trained["source_segments"] == 4 and cfg.trained["data"] == "sthv2"
 
 
@@ -364,11 +394,15 @@ def test_overrides_and_label_files(ckpts, tmp_path):
     assert cfg.labels[173] == "action 173" and (cfg.segments, cfg.num_clusters, cfg.method) == (16, 16, "slope")
     bad = tmp_path / "short.txt"
     bad.write_text("a\nb\n")
-    _one_line_error(lambda: import_checkpoint(path, tmp_path / "n", ImportOptions(labels=str(bad))),
-                    r"174 classes but --labels .*short.txt has 2 names")
+    _one_line_error(
+        lambda: import_checkpoint(path, tmp_path / "n", ImportOptions(labels=str(bad))),
+        r"174 classes but --labels .*short.txt has 2 names",
+    )
     _assert_nothing_written(tmp_path / "n")
-    _one_line_error(lambda: import_checkpoint(path, tmp_path / "n", ImportOptions(labels="kinetics400")),
-                    "174 classes but --labels kinetics400 has 400")
+    _one_line_error(
+        lambda: import_checkpoint(path, tmp_path / "n", ImportOptions(labels="kinetics400")),
+        "174 classes but --labels kinetics400 has 400",
+    )
 
 
 def test_torchvision_imagenet_weights(tmp_path):
@@ -423,8 +457,11 @@ def test_mismatched_shape_and_unmatched_keys_are_refused(ckpts, tmp_path):
     obj = _official_dict(ckpts["tsm18"][0])
     key = "module.base_model.layer3.1.conv2.weight"
     obj["state_dict"][key] = obj["state_dict"][key][:, :128].clone()
-    _refused(_resave(obj, tmp_path / "shape.pth"), tmp_path,
-             rf"{key} has shape \(256, 128, 3, 3\), resnet18 with 400 classes needs \(256, 256, 3, 3\)")
+    _refused(
+        _resave(obj, tmp_path / "shape.pth"),
+        tmp_path,
+        rf"{key} has shape \(256, 128, 3, 3\), resnet18 with 400 classes needs \(256, 256, 3, 3\)",
+    )
     obj = _official_dict(ckpts["tsm18"][0])
     obj["state_dict"]["module.base_model.layer2.0.extra.weight"] = torch.zeros(3)
     _refused(_resave(obj, tmp_path / "extra.pth"), tmp_path, r"unmatched key 'module.base_model.layer2.0.extra.weight'")
@@ -451,8 +488,9 @@ class RunsCode:
         return (os.getcwd, ())  # harmless, but any callable would run under a full unpickle
 
 
-@pytest.mark.parametrize("payload, refused", [(RunsCode(), r"(posix|os|nt)\.getcwd"),
-                                               (CustomMeta(), r"test_import_checkpoint\.CustomMeta")])
+@pytest.mark.parametrize(
+    "payload, refused", [(RunsCode(), r"(posix|os|nt)\.getcwd"), (CustomMeta(), r"test_import_checkpoint\.CustomMeta")]
+)
 def test_disallowed_globals_are_refused(ckpts, tmp_path, payload, refused):
     obj = _official_dict(ckpts["tsm18"][0])
     obj["extra"] = payload
@@ -485,23 +523,30 @@ def _rename(sd, old, new):
     return OrderedDict((k.replace(old, new), v) for k, v in sd.items())
 
 
-@pytest.mark.parametrize("case, match", [
-    ("tsn", r"no temporal shift in this checkpoint \(a TSN model"),
-    ("partial", r"block layer1.1 has no temporal shift while others do"),
-    ("block", r"shift_place='block' checkpoint"),
-    ("tpool", r"temporal_pool checkpoint"),
-    ("nonlocal", r"non-local TSM checkpoint"),
-    ("shift4", r"shift_div=4 \(file name\)"),
-    ("flow", r"takes 10 input channels"),
-    ("resnet34", r"a resnet34 checkpoint; fvdeploy has resnet18 and resnet50"),
-    ("arch", r"says arch 'resnet50' but its tensors are a resnet18"),
-    ("mobilenet", r"a mobilenetv2 checkpoint; fvdeploy has resnet18 and resnet50"),
-])
+@pytest.mark.parametrize(
+    "case, match",
+    [
+        ("tsn", r"no temporal shift in this checkpoint \(a TSN model"),
+        ("partial", r"block layer1.1 has no temporal shift while others do"),
+        ("block", r"shift_place='block' checkpoint"),
+        ("tpool", r"temporal_pool checkpoint"),
+        ("nonlocal", r"non-local TSM checkpoint"),
+        ("shift4", r"shift_div=4 \(file name\)"),
+        ("flow", r"takes 10 input channels"),
+        ("resnet34", r"a resnet34 checkpoint; fvdeploy has resnet18 and resnet50"),
+        ("arch", r"says arch 'resnet50' but its tensors are a resnet18"),
+        ("mobilenet", r"a mobilenetv2 checkpoint; fvdeploy has resnet18 and resnet50"),
+    ],
+)
 def test_unrepresentable_variants_are_refused(ckpts, tmp_path, case, match):
     name = None
     if case == "tsn":
-        path = _edit_official(ckpts, tmp_path, lambda sd: _rename(sd, ".conv1.net.", ".conv1."),
-                              "TSM_kinetics_RGB_resnet18_avg_segment5_e50.pth")
+        path = _edit_official(
+            ckpts,
+            tmp_path,
+            lambda sd: _rename(sd, ".conv1.net.", ".conv1."),
+            "TSM_kinetics_RGB_resnet18_avg_segment5_e50.pth",
+        )
     elif case == "partial":
         path = _edit_official(ckpts, tmp_path, lambda sd: _rename(sd, "layer1.1.conv1.net.", "layer1.1.conv1."))
     elif case == "block":
@@ -509,18 +554,22 @@ def test_unrepresentable_variants_are_refused(ckpts, tmp_path, case, match):
     elif case == "tpool":
         path = _edit_official(ckpts, tmp_path, lambda sd: _rename(sd, "base_model.layer2.", "base_model.layer2.net."))
     elif case == "nonlocal":
+
         def add_nl(sd):
             sd = _rename(sd, "base_model.layer2.0.", "base_model.layer2.0.block.")
             sd["module.base_model.layer2.0.nl.g.weight"] = torch.zeros(64, 128, 1, 1, 1)
             return sd
+
         path = _edit_official(ckpts, tmp_path, add_nl)
     elif case == "shift4":
         name = "TSM_kinetics_RGB_resnet18_shift4_blockres_avg_segment8_e50.pth"
         path = _edit_official(ckpts, tmp_path, lambda sd: sd, name)
     elif case == "flow":
+
         def flow(sd):
             sd["module.base_model.conv1.weight"] = torch.zeros(64, 10, 7, 7)
             return sd
+
         path = _edit_official(ckpts, tmp_path, flow, "model.pth")
     elif case == "resnet34":
         net = torchvision.models.resnet34()
@@ -532,15 +581,18 @@ def test_unrepresentable_variants_are_refused(ckpts, tmp_path, case, match):
     _refused(path, tmp_path, match)
 
 
-@pytest.mark.parametrize("case, match", [
-    ("depth", r"a resnet101 checkpoint \(its config\)"),
-    ("mobilenet", r"backbone MobileNetV2TSM \(its config\)"),
-    ("shift_div", r"shift_div=4 \(its config\)"),
-    ("tpool", r"temporal_pool=True in its config"),
-    ("nonlocal", r"non-local TSM checkpoint \(backbone.layer2.0.block.conv1.conv.net.weight\)"),
-    ("tsn", r"no temporal shift in this checkpoint"),
-    ("layer5", r"not a ResNet backbone"),
-])
+@pytest.mark.parametrize(
+    "case, match",
+    [
+        ("depth", r"a resnet101 checkpoint \(its config\)"),
+        ("mobilenet", r"backbone MobileNetV2TSM \(its config\)"),
+        ("shift_div", r"shift_div=4 \(its config\)"),
+        ("tpool", r"temporal_pool=True in its config"),
+        ("nonlocal", r"non-local TSM checkpoint \(backbone.layer2.0.block.conv1.conv.net.weight\)"),
+        ("tsn", r"no temporal shift in this checkpoint"),
+        ("layer5", r"not a ResNet backbone"),
+    ],
+)
 def test_unrepresentable_mmaction2_variants_are_refused(ckpts, tmp_path, case, match):
     obj = torch.load(ckpts["mm18"][0], weights_only=True)
     cfg, sd = obj["meta"]["cfg"], obj["state_dict"]
@@ -581,8 +633,9 @@ def test_existing_destination_is_kept_unless_forced(ckpts, tmp_path):
 
 # -- command line ----------------------------------------------------------------------------------------------
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "fvdeploy", *map(str, args)], capture_output=True, text=True,
-                          cwd=REPO, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "fvdeploy", *map(str, args)], capture_output=True, text=True, cwd=REPO, timeout=300
+    )
 
 
 def test_cli_import_and_errors(ckpts, tmp_path):
@@ -596,7 +649,12 @@ def test_cli_import_and_errors(ckpts, tmp_path):
     r = _cli("import-checkpoint", path, "--from", "mmaction2", "--out", out, "--mode", "full", "--clusters", "6")
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout)
-    assert (summary["arch"], summary["num_classes"], summary["mode"], summary["num_clusters"]) == ("resnet18", 174, "full", 6)
+    assert (summary["arch"], summary["num_classes"], summary["mode"], summary["num_clusters"]) == (
+        "resnet18",
+        174,
+        "full",
+        6,
+    )
     assert summary["labels"] == "sthv2" and json.loads((out / "config.json").read_text())["segments"] == 4
     r = run_cli("import-checkpoint", path, "--from", "tsm", "--out", tmp_path / "x")
     assert r.returncode == 1 and "use --from mmaction2" in r.stderr and "Traceback" not in r.stderr
@@ -640,7 +698,7 @@ def _official_test_transform(frames_bgr, side):
     size = (side, round(w * side / h)) if h <= w else (round(h * side / w), side)
     x = torch.nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
     top, left = round((x.shape[-2] - side) / 2), round((x.shape[-1] - side) / 2)
-    x = x[..., top:top + side, left:left + side] / 255.0
+    x = x[..., top : top + side, left : left + side] / 255.0
     mean = torch.tensor([0.485, 0.456, 0.406])[:, None, None]
     std = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
     return (x - mean) / std
@@ -659,7 +717,7 @@ def imported_small(ckpts, tmp_path):
     (out / "config.json").write_text(json.dumps(cfg.to_dict()))
     rng = np.random.default_rng(0)
     base = rng.integers(0, 255, (6, 36, 44, 3), dtype=np.uint8)
-    frames = np.concatenate([np.repeat(base[i:i + 1], 4, 0) for i in range(6)])  # 24 frames, 6 scenes
+    frames = np.concatenate([np.repeat(base[i : i + 1], 4, 0) for i in range(6)])  # 24 frames, 6 scenes
     video = tmp_path / "clip.avi"
     _write_video(video, frames)
     return out, ref, video

@@ -24,8 +24,11 @@ def move4(tmp_path_factory):
 
 
 def _digest(folder):
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != "move4.json"}
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != "move4.json"
+    }
 
 
 def test_same_seed_same_files_other_seed_other_videos(move4, tmp_path):
@@ -172,7 +175,8 @@ def test_sparse_mode_is_deterministic_and_leaves_the_default_mode_alone():
     a, b = render_video(SPARSE, 9, "train", 3), render_video(SPARSE, 9, "train", 3)
     assert np.array_equal(a.frames, b.frames) and a.kinds == b.kinds
     assert render_video(SPARSE, 10, "train", 3).kinds != a.kinds or not np.array_equal(
-        render_video(SPARSE, 10, "train", 3).frames, a.frames)
+        render_video(SPARSE, 10, "train", 3).frames, a.frames
+    )
     default = render_video(Move4Spec(frames=32, size=32), 9, "train", 3)
     assert default.kinds.count("m") >= 16  # one chunk of 8-16 frames, the rest motion
 
@@ -200,8 +204,13 @@ def test_action_frames_option_is_bounded_and_reaches_the_cli(tmp_path):
 
     with pytest.raises(Move4Error, match="--action-frames"):
         render_video(Move4Spec(frames=32, size=32, action_frames=1), 1, "train", 0)
-    r = run_cli("make-move4", str(tmp_path / "s"), "--train", "4", "--test", "0", "--size", "32", "--action-frames", "3")
+    r = run_cli(
+        "make-move4", str(tmp_path / "s"), "--train", "4", "--test", "0", "--size", "32", "--action-frames", "3"
+    )
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["action_frames"] == 3
-    assert all(json.loads(line)["kinds"].count("m") == 3 for line in (tmp_path / "s" / "train_frames.jsonl").read_text().splitlines())
+    assert all(
+        json.loads(line)["kinds"].count("m") == 3
+        for line in (tmp_path / "s" / "train_frames.jsonl").read_text().splitlines()
+    )
     assert json.loads((tmp_path / "s" / "move4.json").read_text())["spec"]["action_frames"] == 3

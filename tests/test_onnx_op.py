@@ -31,8 +31,13 @@ def test_op_exports_with_dynamic_t_and_matches_torch(tmp_path, method):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer notes
         torch.onnx.export(
-            op, (torch.randn(1, 16, 8, 4, 4), torch.tensor([16])), str(path), dynamo=False, opset_version=17,
-            input_names=["x", "lengths"], output_names=["means", "ids"],
+            op,
+            (torch.randn(1, 16, 8, 4, 4), torch.tensor([16])),
+            str(path),
+            dynamo=False,
+            opset_version=17,
+            input_names=["x", "lengths"],
+            output_names=["means", "ids"],
             dynamic_axes={"x": {0: "N", 1: "T"}, "lengths": {0: "N"}, "means": {0: "N"}, "ids": {0: "N", 1: "T"}},
         )
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

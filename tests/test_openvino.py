@@ -22,7 +22,9 @@ from fvdeploy.export.parity import compare_network, compare_results, torch_refer
 from fvdeploy.runtime import Classifier
 
 HAS_OPENVINO = importlib.util.find_spec("openvino") is not None
-needs_openvino = pytest.mark.skipif(not HAS_OPENVINO, reason="needs the openvino package (pip install 'fvdeploy[openvino]'; make setup installs it)")
+needs_openvino = pytest.mark.skipif(
+    not HAS_OPENVINO, reason="needs the openvino package (pip install 'fvdeploy[openvino]'; make setup installs it)"
+)
 
 
 def test_openvino_is_a_registered_backend():
@@ -31,8 +33,11 @@ def test_openvino_is_a_registered_backend():
 
 def test_devices_are_named_never_guessed():
     assert openvino_device("cpu", ["CPU"]) == "CPU" and openvino_device("auto", ["CPU", "GPU"]) == "CPU"
-    for device, match in (("cuda", "OpenVINO has no CUDA devices.*has CPU, GPU.*--device cpu"),
-                          ("cuda:1", "OpenVINO has no CUDA devices"), ("tpu", "unknown device 'tpu'.*has CPU, GPU")):
+    for device, match in (
+        ("cuda", "OpenVINO has no CUDA devices.*has CPU, GPU.*--device cpu"),
+        ("cuda:1", "OpenVINO has no CUDA devices"),
+        ("tpu", "unknown device 'tpu'.*has CPU, GPU"),
+    ):
         with pytest.raises(BackendError, match=match) as e:
             openvino_device(device, ["CPU", "GPU"])
         assert "\n" not in str(e.value)
@@ -43,11 +48,13 @@ def test_devices_are_named_never_guessed():
 def test_missing_package_names_the_extra(bundle):
     """A Python where ``import openvino`` fails: one line naming the extra (a subprocess, so the
     import can be blocked without touching this process's modules)."""
-    code = ("import sys; sys.modules['openvino'] = None\n"
-            "from fvdeploy.runtime import Classifier\n"
-            "from fvdeploy.errors import FvdeployError\n"
-            "try:\n    Classifier.load(sys.argv[1], device='cpu', backend='openvino')\n"
-            "except FvdeployError as e:\n    print(e)\n")
+    code = (
+        "import sys; sys.modules['openvino'] = None\n"
+        "from fvdeploy.runtime import Classifier\n"
+        "from fvdeploy.errors import FvdeployError\n"
+        "try:\n    Classifier.load(sys.argv[1], device='cpu', backend='openvino')\n"
+        "except FvdeployError as e:\n    print(e)\n"
+    )
     out = subprocess.run([sys.executable, "-c", code, str(bundle[0])], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.strip().splitlines()
@@ -82,10 +89,16 @@ def test_whole_graph_on_openvino_matches_pytorch(bundle):
 @needs_openvino
 def test_split_pair_on_openvino_equals_torch_and_onnxruntime_end_to_end(bundle):
     model_dir, clip = bundle
-    results = {b: Classifier.load(model_dir, device="cpu", backend=b).classify(str(clip))
-               for b in ("torch", "onnxruntime", "openvino")}
+    results = {
+        b: Classifier.load(model_dir, device="cpu", backend=b).classify(str(clip))
+        for b in ("torch", "onnxruntime", "openvino")
+    }
     got = results["openvino"]
-    assert got.run["backend"] == "openvino" and got.run["provider"].startswith("OpenVINO") and got.run["provider"].endswith("CPU")
+    assert (
+        got.run["backend"] == "openvino"
+        and got.run["provider"].startswith("OpenVINO")
+        and got.run["provider"].endswith("CPU")
+    )
     for ref in ("torch", "onnxruntime"):
         check = compare_results(f"openvino vs {ref}", results[ref], got)
         assert check.passed, check.detail

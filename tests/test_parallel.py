@@ -63,8 +63,10 @@ def test_concurrent_videos_share_the_budget_and_stop_early(model_dir, folder):
 def test_worker_processes_give_the_same_jsonl_as_one_process(model_dir, folder, tmp_path):
     single, multi = tmp_path / "one.jsonl", tmp_path / "two.jsonl"
     r1 = runner.invoke(app, ["classify", str(folder), "--model", str(model_dir), "--output", str(single), "--quiet"])
-    r2 = runner.invoke(app, ["classify", str(folder), "--model", str(model_dir), "--output", str(multi), "--quiet",
-                             "--devices", "cpu,cpu"])
+    r2 = runner.invoke(
+        app,
+        ["classify", str(folder), "--model", str(model_dir), "--output", str(multi), "--quiet", "--devices", "cpu,cpu"],
+    )
     assert r1.exit_code == r2.exit_code == 1  # the broken file
     a = [comparable(json.loads(line)) for line in single.read_text().splitlines()]
     b = [comparable(json.loads(line)) for line in multi.read_text().splitlines()]
@@ -100,7 +102,9 @@ def test_precision_flags_on_cpu(model_dir, folder):
     mixed = Classifier.load(model_dir, device="cpu", precision="bf16", features_precision="fp32").classify(clip)
     assert bf16.run["precision"] == "bf16" and fp32.num_frames == bf16.num_frames == mixed.num_frames
     # features in fp32: the clustering reads the same signs as the fp32 model, whatever the rest does
-    assert [(s.start_frame, s.end_frame) for s in mixed.segments] == [(s.start_frame, s.end_frame) for s in fp32.segments]
+    assert [(s.start_frame, s.end_frame) for s in mixed.segments] == [
+        (s.start_frame, s.end_frame) for s in fp32.segments
+    ]
     with pytest.raises(BackendError, match="fp16 needs a CUDA device"):
         Classifier.load(model_dir, device="cpu", precision="fp16")
 
@@ -111,5 +115,7 @@ def test_nvdec_without_a_gpu_is_a_one_line_error(model_dir, folder):
     r = runner.invoke(app, ["classify", str(folder / "v1.mp4"), "--model", str(model_dir), "--decoder", "nvdec"])
     assert r.exit_code == 1 and "--decoder nvdec" in r.stderr and r.stderr.count("\n") == 1
     # auto never fails for lack of NVDEC: it says which decoder ran
-    r = runner.invoke(app, ["classify", str(folder / "v1.mp4"), "--model", str(model_dir), "--decoder", "auto", "--json"])
+    r = runner.invoke(
+        app, ["classify", str(folder / "v1.mp4"), "--model", str(model_dir), "--decoder", "auto", "--json"]
+    )
     assert r.exit_code == 0 and json.loads(r.stdout)["run"]["decoder"] == "opencv"

@@ -82,7 +82,9 @@ def test_the_same_grey_array_and_iterator_through_classify_and_watch(clf):
     assert a.to_dict()["segments"] == b.to_dict()["segments"] and a.label == b.label
     assert [s.start_s for s in a.segments] == pytest.approx([s.start_frame / 12.0 for s in a.segments], abs=1e-6)
     for source in (grey, iter(list(grey))):
-        wins = [w for w in watch(clf, source, window_frames=24, stride_frames=24, fps=12.0) if isinstance(w, WindowResult)]
+        wins = [
+            w for w in watch(clf, source, window_frames=24, stride_frames=24, fps=12.0) if isinstance(w, WindowResult)
+        ]
         assert len(wins) == 1 and wins[0].label == a.label and wins[0].start_s == 0.0 and wins[0].end_s == 2.0
     untimed = clf.classify(grey)  # no fps: no seconds, never NaN
     assert untimed.duration_s is None and all(s.start_s is None and s.end_s is None for s in untimed.segments)
@@ -104,7 +106,9 @@ def test_a_wrong_header_count_is_not_damage(clf):
 def test_decoding_goes_on_past_damage_and_says_where(clf, name, at_least, at):
     r = clf.classify(ASSETS / name)
     assert r.num_frames >= at_least and r.partial is True
-    assert len(r.warnings) == 1 and f"decode error at frame {at} (" in r.warnings[0] and "frame(s) lost" in r.warnings[0]
+    assert (
+        len(r.warnings) == 1 and f"decode error at frame {at} (" in r.warnings[0] and "frame(s) lost" in r.warnings[0]
+    )
 
 
 def test_damage_is_one_stderr_line_and_no_ffmpeg_noise(tmp_path, clf):
@@ -112,15 +116,42 @@ def test_damage_is_one_stderr_line_and_no_ffmpeg_noise(tmp_path, clf):
     import subprocess
     import sys
 
-    r = subprocess.run([sys.executable, "-m", "fvdeploy", "classify", str(ASSETS / "corrupt_middle.mp4"), "--json",
-                        "--model", clf.model_path], capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fvdeploy",
+            "classify",
+            str(ASSETS / "corrupt_middle.mp4"),
+            "--json",
+            "--model",
+            clf.model_path,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     assert "NAL unit" not in r.stderr and "[h264" not in r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "decode error at frame 50" in lines[0]
     assert json.loads(r.stdout)["partial"] is True
-    strict = subprocess.run([sys.executable, "-m", "fvdeploy", "classify", str(ASSETS / "corrupt_middle.mp4"), "-q",
-                             "--strict", "--model", clf.model_path], capture_output=True, text=True, timeout=300)
+    strict = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fvdeploy",
+            "classify",
+            str(ASSETS / "corrupt_middle.mp4"),
+            "-q",
+            "--strict",
+            "--model",
+            clf.model_path,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert strict.returncode == 1
 
 
@@ -136,8 +167,14 @@ def test_a_camcorder_folder_is_classified_and_skipped_files_are_named(clf, tmp_p
     assert r.exit_code == 0, r.output
     recs = {Path(x["path"]).name: x for x in map(json.loads, r.stdout.splitlines())}
     assert {k: v["num_frames"] for k, v in recs.items()} == {
-        "PHONE.MOV": 150, "broadcast.mxf": 50, "cam_0001.MTS": 150,
-        "clip.y4m": 12, "clip.h264": 12, "CLIP.M2TS": 12, "clip.vob": 12}
+        "PHONE.MOV": 150,
+        "broadcast.mxf": 50,
+        "cam_0001.MTS": 150,
+        "clip.y4m": 12,
+        "clip.h264": 12,
+        "CLIP.M2TS": 12,
+        "clip.vob": 12,
+    }
     assert "skipped 1 file(s) without a video extension: notes.txt" in r.stderr
 
 
@@ -149,13 +186,16 @@ def test_a_video_shorter_than_g_reports_each_real_frame_once(clf):
     assert [(s.start_frame, s.end_frame) for s in three.segments] == [(0, 1), (1, 2), (2, 3)]
 
 
-@pytest.mark.parametrize("bad,message", [
-    (np.zeros((64, 64, 3), np.uint8), "ambiguous .* a video is \\[T, H, W, 3\\]"),
-    (np.zeros((4, 0, 8, 3), np.uint8), "zero-sized frames"),
-    (np.zeros((0, 8, 8, 3), np.uint8), "zero frames"),
-    (np.zeros((4, 8, 8, 4), np.uint8), "a video is \\[T, H, W, 3\\]"),
-    (np.zeros((4, 8, 8, 3), np.float32), "uint8"),
-])
+@pytest.mark.parametrize(
+    "bad,message",
+    [
+        (np.zeros((64, 64, 3), np.uint8), "ambiguous .* a video is \\[T, H, W, 3\\]"),
+        (np.zeros((4, 0, 8, 3), np.uint8), "zero-sized frames"),
+        (np.zeros((0, 8, 8, 3), np.uint8), "zero frames"),
+        (np.zeros((4, 8, 8, 4), np.uint8), "a video is \\[T, H, W, 3\\]"),
+        (np.zeros((4, 8, 8, 3), np.float32), "uint8"),
+    ],
+)
 def test_bad_arrays_are_one_line_video_errors(clf, bad, message):
     with pytest.raises(VideoError, match=message) as e:
         clf.classify(bad)
@@ -188,8 +228,16 @@ def test_classify_many_takes_one_path_as_one_input(clf):
 def test_results_are_strict_json():
     from fvdeploy.runtime.results import Segment, VideoResult
 
-    r = VideoResult("x", "a", float("nan"), [("a", float("inf"))], 3, float("nan"), None,
-                    [Segment(0, 3, 0.0, float("nan"), "a", 1.0)])
+    r = VideoResult(
+        "x",
+        "a",
+        float("nan"),
+        [("a", float("inf"))],
+        3,
+        float("nan"),
+        None,
+        [Segment(0, 3, 0.0, float("nan"), "a", 1.0)],
+    )
     d = json.loads(r.to_json())
     assert d["score"] is None and d["topk"] == [["a", None]] and d["fps"] is None and d["segments"][0]["end_s"] is None
 

@@ -57,7 +57,11 @@ PLANS = {
     "default": {},
     # nothing stored verbatim: per-chunk sums from the start, merged down to 3 slots, the slots that
     # straddle cluster boundaries recomputed by seeking in the file
-    "sums+merge": dict(memory_plan=MemoryPlan(budget=2**20, chunk_frames=6, decode_frames=4, store_bytes=0, slot_bytes=6 * 16 * 8 * 8 * 4)),
+    "sums+merge": dict(
+        memory_plan=MemoryPlan(
+            budget=2**20, chunk_frames=6, decode_frames=4, store_bytes=0, slot_bytes=6 * 16 * 8 * 8 * 4
+        )
+    ),
 }
 
 
@@ -154,7 +158,9 @@ def test_tsm_all_streams_through_the_whole_network(model_dir, clip90):
 
 def test_a_stream_beyond_the_budget_names_windowed_classification(model_dir):
     clf = Classifier.load(model_dir, device="cpu")
-    clf.memory_plan = MemoryPlan(budget=2**20, chunk_frames=4, decode_frames=4, store_bytes=10 * 16 * 8 * 8 * 4, slot_bytes=2**16)
+    clf.memory_plan = MemoryPlan(
+        budget=2**20, chunk_frames=4, decode_frames=4, store_bytes=10 * 16 * 8 * 8 * 4, slot_bytes=2**16
+    )
     frames = synthetic_frames(40, 32, 32)
     with pytest.raises(Exception, match="windowed classification"):
         clf.classify(iter(list(frames)))

@@ -38,12 +38,27 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    return write_move4(tmp_path_factory.mktemp("m4") / "data", train=16, test=8, spec=Move4Spec(frames=12, size=32), seed=3)
+    return write_move4(
+        tmp_path_factory.mktemp("m4") / "data", train=16, test=8, spec=Move4Spec(frames=12, size=32), seed=3
+    )
 
 
 def _cfg(data, out, **kw) -> TrainConfig:
-    base = dict(data=str(data), out=str(out), arch="tiny", clusters=4, frames=12, size=32, shorter_side=32, epochs=3,
-                batch_size=4, lr=0.05, workers=0, device="cpu", track_clusters=2)
+    base = dict(
+        data=str(data),
+        out=str(out),
+        arch="tiny",
+        clusters=4,
+        frames=12,
+        size=32,
+        shorter_side=32,
+        epochs=3,
+        batch_size=4,
+        lr=0.05,
+        workers=0,
+        device="cpu",
+        track_clusters=2,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -192,18 +207,57 @@ def test_eval_cli_prints_json_and_writes_the_confusion_png(data, tmp_path):
 
 def test_train_cli_errors_are_one_line(tmp_path):
     # the train family's (train, eval, make-move4) real-process smoke test (python -m fvdeploy)
-    r = subprocess.run([sys.executable, "-m", "fvdeploy", "train", "--data", str(tmp_path / "nope"), "--out",
-                        str(tmp_path / "o"), "--arch", "tiny"], capture_output=True, text=True,
-                       env=ONE_THREAD_ENV)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fvdeploy",
+            "train",
+            "--data",
+            str(tmp_path / "nope"),
+            "--out",
+            str(tmp_path / "o"),
+            "--arch",
+            "tiny",
+        ],
+        capture_output=True,
+        text=True,
+        env=ONE_THREAD_ENV,
+    )
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert r.stderr.strip().startswith("error:") and "nope: not found" in r.stderr
     assert not (tmp_path / "o").exists()
 
 
 def _train_args(data, out, *extra):
-    return ["train", "--data", str(data), "--out-dir", str(out), "--arch", "tiny", "--clusters", "4", "--frames", "12",
-            "--size", "32", "--shorter-side", "32", "--epochs", "2", "--batch-size", "4", "--workers", "0",
-            "--device", "cpu", "--track-clusters", "0", *extra]
+    return [
+        "train",
+        "--data",
+        str(data),
+        "--out-dir",
+        str(out),
+        "--arch",
+        "tiny",
+        "--clusters",
+        "4",
+        "--frames",
+        "12",
+        "--size",
+        "32",
+        "--shorter-side",
+        "32",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "4",
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+        "--track-clusters",
+        "0",
+        *extra,
+    ]
 
 
 def test_train_cli_shows_steps_per_second_and_eta_per_step_and_q_silences_it(data, tmp_path, terminal_stderr):

@@ -17,10 +17,41 @@ def test_two_gloo_processes_end_with_identical_weights(tmp_path):
     data = write_move4(tmp_path / "data", train=12, test=4, spec=Move4Spec(frames=10, size=32), seed=5)
     out = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "fvdeploy",
-           "train", "--data", str(data), "--out", str(out), "--arch", "tiny", "--clusters", "4", "--frames", "10",
-           "--size", "32", "--shorter-side", "32", "--epochs", "2", "--batch-size", "3", "--lr", "0.05",
-           "--workers", "0", "--device", "cpu"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "fvdeploy",
+        "train",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--arch",
+        "tiny",
+        "--clusters",
+        "4",
+        "--frames",
+        "10",
+        "--size",
+        "32",
+        "--shorter-side",
+        "32",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "3",
+        "--lr",
+        "0.05",
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+    ]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())

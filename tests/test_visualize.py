@@ -29,8 +29,16 @@ def _result(seconds: bool) -> VideoResult:
     clusters with the same label, so colour by cluster and colour by label differ."""
     bounds = [(0, 30, 0.0, 0.6, "run"), (30, 50, 0.6, 1.0, "run"), (50, 100, 1.0, 10.0, "jump")]
     segs = [Segment(a, b, s if seconds else None, e if seconds else None, label, 0.9) for a, b, s, e, label in bounds]
-    return VideoResult(path="v.mp4", label="jump", score=0.8, num_frames=100, fps=None, duration_s=10.0 if seconds else None,
-                       segments=segs, run={"mode": "full"})
+    return VideoResult(
+        path="v.mp4",
+        label="jump",
+        score=0.8,
+        num_frames=100,
+        fps=None,
+        duration_s=10.0 if seconds else None,
+        segments=segs,
+        run={"mode": "full"},
+    )
 
 
 def _bar_colour(img: np.ndarray, fraction: float) -> tuple[int, ...]:
@@ -56,8 +64,16 @@ def test_classify_timeline_png_mode_size_axis_and_label_colours(tmp_path, umask_
 
 def test_legend_rows_grow_with_the_labels_present(tmp_path, umask_022):
     segs = [Segment(i * 10, i * 10 + 10, i / 2, i / 2 + 0.5, name, 0.5) for i, name in enumerate(LABELS)]
-    result = VideoResult(path="v.mp4", label="walk", score=0.5, num_frames=70, fps=20.0, duration_s=3.5, segments=segs,
-                         run={"mode": "full"})
+    result = VideoResult(
+        path="v.mp4",
+        label="walk",
+        score=0.5,
+        num_frames=70,
+        fps=20.0,
+        duration_s=3.5,
+        segments=segs,
+        run={"mode": "full"},
+    )
     img = cv2.imread(str(plot_timeline(result, None, tmp_path / "t.png")))
     assert img.shape == (60 + 28 + 44 + 58 + 2 * 20 + 8, WIDTH, 3)  # 7 labels, 5 per legend row
 

@@ -180,8 +180,9 @@ def test_many_named_streams_keep_separate_state(model_dir, clf, tmp_path):
     for p in paths:
         mine = [i for i in items if i.stream == str(p)]
         alone = list(watch(clf, str(p), window_frames=20, stride_frames=10))
-        assert [(i.type, getattr(i, "start_frame", None), getattr(i, "label", None)) for i in mine] == \
-               [(i.type, getattr(i, "start_frame", None), getattr(i, "label", None)) for i in alone]
+        assert [(i.type, getattr(i, "start_frame", None), getattr(i, "label", None)) for i in mine] == [
+            (i.type, getattr(i, "start_frame", None), getattr(i, "label", None)) for i in alone
+        ]
     # a directory is its video files, each its own stream
     by_dir = list(watch(clf, str(tmp_path), window_frames=20, stride_frames=10))
     assert {i.stream for i in by_dir} == {str(p) for p in paths}
@@ -190,7 +191,9 @@ def test_many_named_streams_keep_separate_state(model_dir, clf, tmp_path):
 def test_iterator_and_rgb_sources(clf, frames):
     a = windows_of(watch(clf, frames[:50], window_frames=20, stride_frames=10, fps=25.0))
     b = windows_of(watch(clf, iter(list(frames[:50])), window_frames=20, stride_frames=10, fps=25.0))
-    c = windows_of(watch(clf, frames[:50, :, :, ::-1].copy(), window_frames=20, stride_frames=10, fps=25.0, color="rgb"))
+    c = windows_of(
+        watch(clf, frames[:50, :, :, ::-1].copy(), window_frames=20, stride_frames=10, fps=25.0, color="rgb")
+    )
     for x, y, z in zip(a, b, c):
         assert x.label == y.label == z.label and x.clusters == y.clusters == z.clusters
     assert b[0].time_basis == "fps"
@@ -211,11 +214,18 @@ def test_bad_inputs_and_options_are_one_line_errors(model_dir, clf, tmp_path):
     with pytest.raises(FvdeployError, match="threshold"):
         watch(clf, synthetic_frames(10, 32, 32), window_frames=8, stride_frames=2, threshold=1.5)
     with pytest.raises(FvdeployError, match="mode tsm"):
-        watch(Classifier.load(model_dir, device="cpu", mode="tsm"), synthetic_frames(10, 32, 32), window_frames=8, stride_frames=2)
+        watch(
+            Classifier.load(model_dir, device="cpu", mode="tsm"),
+            synthetic_frames(10, 32, 32),
+            window_frames=8,
+            stride_frames=2,
+        )
     with pytest.raises(VideoError, match="uint8"):
         watch(clf, np.zeros((4, 8, 8, 3), np.float32), window_frames=8, stride_frames=2)
     # several sources: a bad one becomes an error result, the good one goes on
-    items = list(watch_many(clf, [str(tmp_path / "missing.mp4"), synthetic_frames(20, 32, 32)], window_frames=8, stride_frames=4))
+    items = list(
+        watch_many(clf, [str(tmp_path / "missing.mp4"), synthetic_frames(20, 32, 32)], window_frames=8, stride_frames=4)
+    )
     ends = [i for i in items if isinstance(i, StreamEnd)]
     assert [e.error is None for e in ends].count(True) == 1 and "no such file" in next(e.error for e in ends if e.error)
     assert len(windows_of(items)) == 4

@@ -39,8 +39,22 @@ def records(text: str) -> list[dict]:
 
 
 def test_watch_writes_one_json_line_per_window_and_a_stream_end(model_dir, clip, tmp_path):
-    r = run("watch", clip, "--model", model_dir, "--device", "cpu", "--window-frames", 30, "--stride-frames", 15,
-            "--threshold", 0.0, "--visualize", tmp_path / "vis")
+    r = run(
+        "watch",
+        clip,
+        "--model",
+        model_dir,
+        "--device",
+        "cpu",
+        "--window-frames",
+        30,
+        "--stride-frames",
+        15,
+        "--threshold",
+        0.0,
+        "--visualize",
+        tmp_path / "vis",
+    )
     assert r.exit_code == 0, r.stderr
     recs = records(r.stdout)
     wins = [x for x in recs if x["type"] == "window"]
@@ -60,15 +74,30 @@ def test_watch_writes_one_json_line_per_window_and_a_stream_end(model_dir, clip,
 
 def test_output_file_is_renamed_at_the_end_and_never_overwritten(model_dir, clip, tmp_path):
     out = tmp_path / "w.jsonl"
-    r = run("watch", clip, "--model", model_dir, "--window-frames", 30, "--stride-frames", 30, "--events-only",
-            "--threshold", 0.0, "--output", out)
+    r = run(
+        "watch",
+        clip,
+        "--model",
+        model_dir,
+        "--window-frames",
+        30,
+        "--stride-frames",
+        30,
+        "--events-only",
+        "--threshold",
+        0.0,
+        "--output",
+        out,
+    )
     assert r.exit_code == 0, r.stderr
     recs = records(out.read_text())
     assert {x["type"] for x in recs} == {"event", "end"} and not (tmp_path / "w.jsonl.partial").exists()
     before = out.read_text()
     r = run("watch", clip, "--model", model_dir, "--window-frames", 30, "--stride-frames", 30, "--output", out)
     assert r.exit_code == 2 and "--force" in r.stderr and out.read_text() == before
-    r = run("watch", clip, "--model", model_dir, "--window-frames", 30, "--stride-frames", 30, "--output", out, "--force")
+    r = run(
+        "watch", clip, "--model", model_dir, "--window-frames", 30, "--stride-frames", 30, "--output", out, "--force"
+    )
     assert r.exit_code == 0 and any(x["type"] == "window" for x in records(out.read_text()))
 
 
@@ -96,9 +125,29 @@ def test_sigterm_winds_the_watch_down_cleanly(model_dir, tmp_path):
     complete and renamed, exit 0."""
     long = write_clip(tmp_path / "long.mp4", synthetic_frames(600, 32, 32, seed=8))
     out = tmp_path / "live.jsonl"
-    proc = subprocess.Popen([sys.executable, "-m", "fvdeploy", "watch", str(long), "--model", str(model_dir), "--realtime",
-                             "--window-frames", "20", "--stride-frames", "10", "--threshold", "0", "--output", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "fvdeploy",
+            "watch",
+            str(long),
+            "--model",
+            str(model_dir),
+            "--realtime",
+            "--window-frames",
+            "20",
+            "--stride-frames",
+            "10",
+            "--threshold",
+            "0",
+            "--output",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     partial = tmp_path / "live.jsonl.partial"
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:

@@ -26,8 +26,10 @@ def feed(t, windows):
 
 
 def grid(labels, scores, window=8, stride=2, hits=None):
-    return [WindowSpan(i * stride, i * stride + window, lab, sc, *(hits[i] if hits else (None, None)))
-            for i, (lab, sc) in enumerate(zip(labels, scores))]
+    return [
+        WindowSpan(i * stride, i * stride + window, lab, sc, *(hits[i] if hits else (None, None)))
+        for i, (lab, sc) in enumerate(zip(labels, scores))
+    ]
 
 
 def test_consecutive_agreeing_windows_merge_and_close_on_change():
@@ -110,8 +112,13 @@ def test_events_on_a_recording_of_known_actions_are_placed_within_one_stride():
 
     frames, truth = recording(0)
     clf = Classifier.load(model, device="cpu")
-    events = [i for i in watch(clf, frames, window_frames=W, stride_frames=S, fps=25.0, threshold=0.7,
-                                   min_duration_s=0.5, events_only=True) if isinstance(i, Event)]
+    events = [
+        i
+        for i in watch(
+            clf, frames, window_frames=W, stride_frames=S, fps=25.0, threshold=0.7, min_duration_s=0.5, events_only=True
+        )
+        if isinstance(i, Event)
+    ]
     for label, start, end in truth:
         mine = [e for e in events if e.label == label and e.start_frame < end + S and e.end_frame > start - S]
         assert len(mine) == 1, (label, start, end, events)
@@ -138,8 +145,20 @@ def test_event_placement_over_many_recordings():
     errors = []
     for seed in range(8):
         frames, truth = recording(seed)
-        events = [i for i in watch(clf, frames, window_frames=W, stride_frames=S, fps=25.0, threshold=0.7,
-                                       min_duration_s=0.5, events_only=True) if isinstance(i, Event)]
+        events = [
+            i
+            for i in watch(
+                clf,
+                frames,
+                window_frames=W,
+                stride_frames=S,
+                fps=25.0,
+                threshold=0.7,
+                min_duration_s=0.5,
+                events_only=True,
+            )
+            if isinstance(i, Event)
+        ]
         matched = set()
         for label, start, end in truth:
             mine = [e for e in events if e.label == label and e.start_frame < end + S and e.end_frame > start - S]
@@ -151,6 +170,8 @@ def test_event_placement_over_many_recordings():
                 errors.append(err)
                 within += abs(err) <= S
         extra += sum(1 for e in events if id(e) not in matched)
-    print(f"\nactions found as one event: {found}/32; boundaries within one stride ({S} frames): {within}/{len(errors)}; "
-          f"largest error {max(map(abs, errors))} frames; other events (on distractor stretches): {extra}")
+    print(
+        f"\nactions found as one event: {found}/32; boundaries within one stride ({S} frames): {within}/{len(errors)}; "
+        f"largest error {max(map(abs, errors))} frames; other events (on distractor stretches): {extra}"
+    )
     assert found >= 30 and within >= 0.8 * len(errors)

@@ -52,7 +52,11 @@ class MjpegServer:
                 try:
                     while not owner.stopping.is_set():
                         jpg = owner.jpegs[i % len(owner.jpegs)]
-                        self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpg) + jpg + b"\r\n")
+                        self.wfile.write(
+                            b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpg)
+                            + jpg
+                            + b"\r\n"
+                        )
                         owner.served += 1
                         i += 1
                         time.sleep(1.0 / owner.fps)

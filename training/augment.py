@@ -22,7 +22,17 @@ from torch import Tensor
 from fvdeploy.config import InputSpec
 from fvdeploy.io.transforms import normalize, resize, resized_size, to_model_color
 
-MIRROR_WORDS = {"left", "right", "clockwise", "counterclockwise", "anticlockwise", "leftward", "rightward", "leftwards", "rightwards"}
+MIRROR_WORDS = {
+    "left",
+    "right",
+    "clockwise",
+    "counterclockwise",
+    "anticlockwise",
+    "leftward",
+    "rightward",
+    "leftwards",
+    "rightwards",
+}
 FLIP_POLICIES = ("auto", "none")
 
 
@@ -68,7 +78,9 @@ def crop_box(height: int, width: int, crop: int, gen: torch.Generator, spec: Aug
     return top, left, ch, cw
 
 
-def augment_frames(frames: Tensor, spec: InputSpec, gen: torch.Generator, aug: AugmentSpec, *, flip: bool, color: str = "bgr") -> Tensor:
+def augment_frames(
+    frames: Tensor, spec: InputSpec, gen: torch.Generator, aug: AugmentSpec, *, flip: bool, color: str = "bgr"
+) -> Tensor:
     """uint8 ``[T, H, W, 3]`` -> float ``[T, 3, crop, crop]``, one random crop/flip for all frames."""
     x = to_model_color(frames, spec, color).float()
     x = resize(x, resized_size(x.shape[-2], x.shape[-1], spec.shorter_side), spec)

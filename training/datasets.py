@@ -134,7 +134,9 @@ def parse_list(
         if len(tokens) == 1:
             rel, label_token = tokens[0], Path(tokens[0]).parent.name
             if name_to_index is None:
-                raise DatasetError(f"{where}: a line without a label needs a class file (--classes) to read the folder name {label_token!r}")
+                raise DatasetError(
+                    f"{where}: a line without a label needs a class file (--classes) to read the folder name {label_token!r}"
+                )
         elif len(tokens) >= 3 and _is_int(tokens[-2]) and (root / " ".join(tokens[:-2])).is_dir():
             rel, num_frames, label_token = " ".join(tokens[:-2]), int(tokens[-2]), tokens[-1]
             if num_frames < 1:
@@ -147,8 +149,10 @@ def parse_list(
         if _is_int(label_token):
             label = int(label_token) - base
             if label < 0 or (classes is not None and label >= len(classes)):
-                raise DatasetError(f"{where}: label {label_token} is outside the {len(classes) if classes else '?'} classes"
-                                   + (f" (numbered from {base})" if classes else ""))
+                raise DatasetError(
+                    f"{where}: label {label_token} is outside the {len(classes) if classes else '?'} classes"
+                    + (f" (numbered from {base})" if classes else "")
+                )
         elif name_to_index is not None:
             if label_token not in name_to_index:
                 raise DatasetError(f"{where}: unknown class {label_token!r}")
@@ -378,7 +382,9 @@ class EpochSampler(Sampler):
     permutation as ``DistributedSampler`` does; evaluation uses ``pad=False`` so no video counts twice.
     """
 
-    def __init__(self, size: int, *, seed: int = 0, shuffle: bool = True, rank: int = 0, world: int = 1, pad: bool = True) -> None:
+    def __init__(
+        self, size: int, *, seed: int = 0, shuffle: bool = True, rank: int = 0, world: int = 1, pad: bool = True
+    ) -> None:
         self.size, self.seed, self.shuffle, self.rank, self.world, self.pad = size, seed, shuffle, rank, world, pad
         self.epoch = 0
 

@@ -110,7 +110,9 @@ class TrainConfig:
         if self.clusters < 1 or self.segments < 0 or self.frames < 0:
             raise TrainError("--clusters must be >= 1, --segments and --frames >= 0")
         if self.mode == "full" and 0 < self.frames < self.clusters:
-            raise TrainError(f"--frames {self.frames} is below --clusters {self.clusters}: a batch must hold a whole clustering")
+            raise TrainError(
+                f"--frames {self.frames} is below --clusters {self.clusters}: a batch must hold a whole clustering"
+            )
         if self.precision not in (None, "fp32", "fp16", "bf16"):
             raise TrainError(f"--precision must be fp32, fp16 or bf16, got {self.precision!r}")
         if self.flip not in FLIP_POLICIES:
@@ -131,8 +133,14 @@ class TrainConfig:
     def model_config(self, classes: list[str]) -> ModelConfig:
         shorter = self.shorter_side or int(round(self.size * 256 / 224))
         return ModelConfig(
-            arch=self.arch, num_classes=len(classes), labels=list(classes), num_clusters=self.clusters,
-            method=self.method, mode=self.mode, segments=self.segments, dropout=self.dropout,
+            arch=self.arch,
+            num_classes=len(classes),
+            labels=list(classes),
+            num_clusters=self.clusters,
+            method=self.method,
+            mode=self.mode,
+            segments=self.segments,
+            dropout=self.dropout,
             input=InputSpec(shorter_side=shorter, crop=self.size),
         )
 
@@ -264,8 +272,13 @@ def enable_activation_checkpointing(model: TSMResNet) -> None:
     def forward_frames(frames: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         if not torch.is_grad_enabled():
             return original(frames, lengths)
-        return checkpoint(original, frames, lengths, use_reentrant=False,
-                          context_fn=lambda: (nullcontext(), _batchnorm_stats_frozen(bns)))
+        return checkpoint(
+            original,
+            frames,
+            lengths,
+            use_reentrant=False,
+            context_fn=lambda: (nullcontext(), _batchnorm_stats_frozen(bns)),
+        )
 
     model.forward_frames = forward_frames  # type: ignore[method-assign]
 
@@ -342,11 +355,20 @@ class EvalResult:
 
     def per_class(self) -> dict[str, float | None]:
         rows = self.confusion.sum(1)
-        return {name: (float(self.confusion[i, i] / rows[i]) if rows[i] else None) for i, name in enumerate(self.labels)}
+        return {
+            name: (float(self.confusion[i, i] / rows[i]) if rows[i] else None) for i, name in enumerate(self.labels)
+        }
 
     def to_dict(self) -> dict[str, Any]:
-        return {"videos": self.count, "top1": self.top1, "top5": self.top5, "loss": self.loss,
-                "per_class": self.per_class(), "labels": self.labels, "confusion": self.confusion.tolist()}
+        return {
+            "videos": self.count,
+            "top1": self.top1,
+            "top5": self.top5,
+            "loss": self.loss,
+            "per_class": self.per_class(),
+            "labels": self.labels,
+            "confusion": self.confusion.tolist(),
+        }
 
 
 @torch.no_grad()
@@ -390,16 +412,32 @@ def evaluate(
     merged: dict[int, list[int]] = {}
     for part in dist.gather_objects(tracked):
         merged.update(part)
-    return EvalResult(list(model.config.labels), confusion.numpy(), int(top5), float(loss_sum), dict(sorted(merged.items())))
+    return EvalResult(
+        list(model.config.labels), confusion.numpy(), int(top5), float(loss_sum), dict(sorted(merged.items()))
+    )
 
 
-def eval_loader(videos: VideoList, config: ModelConfig, *, batch_size: int, workers: int, dist: Dist | None = None,
-                pin: bool = False) -> DataLoader:
+def eval_loader(
+    videos: VideoList,
+    config: ModelConfig,
+    *,
+    batch_size: int,
+    workers: int,
+    dist: Dist | None = None,
+    pin: bool = False,
+) -> DataLoader:
     dist = dist or Dist()
     ds = VideoDataset(videos, config.input, mode=config.mode, segments=config.segments, train=False)
     sampler = EpochSampler(len(ds), shuffle=False, rank=dist.rank, world=dist.world, pad=False)
-    return DataLoader(ds, batch_size=batch_size, sampler=sampler, num_workers=workers, collate_fn=collate_fn(),
-                      pin_memory=pin, generator=torch.Generator())
+    return DataLoader(
+        ds,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        collate_fn=collate_fn(),
+        pin_memory=pin,
+        generator=torch.Generator(),
+    )
 
 
 def map_to_model_classes(videos: VideoList, labels: list[str]) -> VideoList:
@@ -411,7 +449,9 @@ def map_to_model_classes(videos: VideoList, labels: list[str]) -> VideoList:
         return VideoList(videos.records, list(labels), videos.source)
     missing = [n for n in videos.classes if n not in labels]
     if missing:
-        raise TrainError(f"{videos.source}: class {missing[0]!r} is not one of the model's labels ({', '.join(labels[:6])}...)")
+        raise TrainError(
+            f"{videos.source}: class {missing[0]!r} is not one of the model's labels ({', '.join(labels[:6])}...)"
+        )
     index = {n: labels.index(n) for n in videos.classes}
     records = [dataclasses.replace(r, label=index[videos.classes[r.label]]) for r in videos.records]
     return VideoList(records, list(labels), videos.source)
@@ -451,7 +491,9 @@ class TrainSummary:
 
 
 # -- checkpoints ---------------------------------------------------------------------------------
-def write_checkpoint(model: TSMResNet, path: Path, state: dict[str, Any] | None = None, args: dict | None = None) -> None:
+def write_checkpoint(
+    model: TSMResNet, path: Path, state: dict[str, Any] | None = None, args: dict | None = None
+) -> None:
     """A model folder, with ``train_state/`` when ``state`` is given, swapped in atomically."""
     tmp = path.with_name(f".{path.name}.writing-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -475,7 +517,9 @@ def read_train_state(out: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         state = torch.load(sdir / STATE_FILE, map_location="cpu", weights_only=True)
         args = json.loads((sdir / ARGS_FILE).read_text())
     except (OSError, RuntimeError, ValueError, EOFError) as e:
-        raise TrainError(f"{sdir}: cannot read the train state ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+        raise TrainError(
+            f"{sdir}: cannot read the train state ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+        ) from None
     return state, args
 
 
@@ -486,8 +530,10 @@ def resume_config(cfg: TrainConfig, stored: dict[str, Any], given: set[str]) -> 
         if name in TrainConfig.RUNTIME_FIELDS or name == "out":
             continue
         if getattr(cfg, name) != getattr(old, name):
-            raise TrainError(f"--resume continues the run in {cfg.out} exactly; --{name.replace('_', '-')} "
-                             f"{getattr(cfg, name)!r} differs from its {getattr(old, name)!r} (use a new --out)")
+            raise TrainError(
+                f"--resume continues the run in {cfg.out} exactly; --{name.replace('_', '-')} "
+                f"{getattr(cfg, name)!r} differs from its {getattr(old, name)!r} (use a new --out)"
+            )
     return dataclasses.replace(old, **{n: getattr(cfg, n) for n in TrainConfig.RUNTIME_FIELDS}, out=cfg.out)
 
 
@@ -510,7 +556,9 @@ def _write_log(path: Path, rows: list[dict[str, Any]]) -> None:
 def _trim_cluster_log(path: Path, upto: int) -> None:
     """Drop lines of epochs after ``upto`` (written by an interrupted run before its checkpoint)."""
     if path.is_file():
-        lines = [ln for ln in path.read_text().splitlines(keepends=True) if ln.strip() and json.loads(ln)["epoch"] <= upto]
+        lines = [
+            ln for ln in path.read_text().splitlines(keepends=True) if ln.strip() and json.loads(ln)["epoch"] <= upto
+        ]
         path.write_text("".join(lines))
 
 
@@ -519,7 +567,9 @@ def _fmt(v: float | None) -> str:
 
 
 # -- the run -------------------------------------------------------------------------------------
-def train(cfg: TrainConfig, *, resume: bool = False, given: set[str] | None = None, reporter: Reporter | None = None) -> TrainSummary:
+def train(
+    cfg: TrainConfig, *, resume: bool = False, given: set[str] | None = None, reporter: Reporter | None = None
+) -> TrainSummary:
     """Train (or, with ``resume``, continue) the run that ``cfg`` describes. ``given`` names the
     options the user set explicitly (checked against the stored ones on resume)."""
     dist, device = init_distributed(cfg.device)
@@ -530,7 +580,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, given: set[str] | None = No
             tdist.destroy_process_group()
 
 
-def _train(cfg: TrainConfig, resume: bool, given: set[str], reporter: Reporter | None, dist: Dist, device: torch.device) -> TrainSummary:
+def _train(
+    cfg: TrainConfig, resume: bool, given: set[str], reporter: Reporter | None, dist: Dist, device: torch.device
+) -> TrainSummary:
     started = time.time()
     out = Path(cfg.out)
     state: dict[str, Any] | None = None
@@ -547,8 +599,13 @@ def _train(cfg: TrainConfig, resume: bool, given: set[str], reporter: Reporter |
     val_path = cfg.val or default_val_source(cfg.data)
     val_list = None
     if val_path:
-        val_list = open_source(val_path, classes_file=cfg.classes, root=cfg.root if cfg.val else None,
-                               classes=train_list.classes, role="val")
+        val_list = open_source(
+            val_path,
+            classes_file=cfg.classes,
+            root=cfg.root if cfg.val else None,
+            classes=train_list.classes,
+            role="val",
+        )
     model_cfg = cfg.model_config(train_list.classes)
 
     torch.manual_seed(cfg.seed)  # same initial weights on every rank (DDP broadcasts rank 0's anyway)
@@ -567,17 +624,38 @@ def _train(cfg: TrainConfig, resume: bool, given: set[str], reporter: Reporter |
     torch.manual_seed(cfg.seed + dist.rank)  # each rank its own dropout masks (nanoGPT's seed offset)
 
     pad_to = cfg.frames if (cfg.mode == "full" or cfg.segments == 0) else 0
-    train_ds = VideoDataset(train_list, model_cfg.input, mode=cfg.mode, segments=cfg.segments, frames=cfg.frames,
-                            train=True, seed=cfg.seed, augment=AugmentSpec(flip=cfg.flip))
+    train_ds = VideoDataset(
+        train_list,
+        model_cfg.input,
+        mode=cfg.mode,
+        segments=cfg.segments,
+        frames=cfg.frames,
+        train=True,
+        seed=cfg.seed,
+        augment=AugmentSpec(flip=cfg.flip),
+    )
     sampler = EpochSampler(len(train_ds), seed=cfg.seed, rank=dist.rank, world=dist.world)
     drop_last = len(sampler) >= cfg.batch_size
-    loader = DataLoader(train_ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
-                        collate_fn=collate_fn(pad_to), drop_last=drop_last, pin_memory=device.type == "cuda",
-                        generator=torch.Generator())  # keeps the global RNG (dropout) out of the loader
+    loader = DataLoader(
+        train_ds,
+        batch_size=cfg.batch_size,
+        sampler=sampler,
+        num_workers=cfg.workers,
+        collate_fn=collate_fn(pad_to),
+        drop_last=drop_last,
+        pin_memory=device.type == "cuda",
+        generator=torch.Generator(),
+    )  # keeps the global RNG (dropout) out of the loader
     val_loader = None
     if val_list is not None:
-        val_loader = eval_loader(val_list, model_cfg, batch_size=cfg.eval_batch_size or cfg.batch_size,
-                                 workers=cfg.workers, dist=dist, pin=device.type == "cuda")
+        val_loader = eval_loader(
+            val_list,
+            model_cfg,
+            batch_size=cfg.eval_batch_size or cfg.batch_size,
+            workers=cfg.workers,
+            dist=dist,
+            pin=device.type == "cuda",
+        )
 
     steps = len(loader)
     if steps == 0:
@@ -602,8 +680,11 @@ def _train(cfg: TrainConfig, resume: bool, given: set[str], reporter: Reporter |
         if dist.main:
             _trim_cluster_log(out / CLUSTER_LOG, start_epoch)
         if int(state.get("world", 1)) != dist.world:
-            log.warning("resuming a %s-process run with %s processes: batches differ from the original run",
-                        state.get("world", 1), dist.world)
+            log.warning(
+                "resuming a %s-process run with %s processes: batches differ from the original run",
+                state.get("world", 1),
+                dist.world,
+            )
     elif dist.main:
         out.mkdir(parents=True, exist_ok=True)
     dist.barrier()
@@ -637,16 +718,29 @@ def _train(cfg: TrainConfig, resume: bool, given: set[str], reporter: Reporter |
                 reporter.step(loss.item(), correct / len(labels))
         dist.all_reduce(sums)
         dist.sync_buffers(model)
-        row: dict[str, Any] = {"epoch": epoch + 1, "lr": _fmt(optimizer.param_groups[0]["lr"]),
-                               "train_loss": _fmt(sums[0].item() / sums[2].item()),
-                               "train_top1": _fmt(sums[1].item() / sums[2].item()),
-                               "val_loss": "", "val_top1": "", "val_top5": "", "best": ""}
+        row: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "lr": _fmt(optimizer.param_groups[0]["lr"]),
+            "train_loss": _fmt(sums[0].item() / sums[2].item()),
+            "train_top1": _fmt(sums[1].item() / sums[2].item()),
+            "val_loss": "",
+            "val_top1": "",
+            "val_top5": "",
+            "best": "",
+        }
         result = None
         if val_loader is not None:
             if reporter:
                 reporter.start_eval(len(val_list))
-            result = evaluate(model, val_loader, device, precision=precision, dist=dist, track=cfg.track_clusters,
-                              progress=reporter.eval_step if reporter else None)
+            result = evaluate(
+                model,
+                val_loader,
+                device,
+                precision=precision,
+                dist=dist,
+                track=cfg.track_clusters,
+                progress=reporter.eval_step if reporter else None,
+            )
             last_top1 = result.top1
             row.update(val_loss=_fmt(result.loss), val_top1=_fmt(result.top1), val_top5=_fmt(result.top5))
             improved = best_top1 is None or result.top1 > best_top1
@@ -661,18 +755,33 @@ def _train(cfg: TrainConfig, resume: bool, given: set[str], reporter: Reporter |
         rng_cpu = dist.gather_objects(torch.get_rng_state())
         rng_cuda = dist.gather_objects(torch.cuda.get_rng_state(device)) if device.type == "cuda" else None
         if dist.main:
-            trained = {"data": train_list.source, "epochs": epoch + 1, "top1": last_top1, "source": source, "seed": cfg.seed,
-                       "val": val_list.source if val_list else None}
+            trained = {
+                "data": train_list.source,
+                "epochs": epoch + 1,
+                "top1": last_top1,
+                "source": source,
+                "seed": cfg.seed,
+                "val": val_list.source if val_list else None,
+            }
             model.config = model.config.replace(trained=trained)
             train_state = {
-                "epoch": epoch + 1, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(), "rng_cpu": rng_cpu, "rng_cuda": rng_cuda,  # one per rank
-                "best_top1": best_top1, "best_epoch": best_epoch, "world": dist.world,
+                "epoch": epoch + 1,
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(),
+                "rng_cpu": rng_cpu,
+                "rng_cuda": rng_cuda,  # one per rank
+                "best_top1": best_top1,
+                "best_epoch": best_epoch,
+                "world": dist.world,
             }
             if result is not None and result.cluster_ids:
                 paths = [str(val_list.records[i].path) for i in result.cluster_ids]
                 with open(out / CLUSTER_LOG, "a") as f:
-                    f.write(json.dumps({"epoch": epoch + 1, "paths": paths, "ids": list(result.cluster_ids.values())}) + "\n")
+                    f.write(
+                        json.dumps({"epoch": epoch + 1, "paths": paths, "ids": list(result.cluster_ids.values())})
+                        + "\n"
+                    )
             _write_log(out / "log.csv", rows)
             if improved:
                 write_checkpoint(model, out / "best")
@@ -685,8 +794,9 @@ def _train(cfg: TrainConfig, resume: bool, given: set[str], reporter: Reporter |
             break
 
     hashes = dist.gather_objects(state_hash(model))
-    summary = TrainSummary(str(out), len(rows), best_top1, best_epoch, last_top1, stopped_early,
-                           round(time.time() - started, 1), hashes)
+    summary = TrainSummary(
+        str(out), len(rows), best_top1, best_epoch, last_top1, stopped_early, round(time.time() - started, 1), hashes
+    )
     if dist.main:
         (out / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
         if len(set(hashes)) > 1:

@@ -79,15 +79,21 @@ class Move4Spec:
 
     def validate(self) -> None:
         if self.action_frames is not None and not (2 <= self.action_frames <= self.frames // 2):
-            raise Move4Error(f"--action-frames must be between 2 (motion needs two frames) and half of --frames "
-                             f"({self.frames // 2}), got {self.action_frames}")
+            raise Move4Error(
+                f"--action-frames must be between 2 (motion needs two frames) and half of --frames "
+                f"({self.frames // 2}), got {self.action_frames}"
+            )
         if self.frames < 8:
             raise Move4Error(f"--frames must be >= 8 (the distractor chunk needs room), got {self.frames}")
         if self.size < 16 or self.size % 2:
-            raise Move4Error(f"--size must be an even number >= 16 (the MPEG-4 encoder needs even sizes), got {self.size}")
+            raise Move4Error(
+                f"--size must be an even number >= 16 (the MPEG-4 encoder needs even sizes), got {self.size}"
+            )
         lo, hi = self.chunk
         if not (0 < lo <= hi <= 0.75):
-            raise Move4Error(f"--chunk needs 0 < LO <= HI <= 0.75 (a quarter of the frames must show the motion), got {lo},{hi}")
+            raise Move4Error(
+                f"--chunk needs 0 < LO <= HI <= 0.75 (a quarter of the frames must show the motion), got {lo},{hi}"
+            )
 
 
 @dataclass
@@ -193,7 +199,11 @@ def render_video(spec: Move4Spec, seed: int, split: str, index: int, label: int 
     label = index % len(CLASSES) if label is None else label
     d = max(6, int(round(s * DIGIT_FRACTION)))
 
-    kinds = _sparse_kinds(rng, t_total, spec.action_frames) if spec.action_frames else _chunk_kinds(rng, t_total, spec.chunk)
+    kinds = (
+        _sparse_kinds(rng, t_total, spec.action_frames)
+        if spec.action_frames
+        else _chunk_kinds(rng, t_total, spec.chunk)
+    )
     motion_frames = kinds.count("motion")
 
     # The target digit's straight path: 60-100% of the free room along the axis of motion.
@@ -291,15 +301,25 @@ def write_move4(
                 rel = f"{split}/{CLASSES[video.label]}/{i:05d}.mp4"
                 write_mp4(tmp / rel, video.frames, spec.fps)
                 lines.append(f"{rel} {video.label}\n")
-                meta.append(json.dumps({"path": rel, "label": video.label, "digit": video.digit, "kinds": video.kinds}) + "\n")
+                meta.append(
+                    json.dumps({"path": rel, "label": video.label, "digit": video.digit, "kinds": video.kinds}) + "\n"
+                )
                 done += 1
                 if progress is not None:
                     progress(done, total)
             (tmp / f"{split}.txt").write_text("".join(lines))
             (tmp / f"{split}_frames.jsonl").write_text("".join(meta))
-        record = {"generator": "fvdeploy make-move4", "seed": seed, "train": train, "test": test,
-                  "spec": asdict(spec), "classes": list(CLASSES), "codec": FOURCC,
-                  "target_digits": list(TARGET_DIGITS), "distractor_digits": list(DISTRACTOR_DIGITS)}
+        record = {
+            "generator": "fvdeploy make-move4",
+            "seed": seed,
+            "train": train,
+            "test": test,
+            "spec": asdict(spec),
+            "classes": list(CLASSES),
+            "codec": FOURCC,
+            "target_digits": list(TARGET_DIGITS),
+            "distractor_digits": list(DISTRACTOR_DIGITS),
+        }
         (tmp / "move4.json").write_text(json.dumps(record, indent=2) + "\n")
         if out.exists():
             out.rmdir()  # empty, checked above

@@ -11,9 +11,24 @@ import numpy as np
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 WHITE, BLACK, GREY = (255, 255, 255), (0, 0, 0), (150, 150, 150)
 # A qualitative palette (BGR), distinct neighbours: cluster k gets PALETTE[k % len].
-PALETTE = [(180, 119, 31), (14, 127, 255), (44, 160, 44), (40, 39, 214), (189, 103, 148), (75, 86, 140),
-           (194, 119, 227), (127, 127, 127), (34, 189, 188), (207, 190, 23), (232, 199, 174), (120, 187, 255),
-           (138, 223, 152), (150, 152, 255), (213, 176, 197), (148, 156, 196)]
+PALETTE = [
+    (180, 119, 31),
+    (14, 127, 255),
+    (44, 160, 44),
+    (40, 39, 214),
+    (189, 103, 148),
+    (75, 86, 140),
+    (194, 119, 227),
+    (127, 127, 127),
+    (34, 189, 188),
+    (207, 190, 23),
+    (232, 199, 174),
+    (120, 187, 255),
+    (138, 223, 152),
+    (150, 152, 255),
+    (213, 176, 197),
+    (148, 156, 196),
+]
 
 
 def _text(img: np.ndarray, s: str, org: tuple[int, int], scale: float = 0.45, color=BLACK, thickness: int = 1) -> None:
@@ -55,7 +70,12 @@ def confusion_png(confusion: np.ndarray, labels: list[str], path: str | Path, ti
 
 
 def grouped_bars_png(
-    values: dict[str, list[float]], path: str | Path, *, title: str, xlabel: str, ylabel: str,
+    values: dict[str, list[float]],
+    path: str | Path,
+    *,
+    title: str,
+    xlabel: str,
+    ylabel: str,
     errors: dict[str, list[float]] | None = None,
 ) -> Path:
     """One group per x position (1..n), one bar per series; optional error bars."""

@@ -10,8 +10,9 @@ from ..errors import BackendError
 from .names import BACKENDS
 
 # torch loads with the first use of these, not with the package (``fvdeploy --help`` stays light)
-__getattr__, __dir__ = lazy_exports(__name__, {name: ".base" for name in (
-    "PRECISIONS", "Backend", "resolve_device", "resolve_precision")})
+__getattr__, __dir__ = lazy_exports(
+    __name__, {name: ".base" for name in ("PRECISIONS", "Backend", "resolve_device", "resolve_precision")}
+)
 
 if TYPE_CHECKING:
     import torch
@@ -33,19 +34,32 @@ def create_backend(name: str, model_path: str | Path, device: torch.device, prec
         from .ort_backend import OrtBackend
 
         # requested_*: what the user asked for ("auto", None), which `device`/`precision` have already resolved
-        return OrtBackend.open(model_path, options.get("config"), device=options.get("requested_device") or str(device),
-                               precision=options.get("requested_precision", precision))
+        return OrtBackend.open(
+            model_path,
+            options.get("config"),
+            device=options.get("requested_device") or str(device),
+            precision=options.get("requested_precision", precision),
+        )
     if name == "openvino":  # the same export bundle, compiled by OpenVINO for its CPU plugin
         from .openvino_backend import OpenVinoBackend
 
-        return OpenVinoBackend.open(model_path, options.get("config"), device=options.get("requested_device") or str(device),
-                                    precision=options.get("requested_precision", precision))
+        return OpenVinoBackend.open(
+            model_path,
+            options.get("config"),
+            device=options.get("requested_device") or str(device),
+            precision=options.get("requested_precision", precision),
+        )
     if name == "tensorrt":
         from .trt_backend import TrtBackend
 
         requested = options.get("requested_precision", precision)
-        return TrtBackend.open(model_path, options.get("config"), device, precision=requested,
-                               features_precision=options.get("features_precision") if requested else None)
+        return TrtBackend.open(
+            model_path,
+            options.get("config"),
+            device,
+            precision=requested,
+            features_precision=options.get("features_precision") if requested else None,
+        )
     raise BackendError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
 
 

@@ -45,8 +45,10 @@ def openvino_device(device: str, available: list[str]) -> str:
             raise BackendError(f"--device {device}: this OpenVINO has no CPU device (it has {have})")
         return "CPU"
     if device == "cuda" or device.startswith("cuda:"):
-        raise BackendError(f"--device {device}: OpenVINO has no CUDA devices (this OpenVINO has {have}); "
-                           "use --device cpu, or --backend onnxruntime/tensorrt for CUDA")
+        raise BackendError(
+            f"--device {device}: OpenVINO has no CUDA devices (this OpenVINO has {have}); "
+            "use --device cpu, or --backend onnxruntime/tensorrt for CUDA"
+        )
     raise BackendError(f"unknown device {device!r} for OpenVINO; this OpenVINO has {have}: use --device cpu")
 
 
@@ -61,10 +63,13 @@ def compile_graph(path: Path, device: str = "auto", threads: int | None = None):
     try:
         return core.compile_model(core.read_model(str(path)), target, config), target
     except Exception as e:  # OpenVINO raises RuntimeError with a multi-line C++ trace
-        first = next((ln.strip() for ln in str(e).splitlines() if ln.strip() and not ln.startswith("Exception from")),
-                     type(e).__name__)
-        raise BackendError(f"{path}: OpenVINO cannot load it ({first[:300]}); "
-                           "re-export with `fvdeploy export MODEL --force`") from None
+        first = next(
+            (ln.strip() for ln in str(e).splitlines() if ln.strip() and not ln.startswith("Exception from")),
+            type(e).__name__,
+        )
+        raise BackendError(
+            f"{path}: OpenVINO cannot load it ({first[:300]}); re-export with `fvdeploy export MODEL --force`"
+        ) from None
 
 
 class _Graph:
@@ -88,8 +93,14 @@ class _Graph:
 class OpenVinoBackend:
     name = "openvino"
 
-    def __init__(self, bundle, config: ModelConfig, device: str = "auto", precision: str | None = None,
-                 threads: int | None = None) -> None:
+    def __init__(
+        self,
+        bundle,
+        config: ModelConfig,
+        device: str = "auto",
+        precision: str | None = None,
+        threads: int | None = None,
+    ) -> None:
         from fvdeploy.export.record import check_config_matches
 
         ov = openvino_module()
@@ -108,8 +119,14 @@ class OpenVinoBackend:
         self.feature_shape = bundle.feature_shape
 
     @classmethod
-    def open(cls, model_dir: str | Path, config: ModelConfig | None = None, device: str = "auto",
-             precision: str | None = None, threads: int | None = None) -> "OpenVinoBackend":
+    def open(
+        cls,
+        model_dir: str | Path,
+        config: ModelConfig | None = None,
+        device: str = "auto",
+        precision: str | None = None,
+        threads: int | None = None,
+    ) -> "OpenVinoBackend":
         from fvdeploy.export.record import open_bundle
 
         openvino_module()  # say what to install before any path is looked at

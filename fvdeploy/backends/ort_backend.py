@@ -48,8 +48,10 @@ def provider_plan(device: str, available: list[str]) -> list[tuple[str, dict]]:
         return [("CPUExecutionProvider", {})]
     if device == "cuda" or device.startswith("cuda:"):
         if "CUDAExecutionProvider" not in available:
-            raise BackendError(f"--device {device}: this onnxruntime has no CUDAExecutionProvider (it has "
-                               f"{', '.join(available)}); pip install onnxruntime-gpu (fvdeploy's ort-gpu extra) or use --device cpu")
+            raise BackendError(
+                f"--device {device}: this onnxruntime has no CUDAExecutionProvider (it has "
+                f"{', '.join(available)}); pip install onnxruntime-gpu (fvdeploy's ort-gpu extra) or use --device cpu"
+            )
         return [("CUDAExecutionProvider", {"device_id": _device_index(device)})]
     raise BackendError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
 
@@ -63,29 +65,42 @@ def open_session(path: Path, device: str = "auto", threads: int | None = None):
     if threads:
         options.intra_op_num_threads = threads
     try:
-        session = ort.InferenceSession(str(path), sess_options=options, providers=[p for p, _ in plan],
-                                       provider_options=[o for _, o in plan])
+        session = ort.InferenceSession(
+            str(path), sess_options=options, providers=[p for p, _ in plan], provider_options=[o for _, o in plan]
+        )
     except Exception as e:  # onnxruntime raises its own pybind classes (InvalidProtobuf, Fail, ...)
         first = next((ln for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
-        raise BackendError(f"{path}: ONNX Runtime cannot load it ({first.strip()[:300]}); "
-                           "re-export with `fvdeploy export MODEL --force`") from None
+        raise BackendError(
+            f"{path}: ONNX Runtime cannot load it ({first.strip()[:300]}); "
+            "re-export with `fvdeploy export MODEL --force`"
+        ) from None
     used = session.get_providers()[0]
     if device != "auto" and used != plan[0][0]:
-        raise BackendError(f"--device {device}: ONNX Runtime could not start {plan[0][0]} for {path.name} "
-                           f"(it fell back to {used}); check the CUDA/cuDNN install or use --device cpu")
+        raise BackendError(
+            f"--device {device}: ONNX Runtime could not start {plan[0][0]} for {path.name} "
+            f"(it fell back to {used}); check the CUDA/cuDNN install or use --device cpu"
+        )
     return session, used
 
 
 class OrtBackend:
     name = "onnxruntime"
 
-    def __init__(self, bundle, config: ModelConfig, device: str = "auto", precision: str | None = None,
-                 threads: int | None = None) -> None:
+    def __init__(
+        self,
+        bundle,
+        config: ModelConfig,
+        device: str = "auto",
+        precision: str | None = None,
+        threads: int | None = None,
+    ) -> None:
         from fvdeploy.export.record import check_config_matches
 
         if precision not in (None, "fp32"):
-            raise BackendError(f"backend onnxruntime runs the bundle's fp32 ONNX files; use --precision fp32 "
-                               f"(reduced precision: --backend tensorrt with engines from `fvdeploy export --trt --precision {precision}`)")
+            raise BackendError(
+                f"backend onnxruntime runs the bundle's fp32 ONNX files; use --precision fp32 "
+                f"(reduced precision: --backend tensorrt with engines from `fvdeploy export --trt --precision {precision}`)"
+            )
         check_config_matches(bundle, config)
         self.bundle = bundle
         self.config = config
@@ -100,8 +115,13 @@ class OrtBackend:
         self.feature_shape = bundle.feature_shape
 
     @classmethod
-    def open(cls, model_dir: str | Path, config: ModelConfig | None = None, device: str = "auto",
-             precision: str | None = None) -> "OrtBackend":
+    def open(
+        cls,
+        model_dir: str | Path,
+        config: ModelConfig | None = None,
+        device: str = "auto",
+        precision: str | None = None,
+    ) -> "OrtBackend":
         from fvdeploy.export.record import open_bundle
 
         bundle = open_bundle(model_dir)
@@ -131,5 +151,7 @@ class OrtWholeGraph:
         lengths = lengths.detach().cpu().numpy() if isinstance(lengths, Tensor) else np.asarray(lengths)
         if frames.dtype != np.uint8 or frames.ndim != 5 or frames.shape[-1] != 3:
             raise BackendError(f"model.onnx takes uint8 frames [N, T, S, S, 3], got {frames.dtype} {frames.shape}")
-        out = self.session.run(None, {"frames": np.ascontiguousarray(frames), "lengths": lengths.astype(self.lengths_dtype)})
+        out = self.session.run(
+            None, {"frames": np.ascontiguousarray(frames), "lengths": lengths.astype(self.lengths_dtype)}
+        )
         return tuple(out)

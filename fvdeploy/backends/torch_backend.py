@@ -22,8 +22,14 @@ class TorchBackend:
     name = "torch"
     provider = "pytorch"
 
-    def __init__(self, model: TSMResNet, device: torch.device, precision: str = "fp32",
-                 features_precision: str | None = None, optimize: bool = True) -> None:
+    def __init__(
+        self,
+        model: TSMResNet,
+        device: torch.device,
+        precision: str = "fp32",
+        features_precision: str | None = None,
+        optimize: bool = True,
+    ) -> None:
         """``features_precision``: stem + layer1 (whose signs the clustering reads) may run at a
         higher precision than the rest; a separate copy of just those layers is kept then.
         ``optimize=False`` runs an unfolded copy in the default memory format instead: the

@@ -62,21 +62,27 @@ def current_platform(version: str, device: torch.device) -> TrtPlatform:
 def verify_platform(recorded: TrtPlatform, current: TrtPlatform, where: Path | str) -> None:
     """Refuse engines built for another TensorRT version or GPU (checked before deserializing)."""
     if recorded != current:
-        raise BackendError(f"{where}: the engines were built for {recorded.describe()}, this machine has "
-                           f"{current.describe()}; {REBUILD}")
+        raise BackendError(
+            f"{where}: the engines were built for {recorded.describe()}, this machine has "
+            f"{current.describe()}; {REBUILD}"
+        )
 
 
 def choose_precision(engines: dict, requested: str | None, where: Path) -> str:
     if not engines:
-        raise BackendError(f"{where} has no TensorRT engines; build them with `fvdeploy export MODEL --trt` "
-                           "on the machine that will run them")
+        raise BackendError(
+            f"{where} has no TensorRT engines; build them with `fvdeploy export MODEL --trt` "
+            "on the machine that will run them"
+        )
     if requested is None:  # the runtime's CUDA default first, else what was built
         if "fp16" not in engines and len(engines) > 1:
             raise BackendError(f"{where} has TensorRT engines in {', '.join(sorted(engines))}; pass --precision")
         requested = "fp16" if "fp16" in engines else next(iter(engines))
     if requested not in engines:
-        raise BackendError(f"{where} has no {requested} TensorRT engines (it has {', '.join(sorted(engines))}); "
-                           f"pass --precision {sorted(engines)[0]} or {REBUILD} --precision {requested}")
+        raise BackendError(
+            f"{where} has no {requested} TensorRT engines (it has {', '.join(sorted(engines))}); "
+            f"pass --precision {sorted(engines)[0]} or {REBUILD} --precision {requested}"
+        )
     return requested
 
 
@@ -92,8 +98,16 @@ def _logger(trt):
 
 
 def _torch_dtype(trt, dtype) -> torch.dtype:
-    table = {"FLOAT": torch.float32, "HALF": torch.float16, "BF16": torch.bfloat16, "INT32": torch.int32,
-             "INT64": torch.int64, "UINT8": torch.uint8, "BOOL": torch.bool, "INT8": torch.int8}
+    table = {
+        "FLOAT": torch.float32,
+        "HALF": torch.float16,
+        "BF16": torch.bfloat16,
+        "INT32": torch.int32,
+        "INT64": torch.int64,
+        "UINT8": torch.uint8,
+        "BOOL": torch.bool,
+        "INT8": torch.int8,
+    }
     for name, value in table.items():
         if hasattr(trt.DataType, name) and dtype == getattr(trt.DataType, name):
             return value
@@ -136,8 +150,9 @@ class TrtEngine:
         for name, (dtype, lo, hi) in self.inputs.items():
             x = feeds[name].to(device=self.device, dtype=dtype).contiguous()
             if any(d < a or d > b for d, a, b in zip(x.shape, lo, hi)):
-                raise BackendError(f"{self.path.name}: input {name} shape {tuple(x.shape)} is outside the engine's "
-                                   f"profile {lo}..{hi}")
+                raise BackendError(
+                    f"{self.path.name}: input {name} shape {tuple(x.shape)} is outside the engine's profile {lo}..{hi}"
+                )
             if not self.context.set_input_shape(name, tuple(x.shape)):
                 raise BackendError(f"{self.path.name}: TensorRT refused input {name} of shape {tuple(x.shape)}")
             self.context.set_tensor_address(name, x.data_ptr())
@@ -157,8 +172,14 @@ class TrtEngine:
 class TrtBackend:
     name = "tensorrt"
 
-    def __init__(self, bundle, config: ModelConfig, device: torch.device, precision: str | None = None,
-                 features_precision: str | None = None) -> None:
+    def __init__(
+        self,
+        bundle,
+        config: ModelConfig,
+        device: torch.device,
+        precision: str | None = None,
+        features_precision: str | None = None,
+    ) -> None:
         """``features_precision`` (stem + layer1, whose signs the clustering reads) must be the one
         the engines were built with; the export records it per precision."""
         from fvdeploy.export.record import check_config_matches
@@ -169,13 +190,16 @@ class TrtBackend:
         check_config_matches(bundle, config)
         engines = bundle.engines()
         self.precision = choose_precision(engines, precision, bundle.dir)
-        verify_platform(TrtPlatform.from_record(bundle.record["tensorrt"]), current_platform(trt.__version__, device),
-                        bundle.dir)
+        verify_platform(
+            TrtPlatform.from_record(bundle.record["tensorrt"]), current_platform(trt.__version__, device), bundle.dir
+        )
         entry = engines[self.precision]
         self.features_precision = entry.get("features_precision", self.precision)
         if features_precision not in (None, self.precision, self.features_precision):
-            raise BackendError(f"{bundle.dir}: the {self.precision} engines run stem + layer1 in {self.features_precision}, "
-                               f"not {features_precision}; {REBUILD}")
+            raise BackendError(
+                f"{bundle.dir}: the {self.precision} engines run stem + layer1 in {self.features_precision}, "
+                f"not {features_precision}; {REBUILD}"
+            )
         self.bundle, self.config, self.device = bundle, config, device
         self.provider = f"TensorRT {trt.__version__}"
         self.frontend = TrtEngine(trt, bundle.path(entry["frontend"]), device)
@@ -189,8 +213,14 @@ class TrtBackend:
         self.back_halo = self.network_halo - self.halo  # shifted blocks in layer2..4
 
     @classmethod
-    def open(cls, model_dir: str | Path, config: ModelConfig | None, device: torch.device,
-             precision: str | None = None, features_precision: str | None = None) -> "TrtBackend":
+    def open(
+        cls,
+        model_dir: str | Path,
+        config: ModelConfig | None,
+        device: torch.device,
+        precision: str | None = None,
+        features_precision: str | None = None,
+    ) -> "TrtBackend":
         from fvdeploy.export.record import open_bundle
 
         tensorrt_module()  # say what to install before anything else

@@ -26,12 +26,16 @@ def _log(msg: str) -> None:
 @bench_app.command("memory")
 @guarded
 def memory(
-    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Model folder; default: the bundled model.")] = None,
+    model: Annotated[
+        Optional[Path], typer.Option("--model", "-m", help="Model folder; default: the bundled model.")
+    ] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
     max_memory: Annotated[int, typer.Option("--max-memory", help="The runtime's budget in MiB.", min=16)] = 256,
     frames: Annotated[str, typer.Option(help="Comma-separated video lengths.")] = "300,10000,30000",
     size: Annotated[str, typer.Option(help="WxH of the generated clips.")] = "320x180",
-    quick: Annotated[bool, typer.Option("--quick/--no-quick", help="Small lengths (100,1000,3000) at 96x64, for smoke tests.")] = False,
+    quick: Annotated[
+        bool, typer.Option("--quick/--no-quick", help="Small lengths (100,1000,3000) at 96x64, for smoke tests.")
+    ] = False,
 ) -> None:
     """Peak memory growth over the loaded model for videos of the same content and different lengths."""
     from .memory import bench_memory
@@ -48,18 +52,33 @@ def memory(
 @guarded
 def throughput(
     video: Annotated[Path, typer.Argument(help="A video file.")],
-    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Model folder; default: the bundled model.")] = None,
+    model: Annotated[
+        Optional[Path], typer.Option("--model", "-m", help="Model folder; default: the bundled model.")
+    ] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
     decoder: Annotated[Optional[Decoder], typer.Option(help="Default: auto on CUDA, opencv on CPU.")] = None,
-    fast_resize: Annotated[bool, typer.Option("--fast-resize/--no-fast-resize", help="CPU: resize in uint8 (see fvdeploy classify --help).")] = False,
+    fast_resize: Annotated[
+        bool,
+        typer.Option("--fast-resize/--no-fast-resize", help="CPU: resize in uint8 (see fvdeploy classify --help)."),
+    ] = False,
 ) -> None:
     """End-to-end frames/s vs decode-only frames/s of the same file in the same run."""
     from .throughput import bench_throughput
     from ..io.sources import open_source
 
     open_source(str(video)).close()  # one-line error for a bad file before loading anything
-    typer.echo(json.dumps(bench_throughput(str(video), str(model) if model else None, device, decoder.value if decoder else None,
-                                            fast_resize, log=_log)))
+    typer.echo(
+        json.dumps(
+            bench_throughput(
+                str(video),
+                str(model) if model else None,
+                device,
+                decoder.value if decoder else None,
+                fast_resize,
+                log=_log,
+            )
+        )
+    )
 
 
 @bench_app.command("model")
@@ -67,30 +86,57 @@ def throughput(
 def model_only(
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
     arch: Annotated[Arch, typer.Option(help="Random weights of this architecture, unless --model.")] = Arch.resnet50,
-    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Use this model folder's weights and input size.")] = None,
+    model: Annotated[
+        Optional[Path], typer.Option("--model", "-m", help="Use this model folder's weights and input size.")
+    ] = None,
     frames: Annotated[int, typer.Option(help="Frames in the video.", min=1)] = 3000,
     precision: Annotated[Optional[Precision], typer.Option(help="Default: fp16 on CUDA, fp32 on CPU.")] = None,
     size: Annotated[int, typer.Option(help="Input crop.", min=16)] = 224,
     clusters: Annotated[int, typer.Option(help="G.", min=1)] = 8,
     batch: Annotated[int, typer.Option(help="Batch of the plain-ResNet yardstick.", min=1)] = 256,
     chunk: Annotated[int, typer.Option(help="Frames per stem+layer1 call.", min=1)] = 64,
-    quick: Annotated[bool, typer.Option("--quick/--no-quick", help="resnet18, 48 frames at 64 px, batch 8: a smoke test.")] = False,
-    compile: Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile stem+layer1 on the fixed chunk shape (measure whether it pays).")] = False,
+    quick: Annotated[
+        bool, typer.Option("--quick/--no-quick", help="resnet18, 48 frames at 64 px, batch 8: a smoke test.")
+    ] = False,
+    compile: Annotated[
+        bool,
+        typer.Option(
+            "--compile/--no-compile",
+            help="torch.compile stem+layer1 on the fixed chunk shape (measure whether it pays).",
+        ),
+    ] = False,
 ) -> None:
     """Model-only frames/s: full-video model (G clusters) vs TSM-all, plus a plain ResNet's images/s."""
     from .model import bench_model
 
     if quick:
         arch, frames, size, batch, chunk = Arch.resnet18, 48, 64, 8, 16
-    typer.echo(json.dumps(bench_model(arch.value, device, precision.value if precision else None, frames, size, clusters, batch, chunk,
-                                      str(model) if model else None, compile=compile, log=_log)))
+    typer.echo(
+        json.dumps(
+            bench_model(
+                arch.value,
+                device,
+                precision.value if precision else None,
+                frames,
+                size,
+                clusters,
+                batch,
+                chunk,
+                str(model) if model else None,
+                compile=compile,
+                log=_log,
+            )
+        )
+    )
 
 
 @bench_app.command("corpus")
 @guarded
 def corpus(
     folder: Annotated[Path, typer.Argument(help="A folder of videos (searched recursively).")],
-    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Model folder; default: the bundled model.")] = None,
+    model: Annotated[
+        Optional[Path], typer.Option("--model", "-m", help="Model folder; default: the bundled model.")
+    ] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
     decode_workers: Annotated[Optional[int], typer.Option(help="Videos decoded in parallel.", min=1)] = None,
     decoder: Annotated[Optional[Decoder], typer.Option(help="Default: auto on CUDA, opencv on CPU.")] = None,
@@ -98,15 +144,27 @@ def corpus(
     """videos/s and frames/s over a folder of clips (the realistic batch job), CPU s/frame, GPU busy."""
     from .corpus import bench_corpus
 
-    typer.echo(json.dumps(bench_corpus(str(folder), str(model) if model else None, device, decode_workers,
-                                       decoder.value if decoder else None, log=_log)))
+    typer.echo(
+        json.dumps(
+            bench_corpus(
+                str(folder),
+                str(model) if model else None,
+                device,
+                decode_workers,
+                decoder.value if decoder else None,
+                log=_log,
+            )
+        )
+    )
 
 
 @bench_app.command("precision")
 @guarded
 def precision_agreement(
     folder: Annotated[Path, typer.Argument(help="A folder of videos (searched recursively).")],
-    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Model folder; default: the bundled model.")] = None,
+    model: Annotated[
+        Optional[Path], typer.Option("--model", "-m", help="Model folder; default: the bundled model.")
+    ] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
     precision: Annotated[Precision, typer.Option(help="The reduced precision to compare with fp32.")] = Precision.fp16,
 ) -> None:
@@ -122,13 +180,30 @@ def precision_agreement(
 @guarded
 def onnx_vs_torch(
     video: Annotated[Optional[Path], typer.Argument(help="A video file; default: a generated clip.")] = None,
-    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Model folder (its export bundle is used, or a temporary one made); default: the bundled model.")] = None,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N (ONNX Runtime's CUDA provider, no fallback).")] = "auto",
+    model: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--model",
+            "-m",
+            help="Model folder (its export bundle is used, or a temporary one made); default: the bundled model.",
+        ),
+    ] = None,
+    device: Annotated[
+        str, typer.Option(help="auto | cpu | cuda | cuda:N (ONNX Runtime's CUDA provider, no fallback).")
+    ] = "auto",
     frames: Annotated[int, typer.Option(help="Frames of the generated clip.", min=1)] = 600,
     repeats: Annotated[int, typer.Option(help="Timed runs per figure (the best is kept).", min=1)] = 2,
     threads: Annotated[Optional[int], typer.Option(help="Intra-op threads for both (default: torch's).", min=1)] = None,
-    quick: Annotated[bool, typer.Option("--quick/--no-quick", help="48 frames at 96x64, one run: a smoke test.")] = False,
-    backends: Annotated[Optional[str], typer.Option("--backends", help="Comma-separated: torch,onnxruntime,openvino (default: those installed; OpenVINO on the CPU only).")] = None,
+    quick: Annotated[
+        bool, typer.Option("--quick/--no-quick", help="48 frames at 96x64, one run: a smoke test.")
+    ] = False,
+    backends: Annotated[
+        Optional[str],
+        typer.Option(
+            "--backends",
+            help="Comma-separated: torch,onnxruntime,openvino (default: those installed; OpenVINO on the CPU only).",
+        ),
+    ] = None,
 ) -> None:
     """ONNX Runtime vs PyTorch eager, model only and end to end, as ratios (PyTorch s / ONNX Runtime s)."""
     from .onnx import bench_onnx
@@ -140,9 +215,17 @@ def onnx_vs_torch(
     if quick:
         frames, repeats, size = 48, 1, (96, 64)
 
-    out = bench_onnx(str(model) if model else None, str(video) if video else None, device, frames, repeats, size=size,
-                     threads=threads, log=_log,
-                     backends=tuple(b.strip() for b in backends.split(",") if b.strip()) if backends else None)
+    out = bench_onnx(
+        str(model) if model else None,
+        str(video) if video else None,
+        device,
+        frames,
+        repeats,
+        size=size,
+        threads=threads,
+        log=_log,
+        backends=tuple(b.strip() for b in backends.split(",") if b.strip()) if backends else None,
+    )
     typer.echo(json.dumps(out))
 
 
@@ -160,15 +243,28 @@ def watch(
     resolution: Annotated[Resolution, typer.Option(help="Frame size of each stream.")] = Resolution.p360,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
     precision: Annotated[Optional[Precision], typer.Option(help="Default: fp16 on CUDA, fp32 on CPU.")] = None,
-    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Model folder; default: the bundled model.")] = None,
-    arch: Annotated[Optional[Arch], typer.Option(help="Instead of a model folder: a randomly initialised ARCH (speed does not depend on the weights).")] = None,
+    model: Annotated[
+        Optional[Path], typer.Option("--model", "-m", help="Model folder; default: the bundled model.")
+    ] = None,
+    arch: Annotated[
+        Optional[Arch],
+        typer.Option(
+            help="Instead of a model folder: a randomly initialised ARCH (speed does not depend on the weights)."
+        ),
+    ] = None,
     crop: Annotated[int, typer.Option(help="Input size for --arch.", min=32)] = 224,
     seconds: Annotated[float, typer.Option(help="How long each stream plays.", min=1.0)] = 20.0,
     window: Annotated[float, typer.Option(help="Window length in seconds.")] = 8.0,
     stride: Annotated[float, typer.Option(help="Seconds between window starts.")] = 2.0,
-    max_memory: Annotated[Optional[int], typer.Option("--max-memory", help="MiB the watch may hold beyond the model.", min=16)] = None,
-    threads: Annotated[Optional[int], typer.Option(help="torch intra-op threads (default: torch's own choice).", min=1)] = None,
-    quick: Annotated[bool, typer.Option("--quick/--no-quick", help="A smoke-test size: 4 s streams, 2 s windows, 1 s stride.")] = False,
+    max_memory: Annotated[
+        Optional[int], typer.Option("--max-memory", help="MiB the watch may hold beyond the model.", min=16)
+    ] = None,
+    threads: Annotated[
+        Optional[int], typer.Option(help="torch intra-op threads (default: torch's own choice).", min=1)
+    ] = None,
+    quick: Annotated[
+        bool, typer.Option("--quick/--no-quick", help="A smoke-test size: 4 s streams, 2 s windows, 1 s stride.")
+    ] = False,
 ) -> None:
     """Stream N real-time 30-fps sources through one device: sustained or not, latency, CPU/GPU use."""
     from ..backends import resolve_device
@@ -187,10 +283,23 @@ def watch(
     with tempfile.TemporaryDirectory(prefix="fvdeploy-bench-model-") as tmp:
         if arch is not None:
             model = _random_model(Path(tmp) / arch.value, arch.value, crop)
-        clf = Classifier.load(model, device=device, precision=precision.value if precision else None,
-                              max_memory_mib=max_memory, mode="full")
-        out = bench_watch(clf, streams=streams, fps=fps, resolution=resolution.value, seconds=seconds,
-                          window_s=window, stride_s=stride, log=_log)
+        clf = Classifier.load(
+            model,
+            device=device,
+            precision=precision.value if precision else None,
+            max_memory_mib=max_memory,
+            mode="full",
+        )
+        out = bench_watch(
+            clf,
+            streams=streams,
+            fps=fps,
+            resolution=resolution.value,
+            seconds=seconds,
+            window_s=window,
+            stride_s=stride,
+            log=_log,
+        )
     import torch
 
     out["model"] = f"random {arch.value}" if arch is not None else str(model or "bundled default")
@@ -212,7 +321,9 @@ def _random_model(path: Path, arch: str, crop: int) -> Path:
 @guarded
 def startup(
     repeats: Annotated[int, typer.Option(help="Timed runs per command (the best is kept).", min=1)] = 3,
-    quick: Annotated[bool, typer.Option("--quick/--no-quick", help="Time --help only (still checks every command's imports).")] = False,
+    quick: Annotated[
+        bool, typer.Option("--quick/--no-quick", help="Time --help only (still checks every command's imports).")
+    ] = False,
 ) -> None:
     """Start-up: wall time of --help, --version and every SUB --help, and the heavy modules each imports."""
     from .startup import bench_startup

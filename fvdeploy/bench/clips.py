@@ -7,8 +7,15 @@ from pathlib import Path
 import numpy as np
 
 
-def looped_clip(path: str | Path, num_frames: int, width: int = 320, height: int = 180, fps: float = 25.0,
-                base_frames: int = 50, seed: int = 0) -> Path:
+def looped_clip(
+    path: str | Path,
+    num_frames: int,
+    width: int = 320,
+    height: int = 180,
+    fps: float = 25.0,
+    base_frames: int = 50,
+    seed: int = 0,
+) -> Path:
     """A video of ``num_frames`` that loops the same ``base_frames`` of moving content, so videos
     of different lengths have the same content (mp4v: OpenCV's own writer)."""
     import cv2

@@ -9,8 +9,9 @@ import numpy as np
 from .gpu import GpuSampler
 
 
-def bench_corpus(folder: str, model: str | None, device: str, decode_workers: int | None, decoder: str | None,
-                 log=print) -> dict:
+def bench_corpus(
+    folder: str, model: str | None, device: str, decode_workers: int | None, decoder: str | None, log=print
+) -> dict:
     """videos/s and frames/s over every video in a folder, as a batch job runs them."""
     from ..io.video import find_videos
     from ..runtime import Classifier
@@ -32,11 +33,19 @@ def bench_corpus(folder: str, model: str | None, device: str, decode_workers: in
             decoders.add(r.run.get("decoder"))
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     out = {
-        "videos": len(paths), "failed": failed, "frames": frames, "device": str(clf.backend.device),
-        "decoder": sorted(d for d in decoders if d), "decode_workers": clf.decode_workers,
-        "videos_per_s": round(len(paths) / wall, 2), "frames_per_s": round(frames / wall, 1),
-        "cpu_s_per_frame": round(cpu / max(1, frames), 5), "gpu_util_percent": gpu.mean,
+        "videos": len(paths),
+        "failed": failed,
+        "frames": frames,
+        "device": str(clf.backend.device),
+        "decoder": sorted(d for d in decoders if d),
+        "decode_workers": clf.decode_workers,
+        "videos_per_s": round(len(paths) / wall, 2),
+        "frames_per_s": round(frames / wall, 1),
+        "cpu_s_per_frame": round(cpu / max(1, frames), 5),
+        "gpu_util_percent": gpu.mean,
     }
-    log(f"{len(paths)} videos, {frames} frames in {wall:.1f} s: {out['videos_per_s']} videos/s, "
-        f"{out['frames_per_s']} frames/s, {out['cpu_s_per_frame'] * 1000:.2f} ms CPU per frame")
+    log(
+        f"{len(paths)} videos, {frames} frames in {wall:.1f} s: {out['videos_per_s']} videos/s, "
+        f"{out['frames_per_s']} frames/s, {out['cpu_s_per_frame'] * 1000:.2f} ms CPU per frame"
+    )
     return out

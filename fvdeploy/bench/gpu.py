@@ -36,8 +36,18 @@ class GpuSampler:
             return float(torch.cuda.utilization(self.index))
         except Exception:  # no pynvml: ask nvidia-smi
             try:
-                r = subprocess.run(["nvidia-smi", "-i", str(self.index), "--query-gpu=utilization.gpu",
-                                    "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=5)
+                r = subprocess.run(
+                    [
+                        "nvidia-smi",
+                        "-i",
+                        str(self.index),
+                        "--query-gpu=utilization.gpu",
+                        "--format=csv,noheader,nounits",
+                    ],
+                    capture_output=True,
+                    text=True,
+                    timeout=5,
+                )
                 return float(r.stdout.strip().splitlines()[0])
             except (OSError, ValueError, IndexError, subprocess.SubprocessError):
                 return None

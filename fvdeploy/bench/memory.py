@@ -57,13 +57,20 @@ def memory_child(video: str, model: str | None, device: str, max_memory_mib: int
         peak = torch.cuda.max_memory_allocated()
     else:
         peak = _rss_bytes("VmHWM")
-    return {"frames": result.num_frames, "growth_mib": round((peak - base) / 2**20, 1), "peak_mib": round(peak / 2**20, 1),
-            "extra_decoded_frames": sources_extra, "label": result.label, "path": clf.last_stats["memory_path"],
-            "measure": "torch.cuda.max_memory_allocated" if cuda else "peak RSS (VmHWM)"}
+    return {
+        "frames": result.num_frames,
+        "growth_mib": round((peak - base) / 2**20, 1),
+        "peak_mib": round(peak / 2**20, 1),
+        "extra_decoded_frames": sources_extra,
+        "label": result.label,
+        "path": clf.last_stats["memory_path"],
+        "measure": "torch.cuda.max_memory_allocated" if cuda else "peak RSS (VmHWM)",
+    }
 
 
-def bench_memory(model: str | None, device: str, max_memory_mib: int, lengths: list[int], width: int, height: int,
-                 log=print) -> dict:
+def bench_memory(
+    model: str | None, device: str, max_memory_mib: int, lengths: list[int], width: int, height: int, log=print
+) -> dict:
     growth, extra = {}, {}
     with tempfile.TemporaryDirectory(prefix="fvdeploy-bench-") as tmp:
         for t in lengths:
@@ -73,17 +80,23 @@ def bench_memory(model: str | None, device: str, max_memory_mib: int, lengths: l
                 cmd.append(str(model))
             r = subprocess.run(cmd, capture_output=True, text=True)
             if r.returncode != 0:
-                raise RuntimeError(f"memory child failed for T={t}: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}")
+                raise RuntimeError(
+                    f"memory child failed for T={t}: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}"
+                )
             child = json.loads(r.stdout.strip().splitlines()[-1])
             if child["frames"] != t:
                 raise RuntimeError(f"decoded {child['frames']} frames of a {t}-frame clip")
             growth[str(t)], extra[str(t)] = child["growth_mib"], child["extra_decoded_frames"]
-            log(f"T={t:>6}: growth {child['growth_mib']:8.1f} MiB ({child['measure']}; peak {child['peak_mib']} MiB in all), "
-                f"extra decoded frames {child['extra_decoded_frames']}, {child['path']}")
+            log(
+                f"T={t:>6}: growth {child['growth_mib']:8.1f} MiB ({child['measure']}; peak {child['peak_mib']} MiB in all), "
+                f"extra decoded frames {child['extra_decoded_frames']}, {child['path']}"
+            )
             os.unlink(clip)
     ok = all(g <= 1.1 * max_memory_mib for g in growth.values())
     return {"budget_mib": max_memory_mib, "growth_mib": growth, "extra_decoded_frames": extra, "ok": ok}
 
 
 if __name__ == "__main__":  # the per-length child of bench_memory
-    print(json.dumps(memory_child(sys.argv[1], sys.argv[4] if len(sys.argv) > 4 else None, sys.argv[2], int(sys.argv[3]))))
+    print(
+        json.dumps(memory_child(sys.argv[1], sys.argv[4] if len(sys.argv) > 4 else None, sys.argv[2], int(sys.argv[3])))
+    )

@@ -7,8 +7,19 @@ import time
 from .gpu import sync
 
 
-def bench_model(arch: str, device: str, precision: str | None, frames: int, size: int, clusters: int, batch: int,
-                chunk: int, model: str | None = None, compile: bool = False, log=print) -> dict:
+def bench_model(
+    arch: str,
+    device: str,
+    precision: str | None,
+    frames: int,
+    size: int,
+    clusters: int,
+    batch: int,
+    chunk: int,
+    model: str | None = None,
+    compile: bool = False,
+    log=print,
+) -> dict:
     """Model-only frames/s of the full-video model (G clusters) vs TSM-all on the same weights and
     precision, on synthetic preprocessed frames already on the device; plus images/s of a plain
     torchvision ResNet of the same arch at ``batch`` as the yardstick."""
@@ -28,8 +39,11 @@ def bench_model(arch: str, device: str, precision: str | None, frames: int, size
     prec = resolve_precision(precision, dev)
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    net = load_model(model) if model else create_model(
-        ModelConfig(arch=arch, num_classes=400, num_clusters=clusters, input=InputSpec(size, size)))
+    net = (
+        load_model(model)
+        if model
+        else create_model(ModelConfig(arch=arch, num_classes=400, num_clusters=clusters, input=InputSpec(size, size)))
+    )
     net.config = net.config.replace(num_clusters=clusters)
     backend = TorchBackend(net, dev, prec)
     size = net.config.input.crop
@@ -60,8 +74,9 @@ def bench_model(arch: str, device: str, precision: str | None, frames: int, size
             pass
 
     def tsm_all() -> None:
-        for _ in stream_with_halo(lambda x: backend.clip_logits(backend.frame_features(x)[None])[0],
-                                  chunks(), backend.network_halo):
+        for _ in stream_with_halo(
+            lambda x: backend.clip_logits(backend.frame_features(x)[None])[0], chunks(), backend.network_halo
+        ):
             pass
 
     plain = getattr(torchvision.models, arch if arch != "tiny" else "resnet18")().eval().to(dev, dtype)
@@ -92,13 +107,25 @@ def bench_model(arch: str, device: str, precision: str | None, frames: int, size
     times = timed({"full": full, "tsm_all": tsm_all, "plain": yardstick, "stem": stem_layer1})
     t_full, t_all, t_plain, t_stem = times["full"], times["tsm_all"], times["plain"], times["stem"]
     out = {
-        "arch": net.config.arch, "device": str(dev), "precision": prec, "frames": frames, "size": size,
-        "clusters": clusters, "chunk": chunk,
-        "full_fps": round(frames / t_full, 1), "tsm_all_fps": round(frames / t_all, 1),
+        "arch": net.config.arch,
+        "device": str(dev),
+        "precision": prec,
+        "frames": frames,
+        "size": size,
+        "clusters": clusters,
+        "chunk": chunk,
+        "full_fps": round(frames / t_full, 1),
+        "tsm_all_fps": round(frames / t_all, 1),
         "speedup_vs_tsm_all": round(t_all / t_full, 2),
-        "full_s": round(t_full, 3), "tsm_all_s": round(t_all, 3), "stem_layer1_s": round(t_stem, 3),
-        "plain_images_per_s": round(batch / t_plain, 1), "plain_batch": batch, "compiled": compile,
+        "full_s": round(t_full, 3),
+        "tsm_all_s": round(t_all, 3),
+        "stem_layer1_s": round(t_stem, 3),
+        "plain_images_per_s": round(batch / t_plain, 1),
+        "plain_batch": batch,
+        "compiled": compile,
     }
-    log(f"{out['arch']} {prec} on {dev}: full-video G={clusters} {out['full_fps']} frames/s, TSM-all "
-        f"{out['tsm_all_fps']} frames/s ({out['speedup_vs_tsm_all']}x); stem + layer1 {out['stem_layer1_s']} s; plain {arch} {out['plain_images_per_s']} images/s")
+    log(
+        f"{out['arch']} {prec} on {dev}: full-video G={clusters} {out['full_fps']} frames/s, TSM-all "
+        f"{out['tsm_all_fps']} frames/s ({out['speedup_vs_tsm_all']}x); stem + layer1 {out['stem_layer1_s']} s; plain {arch} {out['plain_images_per_s']} images/s"
+    )
     return out

@@ -39,8 +39,13 @@ def _model_only(backend, frames: torch.Tensor, chunk: int) -> torch.Tensor:
     from ..ops.clustering import aggregate_clusters, cluster_ids
 
     g = backend.config.num_clusters
-    feats = torch.cat(list(stream_with_halo(backend.frame_features, rechunk(iter(frames.split(chunk)), chunk),
-                                            backend.halo, min_frames=g)))[None]
+    feats = torch.cat(
+        list(
+            stream_with_halo(
+                backend.frame_features, rechunk(iter(frames.split(chunk)), chunk), backend.halo, min_frames=g
+            )
+        )
+    )[None]
     ids = cluster_ids(feats, g, backend.config.method)
     means = aggregate_clusters(feats, ids, g)
     out = backend.clip_logits(means)
@@ -60,9 +65,18 @@ def default_backends(device: str = "cpu") -> tuple[str, ...]:
     return ("torch", "onnxruntime") + (("openvino",) if cpu and importlib.util.find_spec("openvino") else ())
 
 
-def bench_onnx(model: str | None, video: str | None, device: str = "cpu", frames: int = 600, repeats: int = 2,
-               chunk: int = 64, size: tuple[int, int] = (320, 180), threads: int | None = None, log=print,
-               backends: tuple[str, ...] | None = None) -> dict:
+def bench_onnx(
+    model: str | None,
+    video: str | None,
+    device: str = "cpu",
+    frames: int = 600,
+    repeats: int = 2,
+    chunk: int = 64,
+    size: tuple[int, int] = (320, 180),
+    threads: int | None = None,
+    log=print,
+    backends: tuple[str, ...] | None = None,
+) -> dict:
     """``threads``: intra-op threads of every side (default: torch's current count). On a shared
     machine, fewer threads than cores avoids OpenMP barrier stalls that would swamp the figures.
     ``backends``: which to run (default :func:`default_backends`); PyTorch is always the reference."""
@@ -103,8 +117,10 @@ def bench_onnx(model: str | None, video: str | None, device: str = "cpu", frames
         net = load_model(source)
         cfg = net.config
         ort_device = "cpu" if dev.type == "cpu" else f"cuda:{dev.index or 0}"
-        opened = {"torch": lambda: TorchBackend(net, dev, "fp32"),
-                  "onnxruntime": lambda: OrtBackend(bundle, cfg, device=ort_device, threads=threads)}
+        opened = {
+            "torch": lambda: TorchBackend(net, dev, "fp32"),
+            "onnxruntime": lambda: OrtBackend(bundle, cfg, device=ort_device, threads=threads),
+        }
         if "openvino" in names:
             from fvdeploy.backends.openvino_backend import OpenVinoBackend
 
@@ -114,9 +130,17 @@ def bench_onnx(model: str | None, video: str | None, device: str = "cpu", frames
         x = preprocess(decoded.to(dev), cfg.input, "bgr")
         n = x.shape[0]
         log(f"{cfg.arch} at {cfg.input.crop} px, G={cfg.num_clusters}, {n} frames, {threads} threads, device {dev}")
-        out: dict = {"model": str(source), "arch": cfg.arch, "crop": cfg.input.crop, "clusters": cfg.num_clusters,
-                     "video": str(described), "frames": n, "device": str(dev), "threads": threads,
-                     "precision": "fp32"}
+        out: dict = {
+            "model": str(source),
+            "arch": cfg.arch,
+            "crop": cfg.input.crop,
+            "clusters": cfg.num_clusters,
+            "video": str(described),
+            "frames": n,
+            "device": str(dev),
+            "threads": threads,
+            "precision": "fp32",
+        }
         classifiers = {name: Classifier(backend) for name, backend in backends.items()}
         for name, backend in backends.items():  # warm up: allocations, ORT's arena, the decoder
             with torch.inference_mode():
@@ -137,23 +161,34 @@ def bench_onnx(model: str | None, video: str | None, device: str = "cpu", frames
                 results[name] = result
         for name, backend in backends.items():
             model_s, e2e_s = best[name]["model"], best[name]["e2e"]
-            out[name] = {"provider": backend.provider, "model_s": round(model_s, 4), "model_fps": round(n / model_s, 1),
-                         "end_to_end_s": round(e2e_s, 4), "end_to_end_fps": round(n / e2e_s, 1),
-                         "end_to_end_timings": best[name]["timings"]}
-            log(f"{name:12s} ({backend.provider}): model only {out[name]['model_fps']} fps, "
-                f"end to end {out[name]['end_to_end_fps']} fps")
+            out[name] = {
+                "provider": backend.provider,
+                "model_s": round(model_s, 4),
+                "model_fps": round(n / model_s, 1),
+                "end_to_end_s": round(e2e_s, 4),
+                "end_to_end_fps": round(n / e2e_s, 1),
+                "end_to_end_timings": best[name]["timings"],
+            }
+            log(
+                f"{name:12s} ({backend.provider}): model only {out[name]['model_fps']} fps, "
+                f"end to end {out[name]['end_to_end_fps']} fps"
+            )
         t = out["torch"]
         out["backends"] = list(names)
         out["ratios"], out["parity"] = {}, {}
         for name in names[1:]:
             o = out[name]
-            out["ratios"][name] = {"model_only": round(t["model_s"] / o["model_s"], 3),
-                                   "end_to_end": round(t["end_to_end_s"] / o["end_to_end_s"], 3)}
+            out["ratios"][name] = {
+                "model_only": round(t["model_s"] / o["model_s"], 3),
+                "end_to_end": round(t["end_to_end_s"] / o["end_to_end_s"], 3),
+            }
             check = compare_results(f"{name} vs torch", results["torch"], results[name])
             diff = (model_logits[name].float().cpu() - model_logits["torch"].float().cpu()).abs().max().item()
             out["parity"][name] = {"passed": check.passed, **check.figures, "model_only_logits_max_abs": diff}
-            log(f"PyTorch s / {name} s: model only {out['ratios'][name]['model_only']}, end to end "
-                f"{out['ratios'][name]['end_to_end']}; parity: {check.detail}")
+            log(
+                f"PyTorch s / {name} s: model only {out['ratios'][name]['model_only']}, end to end "
+                f"{out['ratios'][name]['end_to_end']}; parity: {check.detail}"
+            )
         if "onnxruntime" in names:  # the fields of the two-backend version of this benchmark
             out["ratio"] = out["ratios"]["onnxruntime"]
             out["same_top1"] = out["parity"]["onnxruntime"]["same_top1"]

@@ -33,13 +33,19 @@ def bench_precision(paths: list[str], model: str | None, device: str, precision:
 
         raise VideoError("no video could be classified")
     out = {
-        "precision": precision, "device": str(ref.backend.device), "videos": n,
-        "top1_agreement": round(same_top1 / n, 4), "boundaries_within_1": round(within_one / n, 4),
-        "boundaries_identical": round(identical / n, 4), "worst_boundary_shift": worst,
+        "precision": precision,
+        "device": str(ref.backend.device),
+        "videos": n,
+        "top1_agreement": round(same_top1 / n, 4),
+        "boundaries_within_1": round(within_one / n, 4),
+        "boundaries_identical": round(identical / n, 4),
+        "worst_boundary_shift": worst,
     }
     out["same_top1_and_within_1"] = round(both / n, 4)
     out["rule_ok"] = both / n >= 0.99
-    log(f"{precision} vs fp32 on {n} videos: top-1 agrees {out['top1_agreement']:.2%}, boundaries within 1 frame "
+    log(
+        f"{precision} vs fp32 on {n} videos: top-1 agrees {out['top1_agreement']:.2%}, boundaries within 1 frame "
         f"{out['boundaries_within_1']:.2%} (identical {out['boundaries_identical']:.2%}); rule "
-        f"{'met' if out['rule_ok'] else 'NOT met: clustering must read fp32'}")
+        f"{'met' if out['rule_ok'] else 'NOT met: clustering must read fp32'}"
+    )
     return out

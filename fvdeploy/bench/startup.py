@@ -76,14 +76,21 @@ def bench_startup(repeats: int = 3, quick: bool = False, log=print) -> dict:
     commands = {}
     for args in command_lines():
         timed = not quick or args == ("--help",)
-        entry = {"wall_s": round(wall_seconds(args, 1 if quick else repeats), 3) if timed else None,
-                 "heavy_imports": heavy_imports(args)}
+        entry = {
+            "wall_s": round(wall_seconds(args, 1 if quick else repeats), 3) if timed else None,
+            "heavy_imports": heavy_imports(args),
+        }
         commands[" ".join(args)] = entry
         wall = "" if entry["wall_s"] is None else f"{entry['wall_s']:.3f} s"
         log(f"fvdeploy {' '.join(args):<32} {wall:>9}  heavy imports: {', '.join(entry['heavy_imports']) or 'none'}")
     ok = all(not e["heavy_imports"] for e in commands.values())
-    return {"python_s": round(python, 3), "help_s": commands["--help"]["wall_s"], "commands": commands,
-            "heavy": list(HEAVY), "ok": ok}
+    return {
+        "python_s": round(python, 3),
+        "help_s": commands["--help"]["wall_s"],
+        "commands": commands,
+        "heavy": list(HEAVY),
+        "ok": ok,
+    }
 
 
 def _bare_python(repeats: int) -> float:

@@ -9,8 +9,9 @@ import numpy as np
 from .gpu import sync
 
 
-def bench_throughput(video: str, model: str | None, device: str, decoder: str | None = None, fast_resize: bool = False,
-                     log=print) -> dict:
+def bench_throughput(
+    video: str, model: str | None, device: str, decoder: str | None = None, fast_resize: bool = False, log=print
+) -> dict:
     """End-to-end frames/s vs decode-only frames/s of the same file, same decoder, same run."""
     from ..io.sources import FrameReader, open_source
     from ..runtime import Classifier
@@ -31,13 +32,24 @@ def bench_throughput(video: str, model: str | None, device: str, decoder: str | 
     result = clf.classify(video)
     e2e_s, e2e_cpu = time.perf_counter() - t0, time.process_time() - cpu0
     out = {
-        "video": str(video), "frames": frames, "device": str(clf.backend.device), "precision": clf.backend.precision,
-        "decoder": result.run["decoder"], "arch": clf.config.arch, "fast_resize": fast_resize,
-        "decode_fps": round(frames / decode_s, 1), "end_to_end_fps": round(result.num_frames / e2e_s, 1),
+        "video": str(video),
+        "frames": frames,
+        "device": str(clf.backend.device),
+        "precision": clf.backend.precision,
+        "decoder": result.run["decoder"],
+        "arch": clf.config.arch,
+        "fast_resize": fast_resize,
+        "decode_fps": round(frames / decode_s, 1),
+        "end_to_end_fps": round(result.num_frames / e2e_s, 1),
         "ratio": round((result.num_frames / e2e_s) / (frames / decode_s), 3),
-        "cpu_s_per_frame": {"decode": round(decode_cpu / frames, 5), "end_to_end": round(e2e_cpu / result.num_frames, 5)},
+        "cpu_s_per_frame": {
+            "decode": round(decode_cpu / frames, 5),
+            "end_to_end": round(e2e_cpu / result.num_frames, 5),
+        },
         "timings": result.timings,
     }
-    log(f"{frames} frames: decode-only {out['decode_fps']} fps, end to end {out['end_to_end_fps']} fps, "
-        f"ratio {out['ratio']}")
+    log(
+        f"{frames} frames: decode-only {out['decode_fps']} fps, end to end {out['end_to_end_fps']} fps, "
+        f"ratio {out['ratio']}"
+    )
     return out

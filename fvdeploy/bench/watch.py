@@ -43,8 +43,9 @@ def make_clip(folder: Path, resolution: str, fps: float, seconds: float = 2.0) -
     return looped_clip(folder / f"bench_{resolution}.mp4", n, w, h, fps=fps, base_frames=n)
 
 
-def bench_watch(clf, *, streams: int, fps: float, resolution: str, seconds: float, window_s: float, stride_s: float,
-                log=print) -> dict:
+def bench_watch(
+    clf, *, streams: int, fps: float, resolution: str, seconds: float, window_s: float, stride_s: float, log=print
+) -> dict:
     """Run ``streams`` real-time streams for about ``seconds`` each and measure (see module doc)."""
     from ..watch import StreamEnd, StreamSpec, Watcher, WatchOptions, WindowResult
 
@@ -84,10 +85,19 @@ def bench_watch(clf, *, streams: int, fps: float, resolution: str, seconds: floa
     sustained = dropped == 0 and p95 is not None and p95 < stride_s
     busy = watcher.busy_s / wall
     out = {
-        "streams": streams, "fps": fps, "resolution": resolution, "device": str(device),
-        "precision": clf.backend.precision, "arch": clf.config.arch, "crop": clf.config.input.crop,
-        "window_s": window_s, "stride_s": stride_s, "seconds": round(wall, 1),
-        "frames": frames, "dropped_frames": dropped, "sustained": sustained,
+        "streams": streams,
+        "fps": fps,
+        "resolution": resolution,
+        "device": str(device),
+        "precision": clf.backend.precision,
+        "arch": clf.config.arch,
+        "crop": clf.config.input.crop,
+        "window_s": window_s,
+        "stride_s": stride_s,
+        "seconds": round(wall, 1),
+        "frames": frames,
+        "dropped_frames": dropped,
+        "sustained": sustained,
         "window_latency_ms": _percentiles(window_latency, 1000.0),
         "frame_latency_s": _percentiles(watcher.frame_latency),
         "device_loop_busy": round(busy, 3),
@@ -95,10 +105,12 @@ def bench_watch(clf, *, streams: int, fps: float, resolution: str, seconds: floa
         "gpu_util_percent": gpu.mean,
         "gpu_peak_memory_mib": _peak_cuda_mib(device),
     }
-    log(f"{streams} x {resolution} @ {fps:g} fps on {device} ({clf.config.arch} {clf.config.input.crop}px): "
+    log(
+        f"{streams} x {resolution} @ {fps:g} fps on {device} ({clf.config.arch} {clf.config.input.crop}px): "
         f"{'sustained' if sustained else 'NOT sustained'}, dropped {dropped} of {frames} frames, "
         f"window latency p50/p95 {out['window_latency_ms']['p50']}/{out['window_latency_ms']['p95']} ms, "
-        f"device loop busy {busy:.0%}, CPU {out['cpu_cores_used']} cores, GPU {out['gpu_util_percent']}%")
+        f"device loop busy {busy:.0%}, CPU {out['cpu_cores_used']} cores, GPU {out['gpu_util_percent']}%"
+    )
     return out
 
 
@@ -108,4 +120,3 @@ def _peak_cuda_mib(device) -> float | None:
     import torch
 
     return round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
-

@@ -83,8 +83,17 @@ def progress_bar(enabled: bool, *columns: Any) -> Iterator[Any]:
             unit = task.fields.get("unit", "it")
             return Text(f"{speed:,.1f} {unit}/s" if speed else f"- {unit}/s", style="progress.data.speed")
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), Rate(), TextColumn("ETA"),
-                  TimeRemainingColumn(), *columns, console=err, transient=True) as progress:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        Rate(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        *columns,
+        console=err,
+        transient=True,
+    ) as progress:
         yield progress
 
 
@@ -136,9 +145,15 @@ def configure_logging(level: str) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
-    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More library logging on stderr: -v info, -vv debug."),
-    log_level: Optional[str] = typer.Option(None, "--log-level", help="Library log level: debug | info | warning | error (default: warning)."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+    verbose: int = typer.Option(
+        0, "--verbose", "-v", count=True, help="More library logging on stderr: -v info, -vv debug."
+    ),
+    log_level: Optional[str] = typer.Option(
+        None, "--log-level", help="Library log level: debug | info | warning | error (default: warning)."
+    ),
 ) -> None:
     """fvdeploy: classify, train and export full-video action recognition models."""
     if log_level is not None and log_level.lower() not in LOG_LEVELS:

@@ -26,8 +26,15 @@ def _write(source: str, spans, out: Path, fps, title: str, total: int, show_prog
 
     with progress_bar(show_progress) as bar:
         task = bar.add_task("annotating", total=total or None, unit="frames") if bar else None
-        return annotate_video(source, spans, out, fps=fps, title=title, total_frames=total,
-                              progress=(lambda done, n: bar.update(task, completed=done)) if bar else None)
+        return annotate_video(
+            source,
+            spans,
+            out,
+            fps=fps,
+            title=title,
+            total_frames=total,
+            progress=(lambda done, n: bar.update(task, completed=done)) if bar else None,
+        )
 
 
 def annotate_result(result, out: Path, *, show_progress: bool) -> Path:
@@ -35,8 +42,15 @@ def annotate_result(result, out: Path, *, show_progress: bool) -> Path:
     from ..runtime.annotate import Span
 
     spans = [Span(s.start_frame, s.end_frame, s.label, s.score) for s in result.segments]
-    return _write(result.path, spans, out, result.fps, f"{Path(result.path).name}: {result.label} {result.score:.2f}",
-                  result.num_frames, show_progress)
+    return _write(
+        result.path,
+        spans,
+        out,
+        result.fps,
+        f"{Path(result.path).name}: {result.label} {result.score:.2f}",
+        result.num_frames,
+        show_progress,
+    )
 
 
 def annotate_windows(source: str, windows, out: Path, *, fps, show_progress: bool) -> Path:
@@ -46,6 +60,3 @@ def annotate_windows(source: str, windows, out: Path, *, fps, show_progress: boo
     spans = [Span(w.start_frame, w.end_frame, w.label, w.score) for w in windows]
     total = max((w.end_frame for w in windows), default=0)
     return _write(source, spans, out, fps, Path(source).name, total, show_progress)
-
-
-

@@ -21,7 +21,9 @@ def _log(msg: str) -> None:
 @bench_app.command("memory")
 @guarded
 def memory(
-    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Model folder; default: the bundled model.")] = None,
+    model: Annotated[
+        Optional[Path], typer.Option("--model", "-m", help="Model folder; default: the bundled model.")
+    ] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
     max_memory: Annotated[int, typer.Option("--max-memory", help="The runtime's budget in MiB.", min=16)] = 256,
     frames: Annotated[str, typer.Option(help="Comma-separated video lengths.")] = "300,10000,30000",
@@ -43,17 +45,23 @@ def memory(
 @guarded
 def throughput(
     video: Annotated[Path, typer.Argument(help="A video file.")],
-    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Model folder; default: the bundled model.")] = None,
+    model: Annotated[
+        Optional[Path], typer.Option("--model", "-m", help="Model folder; default: the bundled model.")
+    ] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
     decoder: Annotated[Optional[str], typer.Option(help="opencv | nvdec | auto (default: auto on CUDA).")] = None,
-    fast_resize: Annotated[bool, typer.Option("--fast-resize", help="CPU: resize in uint8 (see fvdeploy classify --help).")] = False,
+    fast_resize: Annotated[
+        bool, typer.Option("--fast-resize", help="CPU: resize in uint8 (see fvdeploy classify --help).")
+    ] = False,
 ) -> None:
     """End-to-end frames/s vs decode-only frames/s of the same file in the same run."""
     from ..bench import bench_throughput
     from ..runtime.sources import FileSource
 
     FileSource(video)  # one-line error for a bad file before loading anything
-    typer.echo(json.dumps(bench_throughput(str(video), str(model) if model else None, device, decoder, fast_resize, log=_log)))
+    typer.echo(
+        json.dumps(bench_throughput(str(video), str(model) if model else None, device, decoder, fast_resize, log=_log))
+    )
 
 
 @bench_app.command("model")
@@ -61,7 +69,9 @@ def throughput(
 def model_only(
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
     arch: Annotated[str, typer.Option(help="resnet18 | resnet50 (random weights) unless --model.")] = "resnet50",
-    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Use this model folder's weights and input size.")] = None,
+    model: Annotated[
+        Optional[Path], typer.Option("--model", "-m", help="Use this model folder's weights and input size.")
+    ] = None,
     frames: Annotated[int, typer.Option(help="Frames in the video.", min=1)] = 3000,
     precision: Annotated[Optional[str], typer.Option(help="fp32 | fp16 | bf16 (default fp16 on CUDA).")] = None,
     size: Annotated[int, typer.Option(help="Input crop.", min=16)] = 224,
@@ -69,28 +79,58 @@ def model_only(
     batch: Annotated[int, typer.Option(help="Batch of the plain-ResNet yardstick.", min=1)] = 256,
     chunk: Annotated[int, typer.Option(help="Frames per stem+layer1 call.", min=1)] = 64,
     quick: Annotated[bool, typer.Option(help="resnet18, 48 frames at 64 px, batch 8: a smoke test.")] = False,
-    compile: Annotated[bool, typer.Option("--compile", help="torch.compile stem+layer1 on the fixed chunk shape (measure whether it pays).")] = False,
+    compile: Annotated[
+        bool,
+        typer.Option("--compile", help="torch.compile stem+layer1 on the fixed chunk shape (measure whether it pays)."),
+    ] = False,
 ) -> None:
     """Model-only frames/s: full-video model (G clusters) vs TSM-all, plus a plain ResNet's images/s."""
     from ..bench import bench_model
 
     if quick:
         arch, frames, size, batch, chunk = "resnet18", 48, 64, 8, 16
-    typer.echo(json.dumps(bench_model(arch, device, precision, frames, size, clusters, batch, chunk,
-                                      str(model) if model else None, compile=compile, log=_log)))
+    typer.echo(
+        json.dumps(
+            bench_model(
+                arch,
+                device,
+                precision,
+                frames,
+                size,
+                clusters,
+                batch,
+                chunk,
+                str(model) if model else None,
+                compile=compile,
+                log=_log,
+            )
+        )
+    )
 
 
 @bench_app.command("corpus")
 @guarded
 def corpus(
     folder: Annotated[Path, typer.Argument(help="A folder of videos (searched recursively).")],
-    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Model folder; default: the bundled model.")] = None,
+    model: Annotated[
+        Optional[Path], typer.Option("--model", "-m", help="Model folder; default: the bundled model.")
+    ] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
     decode_workers: Annotated[Optional[int], typer.Option(help="Videos decoded in parallel.", min=1)] = None,
     decoder: Annotated[Optional[str], typer.Option(help="opencv | nvdec | auto.")] = None,
-    ray: Annotated[bool, typer.Option("--ray", help="Compare the local run with Ray Data, 1 and 2 CPU actors on the same cores (needs fvdeploy[ray]).")] = False,
-    ray_address: Annotated[str, typer.Option(help="With --ray: local (start a cluster here), auto or an address.")] = "local",
-    threads: Annotated[int, typer.Option(help="With --ray: torch threads of each process (local and every actor).", min=1)] = 1,
+    ray: Annotated[
+        bool,
+        typer.Option(
+            "--ray",
+            help="Compare the local run with Ray Data, 1 and 2 CPU actors on the same cores (needs fvdeploy[ray]).",
+        ),
+    ] = False,
+    ray_address: Annotated[
+        str, typer.Option(help="With --ray: local (start a cluster here), auto or an address.")
+    ] = "local",
+    threads: Annotated[
+        int, typer.Option(help="With --ray: torch threads of each process (local and every actor).", min=1)
+    ] = 1,
 ) -> None:
     """videos/s and frames/s over a folder of clips (the realistic batch job), CPU s/frame, GPU busy."""
     from ..bench import bench_corpus
@@ -98,16 +138,24 @@ def corpus(
     if ray:
         from ..bench import bench_corpus_ray
 
-        typer.echo(json.dumps(bench_corpus_ray(str(folder), str(model) if model else None, ray_address, threads=threads, log=_log)))
+        typer.echo(
+            json.dumps(
+                bench_corpus_ray(str(folder), str(model) if model else None, ray_address, threads=threads, log=_log)
+            )
+        )
         return
-    typer.echo(json.dumps(bench_corpus(str(folder), str(model) if model else None, device, decode_workers, decoder, log=_log)))
+    typer.echo(
+        json.dumps(bench_corpus(str(folder), str(model) if model else None, device, decode_workers, decoder, log=_log))
+    )
 
 
 @bench_app.command("precision")
 @guarded
 def precision_agreement(
     folder: Annotated[Path, typer.Argument(help="A folder of videos (searched recursively).")],
-    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Model folder; default: the bundled model.")] = None,
+    model: Annotated[
+        Optional[Path], typer.Option("--model", "-m", help="Model folder; default: the bundled model.")
+    ] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
     precision: Annotated[str, typer.Option(help="The reduced precision to compare with fp32: fp16 | bf16.")] = "fp16",
 ) -> None:

@@ -25,40 +25,129 @@ def _visual_path(folder: Path, source: str, used: set[Path]) -> Path:
 @app.command()
 @guarded
 def classify(
-    paths: Annotated[Optional[list[str]], typer.Argument(help="Video files, directories (searched recursively) or globs.", show_default=False, metavar="VIDEO")] = None,
-    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Model folder; default: the bundled model.")] = None,
+    paths: Annotated[
+        Optional[list[str]],
+        typer.Argument(
+            help="Video files, directories (searched recursively) or globs.", show_default=False, metavar="VIDEO"
+        ),
+    ] = None,
+    model: Annotated[
+        Optional[Path], typer.Option("--model", "-m", help="Model folder; default: the bundled model.")
+    ] = None,
     top_k: Annotated[int, typer.Option("--top-k", help="How many labels to report.", min=1)] = 5,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
     backend: Annotated[BackendName, typer.Option(help="Inference backend. No silent fallback.")] = BackendName.torch,
     precision: Annotated[Optional[Precision], typer.Option(help="Default: fp16 on CUDA, fp32 on CPU.")] = None,
-    mode: Annotated[Optional[Mode], typer.Option(help="full: every frame, G clusters; tsm: K sampled frames. Default: as trained.")] = None,
-    segments: Annotated[Optional[int], typer.Option(help="With --mode tsm: frames sampled per video (0 = every frame).", min=0)] = None,
-    clusters: Annotated[Optional[int], typer.Option(help="Full mode: number of clusters G (default: as trained).", min=1)] = None,
-    method: Annotated[Optional[Method], typer.Option(help="Full mode: clustering method (default: as trained).")] = None,
+    mode: Annotated[
+        Optional[Mode], typer.Option(help="full: every frame, G clusters; tsm: K sampled frames. Default: as trained.")
+    ] = None,
+    segments: Annotated[
+        Optional[int], typer.Option(help="With --mode tsm: frames sampled per video (0 = every frame).", min=0)
+    ] = None,
+    clusters: Annotated[
+        Optional[int], typer.Option(help="Full mode: number of clusters G (default: as trained).", min=1)
+    ] = None,
+    method: Annotated[
+        Optional[Method], typer.Option(help="Full mode: clustering method (default: as trained).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json/--no-json", help="One JSON object per video on stdout.")] = False,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write JSON Lines to this file (FILE.partial until the run ends).")] = None,
-    force: Annotated[bool, typer.Option("--force/--no-force", help="Overwrite an existing --output or --annotate file.")] = False,
-    resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue --output (or the FILE.partial an interrupted run left), skipping inputs it records.")] = False,
-    strict: Annotated[bool, typer.Option("--strict/--no-strict", help="Exit 1 when a result is partial (frames lost), not only when an input fails.")] = False,
+    output: Annotated[
+        Optional[Path],
+        typer.Option("--output", "-o", help="Write JSON Lines to this file (FILE.partial until the run ends)."),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force/--no-force", help="Overwrite an existing --output or --annotate file.")
+    ] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume/--no-resume",
+            help="Continue --output (or the FILE.partial an interrupted run left), skipping inputs it records.",
+        ),
+    ] = False,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict/--no-strict", help="Exit 1 when a result is partial (frames lost), not only when an input fails."
+        ),
+    ] = False,
     manifest: Annotated[Optional[Path], typer.Option(help="A file with one input path per line.")] = None,
-    shard: Annotated[Optional[str], typer.Option(help="I/N: process only the I-th of N disjoint slices of the sorted inputs.")] = None,
-    visualize: Annotated[Optional[Path], typer.Option(help="Write one timeline PNG per video into this folder.")] = None,
-    annotate: Annotated[Optional[Path], typer.Option(help="Write this video (one input only): each frame with its segment's label and score, and a timeline strip.")] = None,
-    max_memory: Annotated[Optional[int], typer.Option("--max-memory", help="MiB the runtime may hold beyond the model (default 1024 CPU, 2048 CUDA).", min=16)] = None,
-    chunk_size: Annotated[Optional[int], typer.Option(help="Frames per stem+layer1 call (default: from --max-memory).", min=1)] = None,
-    decoder: Annotated[Optional[Decoder], typer.Option(help="Default: auto on CUDA (nvdec when available), opencv on CPU.")] = None,
-    decode_workers: Annotated[Optional[int], typer.Option(help="Videos decoded ahead in parallel (default: from the CPU count).", min=1)] = None,
-    devices: Annotated[Optional[str], typer.Option(help="One worker process per device: 'all', '0,1,2,3' (GPUs) or 'cpu,cpu'.")] = None,
-    features_precision: Annotated[Optional[Precision], typer.Option(help="Precision of stem+layer1, whose signs the clustering reads.")] = None,
-    fast_resize: Annotated[bool, typer.Option("--fast-resize/--no-fast-resize", help="CPU: resize in uint8, ~10x faster at 720p-1080p, within one grey level of the default float resize.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet/--no-quiet", "-q", help="No progress and no table (results still go to stdout, --output and stderr).")] = False,
+    shard: Annotated[
+        Optional[str], typer.Option(help="I/N: process only the I-th of N disjoint slices of the sorted inputs.")
+    ] = None,
+    visualize: Annotated[
+        Optional[Path], typer.Option(help="Write one timeline PNG per video into this folder.")
+    ] = None,
+    annotate: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Write this video (one input only): each frame with its segment's label and score, and a timeline strip."
+        ),
+    ] = None,
+    max_memory: Annotated[
+        Optional[int],
+        typer.Option(
+            "--max-memory", help="MiB the runtime may hold beyond the model (default 1024 CPU, 2048 CUDA).", min=16
+        ),
+    ] = None,
+    chunk_size: Annotated[
+        Optional[int], typer.Option(help="Frames per stem+layer1 call (default: from --max-memory).", min=1)
+    ] = None,
+    decoder: Annotated[
+        Optional[Decoder], typer.Option(help="Default: auto on CUDA (nvdec when available), opencv on CPU.")
+    ] = None,
+    decode_workers: Annotated[
+        Optional[int], typer.Option(help="Videos decoded ahead in parallel (default: from the CPU count).", min=1)
+    ] = None,
+    devices: Annotated[
+        Optional[str], typer.Option(help="One worker process per device: 'all', '0,1,2,3' (GPUs) or 'cpu,cpu'.")
+    ] = None,
+    features_precision: Annotated[
+        Optional[Precision], typer.Option(help="Precision of stem+layer1, whose signs the clustering reads.")
+    ] = None,
+    fast_resize: Annotated[
+        bool,
+        typer.Option(
+            "--fast-resize/--no-fast-resize",
+            help="CPU: resize in uint8, ~10x faster at 720p-1080p, within one grey level of the default float resize.",
+        ),
+    ] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet/--no-quiet",
+            "-q",
+            help="No progress and no table (results still go to stdout, --output and stderr).",
+        ),
+    ] = False,
     topk_alias: Annotated[Optional[int], typer.Option("--topk", hidden=True, min=1)] = None,
-    ray: Annotated[Optional[str], typer.Option("--ray", help="Run on a Ray cluster: auto (the cluster this machine is in, or RAY_ADDRESS), an address (ray://head:10001), or local (start one here). Needs fvdeploy[ray].", rich_help_panel="Ray")] = None,
-    ray_actors: Annotated[int, typer.Option(help="Actors, each loading the model once.", min=1, rich_help_panel="Ray")] = 1,
-    ray_gpus_per_actor: Annotated[float, typer.Option(help="GPUs per actor (1 on GPU nodes; 0: CPU actors).", min=0, rich_help_panel="Ray")] = 0,
-    ray_cpus_per_actor: Annotated[float, typer.Option(help="CPUs per actor (a CPU actor runs torch on as many threads).", min=0, rich_help_panel="Ray")] = 1,
-    ray_batch_size: Annotated[int, typer.Option(help="Videos sent to an actor at a time.", min=1, rich_help_panel="Ray")] = 4,
-    ray_retries: Annotated[int, typer.Option(help="Restarts of a dead actor and retries of its batch (-1: no limit).", min=-1, rich_help_panel="Ray")] = -1,
+    ray: Annotated[
+        Optional[str],
+        typer.Option(
+            "--ray",
+            help="Run on a Ray cluster: auto (the cluster this machine is in, or RAY_ADDRESS), an address (ray://head:10001), or local (start one here). Needs fvdeploy[ray].",
+            rich_help_panel="Ray",
+        ),
+    ] = None,
+    ray_actors: Annotated[
+        int, typer.Option(help="Actors, each loading the model once.", min=1, rich_help_panel="Ray")
+    ] = 1,
+    ray_gpus_per_actor: Annotated[
+        float, typer.Option(help="GPUs per actor (1 on GPU nodes; 0: CPU actors).", min=0, rich_help_panel="Ray")
+    ] = 0,
+    ray_cpus_per_actor: Annotated[
+        float,
+        typer.Option(help="CPUs per actor (a CPU actor runs torch on as many threads).", min=0, rich_help_panel="Ray"),
+    ] = 1,
+    ray_batch_size: Annotated[
+        int, typer.Option(help="Videos sent to an actor at a time.", min=1, rich_help_panel="Ray")
+    ] = 4,
+    ray_retries: Annotated[
+        int,
+        typer.Option(
+            help="Restarts of a dead actor and retries of its batch (-1: no limit).", min=-1, rich_help_panel="Ray"
+        ),
+    ] = -1,
 ) -> None:
     """Classify videos of any length: label, top-k and per-cluster segments for each.
 
@@ -89,7 +178,9 @@ def classify(
         try:
             names += read_manifest(manifest)
         except (OSError, UnicodeDecodeError) as e:
-            failures.append(Input(str(manifest), f"{manifest}: cannot read manifest ({getattr(e, 'strerror', None) or e})"))
+            failures.append(
+                Input(str(manifest), f"{manifest}: cannot read manifest ({getattr(e, 'strerror', None) or e})")
+            )
     if not names and not failures:
         raise usage_error("no inputs: name video files, directories or globs, or --manifest FILE")
     if devices is not None and device != "auto":
@@ -129,15 +220,40 @@ def classify(
             raise usage_error(f"{output}: cannot write ({e.strerror or e})") from None
         inputs = [i for i in inputs if i.path not in writer.done]
     try:
-        failed, partial, rows = _run(inputs, writer, model=model, backend=backend, mode=mode, segments=segments,
-                                     clusters=clusters, method=method, precision=precision, max_memory=max_memory,
-                                     chunk_size=chunk_size, top_k=top_k, decoder=decoder,
-                                     features_precision=features_precision, fast_resize=fast_resize, device=device,
-                                     devices=devices, decode_workers=decode_workers, visualize=visualize,
-                                     as_json=as_json, quiet=quiet, annotate=annotate,
-                                     ray=dict(address=ray, actors=ray_actors, num_gpus=ray_gpus_per_actor,
-                                              num_cpus=ray_cpus_per_actor, batch_size=ray_batch_size,
-                                              retries=ray_retries) if ray is not None else None)
+        failed, partial, rows = _run(
+            inputs,
+            writer,
+            model=model,
+            backend=backend,
+            mode=mode,
+            segments=segments,
+            clusters=clusters,
+            method=method,
+            precision=precision,
+            max_memory=max_memory,
+            chunk_size=chunk_size,
+            top_k=top_k,
+            decoder=decoder,
+            features_precision=features_precision,
+            fast_resize=fast_resize,
+            device=device,
+            devices=devices,
+            decode_workers=decode_workers,
+            visualize=visualize,
+            as_json=as_json,
+            quiet=quiet,
+            annotate=annotate,
+            ray=dict(
+                address=ray,
+                actors=ray_actors,
+                num_gpus=ray_gpus_per_actor,
+                num_cpus=ray_cpus_per_actor,
+                batch_size=ray_batch_size,
+                retries=ray_retries,
+            )
+            if ray is not None
+            else None,
+        )
     except BaseException:
         if writer is not None:
             writer.abort()  # complete lines stay in FILE.partial for --resume
@@ -157,22 +273,61 @@ def partial_line(result) -> str:
     return f"partial result, {warnings[0]}{more}"
 
 
-def _run(inputs, writer, *, model, backend, mode, segments, clusters, method, precision, max_memory, chunk_size, top_k,
-         decoder, features_precision, fast_resize, device, devices, decode_workers, visualize, as_json, quiet,
-         annotate, ray=None) -> tuple[int, int, list]:
+def _run(
+    inputs,
+    writer,
+    *,
+    model,
+    backend,
+    mode,
+    segments,
+    clusters,
+    method,
+    precision,
+    max_memory,
+    chunk_size,
+    top_k,
+    decoder,
+    features_precision,
+    fast_resize,
+    device,
+    devices,
+    decode_workers,
+    visualize,
+    as_json,
+    quiet,
+    annotate,
+    ray=None,
+) -> tuple[int, int, list]:
     load_kwargs = dict(
-        model=model, backend=backend.value, mode=mode.value if mode else None, segments=segments,
-        num_clusters=clusters, method=method.value if method else None,
-        precision=precision.value if precision else None, max_memory_mib=max_memory, chunk_size=chunk_size, topk=top_k,
-        decoder=decoder.value if decoder else None, features_precision=features_precision.value if features_precision else None,
+        model=model,
+        backend=backend.value,
+        mode=mode.value if mode else None,
+        segments=segments,
+        num_clusters=clusters,
+        method=method.value if method else None,
+        precision=precision.value if precision else None,
+        max_memory_mib=max_memory,
+        chunk_size=chunk_size,
+        topk=top_k,
+        decoder=decoder.value if decoder else None,
+        features_precision=features_precision.value if features_precision else None,
         fast_resize=fast_resize,
     )
     show_progress = not quiet and err.is_terminal
     if ray is not None:
         from .classify_ray import classify_on_ray
 
-        failed, rows = classify_on_ray(inputs, writer, as_json, show_progress=show_progress, device=device,
-                                       decode_workers=decode_workers, load_kwargs=load_kwargs, **ray)
+        failed, rows = classify_on_ray(
+            inputs,
+            writer,
+            as_json,
+            show_progress=show_progress,
+            device=device,
+            decode_workers=decode_workers,
+            load_kwargs=load_kwargs,
+            **ray,
+        )
         return failed, sum(r.partial for r in rows), rows
     device_list = None
     if devices is not None:
@@ -195,7 +350,9 @@ def _run(inputs, writer, *, model, backend, mode, segments, clusters, method, pr
 
     with progress_bar(show_progress) as progress:
         videos_task = progress.add_task("videos", total=len(inputs), unit="videos") if progress else None
-        frames_task = progress.add_task("frames", total=None, unit="frames") if progress and device_list is None else None
+        frames_task = (
+            progress.add_task("frames", total=None, unit="frames") if progress and device_list is None else None
+        )
 
         def on_frames(done: int, total: int) -> None:
             progress.update(frames_task, completed=done, total=total or None)
@@ -203,11 +360,16 @@ def _run(inputs, writer, *, model, backend, mode, segments, clusters, method, pr
         if device_list is not None:
             from ..runtime.workers import classify_on_devices
 
-            stream = classify_on_devices(good, device_list, {k: (str(v) if isinstance(v, Path) else v) for k, v in load_kwargs.items()},
-                                         [pngs.get(p) for p in good] if pngs else None)
+            stream = classify_on_devices(
+                good,
+                device_list,
+                {k: (str(v) if isinstance(v, Path) else v) for k, v in load_kwargs.items()},
+                [pngs.get(p) for p in good] if pngs else None,
+            )
         else:
-            stream = clf.classify_many(good, progress=on_frames if progress else None,
-                                       visualize=(lambda src: pngs[str(src)]) if pngs else None)
+            stream = clf.classify_many(
+                good, progress=on_frames if progress else None, visualize=(lambda src: pngs[str(src)]) if pngs else None
+            )
         for item in inputs:
             result = None if item.error is not None else next(stream)
             error = item.error if result is None else result.error

@@ -17,22 +17,77 @@ from .choices import Precision
 @app.command("export")
 @guarded
 def export(
-    model_arg: Annotated[Optional[Path], typer.Argument(help="Model folder (same as --model).", metavar="MODEL", show_default=False)] = None,
-    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Model folder; default: the bundled model (written to --out-dir, default ./fvdeploy-default-model, never into the package).")] = None,
-    formats: Annotated[Optional[list[str]], typer.Option("--format", "-f", help="Formats (repeatable or comma-separated): onnx (default), trt (needs tensorrt 10.x/11.x and a GPU).")] = None,
-    precision: Annotated[Optional[Precision], typer.Option(help="Precision of the TensorRT engines (the ONNX files are fp32).")] = None,
+    model_arg: Annotated[
+        Optional[Path], typer.Argument(help="Model folder (same as --model).", metavar="MODEL", show_default=False)
+    ] = None,
+    model: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--model",
+            "-m",
+            help="Model folder; default: the bundled model (written to --out-dir, default ./fvdeploy-default-model, never into the package).",
+        ),
+    ] = None,
+    formats: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--format",
+            "-f",
+            help="Formats (repeatable or comma-separated): onnx (default), trt (needs tensorrt 10.x/11.x and a GPU).",
+        ),
+    ] = None,
+    precision: Annotated[
+        Optional[Precision], typer.Option(help="Precision of the TensorRT engines (the ONNX files are fp32).")
+    ] = None,
     opset: Annotated[int, typer.Option(help="ONNX opset (14..20).")] = 17,
     min_frames: Annotated[int, typer.Option("--min-frames", help="Whole-graph frames profile: shortest video.")] = 1,
-    opt_frames: Annotated[Optional[int], typer.Option("--opt-frames", help="Whole-graph frames profile: the length TensorRT tunes for (default 64, within min..max).")] = None,
-    max_frames: Annotated[int, typer.Option("--max-frames", help="Whole-graph frames profile: longest video; longer ones run through the split pair.")] = 256,
-    max_batch: Annotated[int, typer.Option("--max-batch", help="Whole-graph TensorRT engine: most videos per call.")] = 1,
-    out_dir: Annotated[Optional[Path], typer.Option("--out-dir", help="Write a new model folder here (config, weights, export/) instead of MODEL/export.")] = None,
-    force: Annotated[bool, typer.Option("--force/--no-force", help="Replace an existing export bundle (or --out-dir folder).")] = False,
-    clip: Annotated[Optional[Path], typer.Option(help="A real video for the validation (default: the bundled sample, else one written with OpenCV).")] = None,
-    device: Annotated[str, typer.Option(help="trt: the CUDA device that builds and checks the engines (auto: cuda:0 when there is one).")] = "auto",
+    opt_frames: Annotated[
+        Optional[int],
+        typer.Option(
+            "--opt-frames",
+            help="Whole-graph frames profile: the length TensorRT tunes for (default 64, within min..max).",
+        ),
+    ] = None,
+    max_frames: Annotated[
+        int,
+        typer.Option(
+            "--max-frames", help="Whole-graph frames profile: longest video; longer ones run through the split pair."
+        ),
+    ] = 256,
+    max_batch: Annotated[
+        int, typer.Option("--max-batch", help="Whole-graph TensorRT engine: most videos per call.")
+    ] = 1,
+    out_dir: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--out-dir", help="Write a new model folder here (config, weights, export/) instead of MODEL/export."
+        ),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force/--no-force", help="Replace an existing export bundle (or --out-dir folder).")
+    ] = False,
+    clip: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="A real video for the validation (default: the bundled sample, else one written with OpenCV)."
+        ),
+    ] = None,
+    device: Annotated[
+        str,
+        typer.Option(help="trt: the CUDA device that builds and checks the engines (auto: cuda:0 when there is one)."),
+    ] = "auto",
     workspace: Annotated[float, typer.Option(help="trt: builder workspace in GiB.")] = 4.0,
-    as_json: Annotated[bool, typer.Option("--json/--no-json", help="Print the export record (export.json) on stdout.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet/--no-quiet", "-q", help="No progress and no per-step lines (the bundle's path or --json still go to stdout).")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json/--no-json", help="Print the export record (export.json) on stdout.")
+    ] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet/--no-quiet",
+            "-q",
+            help="No progress and no per-step lines (the bundle's path or --json still go to stdout).",
+        ),
+    ] = False,
     onnx: Annotated[bool, typer.Option("--onnx", hidden=True)] = False,
     trt: Annotated[bool, typer.Option("--trt", hidden=True)] = False,
     fp16: Annotated[bool, typer.Option("--fp16", hidden=True)] = False,
@@ -60,9 +115,20 @@ def export(
     named = [f.strip().lower() for item in (formats or []) for f in item.split(",") if f.strip()]
     chosen = [f for f, on in (("onnx", onnx), ("trt", trt)) if on] + named
     formats = tuple(dict.fromkeys(chosen or ["onnx"]))
-    options = ExportOptions(formats=formats, precision=prec, opset=opset, min_frames=min_frames, opt_frames=opt_frames,
-                            max_frames=max_frames, max_batch=max_batch, out=out, force=force, clip=clip, device=device,
-                            workspace_gib=workspace)
+    options = ExportOptions(
+        formats=formats,
+        precision=prec,
+        opset=opset,
+        min_frames=min_frames,
+        opt_frames=opt_frames,
+        max_frames=max_frames,
+        max_batch=max_batch,
+        out=out,
+        force=force,
+        clip=clip,
+        device=device,
+        workspace_gib=workspace,
+    )
 
     def log(message: str) -> None:
         err.print(message, highlight=False, soft_wrap=True, markup=False)

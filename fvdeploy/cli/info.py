@@ -14,8 +14,15 @@ from . import app, guarded, usage_error
 @app.command()
 @guarded
 def info(
-    model_arg: Annotated[Optional[Path], typer.Argument(help="Model folder (same as --model).", metavar="MODEL", show_default=False)] = None,
-    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Model folder (config.json + model.safetensors); default: the bundled model.")] = None,
+    model_arg: Annotated[
+        Optional[Path], typer.Argument(help="Model folder (same as --model).", metavar="MODEL", show_default=False)
+    ] = None,
+    model: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--model", "-m", help="Model folder (config.json + model.safetensors); default: the bundled model."
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json/--no-json", help="Print the whole config.json.")] = False,
 ) -> None:
     """Print a model's config: arch, classes, clusters, method, mode, input size, parameters."""
@@ -45,8 +52,11 @@ def info(
         ("mode", cfg.mode if cfg.mode == "full" else f"tsm, {cfg.segments or 'all'} segments"),
         ("num_clusters", str(cfg.num_clusters)),
         ("method", cfg.method),
-        ("input", f"shorter side {cfg.input.shorter_side}, centre crop {cfg.input.crop}, {cfg.input.color.upper()}, "
-                  f"scale {cfg.input.scale}, {cfg.input.interpolation}"),
+        (
+            "input",
+            f"shorter side {cfg.input.shorter_side}, centre crop {cfg.input.crop}, {cfg.input.color.upper()}, "
+            f"scale {cfg.input.scale}, {cfg.input.interpolation}",
+        ),
         ("parameters", f"{count_parameters(net) / 1e6:.2f} M"),
     ]
     if cfg.trained:

@@ -27,7 +27,12 @@ from .choices import BackendName, Method, Precision
 
 def _png_path(folder: Path, stream: str, used: set[Path]) -> Path:
     """A PNG name for this stream that neither this run nor the user's folder already has."""
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(stream).stem if "://" not in stream else stream.split("://", 1)[1]).strip("_") or "stream"
+    stem = (
+        re.sub(r"[^A-Za-z0-9._-]+", "_", Path(stream).stem if "://" not in stream else stream.split("://", 1)[1]).strip(
+            "_"
+        )
+        or "stream"
+    )
     candidate, n = folder / f"{stem[:80]}.png", 1
     while candidate in used or candidate.exists():
         candidate, n = folder / f"{stem[:80]}-{n}.png", n + 1
@@ -42,33 +47,87 @@ class _Stop(Exception):
 @app.command()
 @guarded
 def watch(
-    sources: Annotated[Optional[list[str]], typer.Argument(help="Video files, directories, camera indices (0, 1, ...) or stream URLs (rtsp://, http://, ...).", show_default=False)] = None,
+    sources: Annotated[
+        Optional[list[str]],
+        typer.Argument(
+            help="Video files, directories, camera indices (0, 1, ...) or stream URLs (rtsp://, http://, ...).",
+            show_default=False,
+        ),
+    ] = None,
     window: Annotated[float, typer.Option(help="Window length in seconds.", min=0.001)] = 8.0,
     stride: Annotated[float, typer.Option(help="Seconds between window starts.", min=0.001)] = 2.0,
-    window_frames: Annotated[Optional[int], typer.Option(help="Window length in frames (with --stride-frames; overrides seconds).", min=1)] = None,
-    stride_frames: Annotated[Optional[int], typer.Option(help="Frames between window starts (with --window-frames).", min=1)] = None,
-    threshold: Annotated[float, typer.Option(help="A window joins an event when its top score reaches this.", min=0.0, max=1.0)] = 0.5,
+    window_frames: Annotated[
+        Optional[int], typer.Option(help="Window length in frames (with --stride-frames; overrides seconds).", min=1)
+    ] = None,
+    stride_frames: Annotated[
+        Optional[int], typer.Option(help="Frames between window starts (with --window-frames).", min=1)
+    ] = None,
+    threshold: Annotated[
+        float, typer.Option(help="A window joins an event when its top score reaches this.", min=0.0, max=1.0)
+    ] = 0.5,
     min_duration: Annotated[float, typer.Option(help="Drop events shorter than this many seconds.", min=0.0)] = 0.0,
-    events_only: Annotated[bool, typer.Option("--events-only/--no-events-only", help="Report events (and stream ends), not every window.")] = False,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write JSON Lines here (FILE.partial until the watch ends).")] = None,
-    force: Annotated[bool, typer.Option("--force/--no-force", help="Overwrite an existing --output or --annotate file.")] = False,
+    events_only: Annotated[
+        bool, typer.Option("--events-only/--no-events-only", help="Report events (and stream ends), not every window.")
+    ] = False,
+    output: Annotated[
+        Optional[Path],
+        typer.Option("--output", "-o", help="Write JSON Lines here (FILE.partial until the watch ends)."),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force/--no-force", help="Overwrite an existing --output or --annotate file.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json/--no-json", help="JSON Lines on stdout even on a terminal.")] = False,
-    visualize: Annotated[Optional[Path], typer.Option(help="Write a timeline PNG per source into this folder at the end.")] = None,
-    realtime: Annotated[bool, typer.Option("--realtime/--no-realtime", help="Pace files at their frame rate, like a camera (frames are dropped if the device falls behind).")] = False,
-    live: Annotated[Optional[bool], typer.Option("--live/--no-live", help="Treat every source as live: drop frames when behind, reconnect when it drops. Default: rtsp/rtmp/udp/srt URLs and cameras are live; files and http(s) URLs are read to their end.", show_default=False)] = None,
-    fps: Annotated[Optional[float], typer.Option(help="Frame rate to assume, overriding what the sources announce.", min=0.001)] = None,
-    retries: Annotated[int, typer.Option(help="Reconnection attempts when a network stream or camera drops.", min=0)] = 5,
-    retry_delay: Annotated[float, typer.Option(help="Seconds before the first reconnection attempt (doubling, at most 10).", min=0.0)] = 1.0,
-    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Model folder; default: the bundled model.")] = None,
+    visualize: Annotated[
+        Optional[Path], typer.Option(help="Write a timeline PNG per source into this folder at the end.")
+    ] = None,
+    realtime: Annotated[
+        bool,
+        typer.Option(
+            "--realtime/--no-realtime",
+            help="Pace files at their frame rate, like a camera (frames are dropped if the device falls behind).",
+        ),
+    ] = False,
+    live: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--live/--no-live",
+            help="Treat every source as live: drop frames when behind, reconnect when it drops. Default: rtsp/rtmp/udp/srt URLs and cameras are live; files and http(s) URLs are read to their end.",
+            show_default=False,
+        ),
+    ] = None,
+    fps: Annotated[
+        Optional[float], typer.Option(help="Frame rate to assume, overriding what the sources announce.", min=0.001)
+    ] = None,
+    retries: Annotated[
+        int, typer.Option(help="Reconnection attempts when a network stream or camera drops.", min=0)
+    ] = 5,
+    retry_delay: Annotated[
+        float, typer.Option(help="Seconds before the first reconnection attempt (doubling, at most 10).", min=0.0)
+    ] = 1.0,
+    model: Annotated[
+        Optional[Path], typer.Option("--model", "-m", help="Model folder; default: the bundled model.")
+    ] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
     backend: Annotated[BackendName, typer.Option(help="Inference backend. No silent fallback.")] = BackendName.torch,
     precision: Annotated[Optional[Precision], typer.Option(help="Default: fp16 on CUDA, fp32 on CPU.")] = None,
     clusters: Annotated[Optional[int], typer.Option(help="Clusters G per window (default: as trained).", min=1)] = None,
     method: Annotated[Optional[Method], typer.Option(help="Clustering method (default: as trained).")] = None,
     top_k: Annotated[int, typer.Option("--top-k", help="Labels reported per window.", min=1)] = 3,
-    max_memory: Annotated[Optional[int], typer.Option("--max-memory", help="MiB the watch may hold beyond the model, all streams together (default 1024 CPU, 2048 CUDA).", min=16)] = None,
-    quiet: Annotated[bool, typer.Option("--quiet/--no-quiet", "-q", help="No live view (results still go to stdout or --output).")] = False,
-    annotate: Annotated[Optional[Path], typer.Option(help="One video file only: write it with each window's label and score and a timeline strip.")] = None,
+    max_memory: Annotated[
+        Optional[int],
+        typer.Option(
+            "--max-memory",
+            help="MiB the watch may hold beyond the model, all streams together (default 1024 CPU, 2048 CUDA).",
+            min=16,
+        ),
+    ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet/--no-quiet", "-q", help="No live view (results still go to stdout or --output).")
+    ] = False,
+    annotate: Annotated[
+        Optional[Path],
+        typer.Option(help="One video file only: write it with each window's label and score and a timeline strip."),
+    ] = None,
     topk_alias: Annotated[Optional[int], typer.Option("--topk", hidden=True, min=1)] = None,
 ) -> None:
     """Watch long recordings, cameras and streams: a label per window, action events as they end."""
@@ -93,9 +152,20 @@ def watch(
     from ..runtime import Classifier
     from ..watch import WatchOptions, Watcher
 
-    options = WatchOptions(window_s=window, stride_s=stride, window_frames=window_frames, stride_frames=stride_frames,
-                           threshold=threshold, min_duration_s=min_duration, events_only=events_only, realtime=realtime,
-                           fps=fps, retries=retries, retry_delay_s=retry_delay, live=live)
+    options = WatchOptions(
+        window_s=window,
+        stride_s=stride,
+        window_frames=window_frames,
+        stride_frames=stride_frames,
+        threshold=threshold,
+        min_duration_s=min_duration,
+        events_only=events_only,
+        realtime=realtime,
+        fps=fps,
+        retries=retries,
+        retry_delay_s=retry_delay,
+        live=live,
+    )
     options.validate()
     writer = None
     if output is not None:
@@ -108,9 +178,17 @@ def watch(
     to_stdout = writer is None and (as_json or not sys.stdout.isatty())
     live = not quiet and err.is_terminal and not (to_stdout and sys.stdout.isatty())
     try:
-        clf = Classifier.load(model, device=device, backend=backend.value, num_clusters=clusters,
-                              method=method.value if method else None, precision=precision.value if precision else None,
-                              max_memory_mib=max_memory, topk=top_k, mode="full")
+        clf = Classifier.load(
+            model,
+            device=device,
+            backend=backend.value,
+            num_clusters=clusters,
+            method=method.value if method else None,
+            precision=precision.value if precision else None,
+            max_memory_mib=max_memory,
+            topk=top_k,
+            mode="full",
+        )
         watcher = Watcher(clf, options)
         items = watcher.run(sources)
         windows: list | None = [] if annotate is not None else None
@@ -127,8 +205,17 @@ def watch(
         raise typer.Exit(1)
 
 
-def _consume(watcher, items, clf, options, writer, to_stdout: bool, live: bool, visualize: Path | None,
-             windows: list | None = None) -> int:
+def _consume(
+    watcher,
+    items,
+    clf,
+    options,
+    writer,
+    to_stdout: bool,
+    live: bool,
+    visualize: Path | None,
+    windows: list | None = None,
+) -> int:
     """Write, show and draw every item; returns how many streams failed. The first Ctrl-C or
     SIGTERM winds the watch down (open events close, outputs finish); a second one stops at once."""
     from ..watch.results import Event, StreamEnd, WindowResult
@@ -170,7 +257,9 @@ def _consume(watcher, items, clf, options, writer, to_stdout: bool, live: bool, 
                     if visualize is not None:
                         rec = recorders.get(item.stream)
                         if rec is None:
-                            rec = recorders[item.stream] = TimelineRecorder(item.stream, clf.config.labels, options.threshold)
+                            rec = recorders[item.stream] = TimelineRecorder(
+                                item.stream, clf.config.labels, options.threshold
+                            )
                         rec.add(item)
                     if isinstance(item, Event):
                         events.append(item)
@@ -218,7 +307,9 @@ def _print_events(events) -> None:
         return "" if v is None else f"{v:.2f}s"
 
     for e in events:
-        table.add_row(e.stream, e.label, f"{e.score:.2f}", t(e.start_s), t(e.end_s), f"[{e.start_frame}, {e.end_frame})")
+        table.add_row(
+            e.stream, e.label, f"{e.score:.2f}", t(e.start_s), t(e.end_s), f"[{e.start_frame}, {e.end_frame})"
+        )
     Console().print(table)
 
 
@@ -239,7 +330,9 @@ class LiveView:
     def add(self, item) -> None:
         from ..watch.results import Event, Gap, StreamEnd, WindowResult
 
-        row = self.rows.setdefault(item.stream, {"state": "watching", "label": "", "frames": 0, "events": [], "t": time.time()})
+        row = self.rows.setdefault(
+            item.stream, {"state": "watching", "label": "", "frames": 0, "events": [], "t": time.time()}
+        )
         if isinstance(item, WindowResult):
             row["label"] = f"{item.label} {item.score:.2f}"
             row["frames"] = item.end_frame

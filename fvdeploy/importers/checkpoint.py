@@ -27,8 +27,11 @@ DEFAULT_SEGMENTS = 8
 DEFAULT_SHIFT_DIV = 8
 SUPPORTED_ARCHS = ("resnet18", "resnet50")
 _ARCH_SHAPES = {
-    (False, (2, 2, 2, 2)): "resnet18", (False, (3, 4, 6, 3)): "resnet34", (True, (3, 4, 6, 3)): "resnet50",
-    (True, (3, 4, 23, 3)): "resnet101", (True, (3, 8, 36, 3)): "resnet152",
+    (False, (2, 2, 2, 2)): "resnet18",
+    (False, (3, 4, 6, 3)): "resnet34",
+    (True, (3, 4, 6, 3)): "resnet50",
+    (True, (3, 4, 23, 3)): "resnet101",
+    (True, (3, 8, 36, 3)): "resnet152",
 }
 
 
@@ -100,8 +103,10 @@ def infer_arch(converted: Converted, path: Path) -> tuple[str, int]:
     if stem is None or stem.dim() != 4:
         raise ModelError(f"{path}: no ResNet stem weights (conv1) in this checkpoint")
     if stem.shape[1] != 3:
-        raise ModelError(f"{path}: {converted.source_key['conv1.weight']} takes {stem.shape[1]} input channels; "
-                         "fvdeploy feeds RGB frames (3 channels): optical-flow and RGB-diff models are not supported")
+        raise ModelError(
+            f"{path}: {converted.source_key['conv1.weight']} takes {stem.shape[1]} input channels; "
+            "fvdeploy feeds RGB frames (3 channels): optical-flow and RGB-diff models are not supported"
+        )
     if fc is None or fc.dim() != 2:
         raise ModelError(f"{path}: no classifier weights (new_fc / cls_head.fc_cls / fc) in this checkpoint")
     bottleneck = any(re.match(r"^layer[1-4]\.\d+\.conv3\.weight$", k) for k in state)
@@ -141,17 +146,21 @@ def load_converted(model: TSMResNet, converted: Converted, path: Path) -> None:
             if key.endswith("num_batches_tracked"):  # files from before PyTorch 0.4.1 lack it; unused at eval
                 state[key] = torch.zeros_like(target)
                 continue
-            raise ModelError(f"{path}: no weights for {key!r} that {arch} needs (the file stops short or is "
-                             "another architecture)")
+            raise ModelError(
+                f"{path}: no weights for {key!r} that {arch} needs (the file stops short or is another architecture)"
+            )
         if tuple(value.shape) != tuple(target.shape):
-            raise ModelError(f"{path}: {converted.source_key[key]} has shape {tuple(value.shape)}, {arch} with "
-                             f"{model.config.num_classes} classes needs {tuple(target.shape)}")
+            raise ModelError(
+                f"{path}: {converted.source_key[key]} has shape {tuple(value.shape)}, {arch} with "
+                f"{model.config.num_classes} classes needs {tuple(target.shape)}"
+            )
         state[key] = value.to(target.dtype)
     model.load_state_dict(state)
 
 
-def _make_config(facts: SourceFacts, opts: ImportOptions, arch: str, labels: list[str], src: Path,
-                 digest: str) -> ModelConfig:
+def _make_config(
+    facts: SourceFacts, opts: ImportOptions, arch: str, labels: list[str], src: Path, digest: str
+) -> ModelConfig:
     segments = opts.segments if opts.segments is not None else (facts.segments or DEFAULT_SEGMENTS)
     mode = opts.mode or ("full" if facts.layout == "torchvision" else "tsm")
     clusters = opts.clusters or (segments if segments > 0 else DEFAULT_SEGMENTS)
@@ -170,9 +179,17 @@ def _make_config(facts: SourceFacts, opts: ImportOptions, arch: str, labels: lis
         "source_sampling": facts.sampling,
         "notes": notes or None,
     }
-    config = ModelConfig(arch=arch, num_classes=len(labels), labels=labels, num_clusters=clusters,
-                         method=opts.method, mode=mode, segments=segments, input=facts.input,
-                         trained={k: v for k, v in trained.items() if v is not None})
+    config = ModelConfig(
+        arch=arch,
+        num_classes=len(labels),
+        labels=labels,
+        num_clusters=clusters,
+        method=opts.method,
+        mode=mode,
+        segments=segments,
+        input=facts.input,
+        trained={k: v for k, v in trained.items() if v is not None},
+    )
     config.validate()
     return config
 
@@ -186,8 +203,10 @@ def _setup_warnings(facts: SourceFacts, opts: ImportOptions) -> list[str]:
     if facts.shift_div is None:
         out.append(f"the file does not record shift_div: assumed {DEFAULT_SHIFT_DIV}, the published default")
     if facts.sampling == "dense":
-        out.append("trained with dense sampling (8 frames at stride 8 from a 64-frame window); fvdeploy's TSM mode "
-                   "samples the centre frame of K equal segments")
+        out.append(
+            "trained with dense sampling (8 frames at stride 8 from a 64-frame window); fvdeploy's TSM mode "
+            "samples the centre frame of K equal segments"
+        )
     return out
 
 

@@ -44,7 +44,15 @@ def resolve_labels(spec: str | None, num_classes: int, dataset: str | None) -> t
     if dataset in NAMED_LISTS and num_classes == len(named_labels(dataset)):
         return named_labels(dataset), dataset, None
     if dataset is None and num_classes == 400:
-        return named_labels("kinetics400"), "kinetics400", "400 classes and no dataset named in the file: assumed Kinetics-400"
+        return (
+            named_labels("kinetics400"),
+            "kinetics400",
+            "400 classes and no dataset named in the file: assumed Kinetics-400",
+        )
     generic = [f"class_{i}" for i in range(num_classes)]
     what = f"dataset {dataset}" if dataset else "an unnamed dataset"
-    return generic, "generic", f"no class names shipped for {what} ({num_classes} classes): names are class_0.. (pass --labels FILE)"
+    return (
+        generic,
+        "generic",
+        f"no class names shipped for {what} ({num_classes} classes): names are class_0.. (pass --labels FILE)",
+    )

@@ -39,16 +39,41 @@ MMACTION_STD = (58.395, 57.12, 57.375)
 
 # Official TSM test input (ops/models.py scale_size/crop_size, test_models.py GroupScale + GroupCenterCrop
 # on PIL images, ToTorchFormatTensor(div=True), GroupNormalize): PIL bilinear, which antialiases.
-TSM_INPUT = InputSpec(shorter_side=256, crop=224, mean=IMAGENET_MEAN, std=IMAGENET_STD, color="rgb", scale=1,
-                      interpolation="bilinear", antialias=True)
+TSM_INPUT = InputSpec(
+    shorter_side=256,
+    crop=224,
+    mean=IMAGENET_MEAN,
+    std=IMAGENET_STD,
+    color="rgb",
+    scale=1,
+    interpolation="bilinear",
+    antialias=True,
+)
 # mmaction2 val pipeline: Decord (RGB), Resize(scale=(-1, 256)) through mmcv.imresize (cv2 INTER_LINEAR,
 # no antialiasing), CenterCrop(224), ActionDataPreprocessor mean/std on 0..255 pixels.
-MMACTION_INPUT = InputSpec(shorter_side=256, crop=224, mean=MMACTION_MEAN, std=MMACTION_STD, color="rgb", scale=255,
-                           interpolation="bilinear", antialias=False)
+MMACTION_INPUT = InputSpec(
+    shorter_side=256,
+    crop=224,
+    mean=MMACTION_MEAN,
+    std=MMACTION_STD,
+    color="rgb",
+    scale=255,
+    interpolation="bilinear",
+    antialias=False,
+)
 TORCHVISION_INPUT = TSM_INPUT
 
-DATASETS = {"kinetics": "kinetics400", "kinetics400": "kinetics400", "somethingv2": "sthv2", "sthv2": "sthv2",
-            "something": "sthv1", "sthv1": "sthv1", "ucf101": "ucf101", "hmdb51": "hmdb51", "jester": "jester"}
+DATASETS = {
+    "kinetics": "kinetics400",
+    "kinetics400": "kinetics400",
+    "somethingv2": "sthv2",
+    "sthv2": "sthv2",
+    "something": "sthv1",
+    "sthv1": "sthv1",
+    "ucf101": "ucf101",
+    "hmdb51": "hmdb51",
+    "jester": "jester",
+}
 
 
 @dataclass
@@ -89,7 +114,7 @@ def state_dict_of(obj: Any) -> dict[str, Any] | None:
 def _strip_module(sd: dict[str, Any]) -> dict[str, Any]:
     """DataParallel/DDP wrap every key in ``module.``; drop it where all keys have it."""
     if sd and all(isinstance(k, str) and k.startswith("module.") for k in sd):
-        return {k[len("module."):]: v for k, v in sd.items()}
+        return {k[len("module.") :]: v for k, v in sd.items()}
     return sd
 
 
@@ -110,7 +135,9 @@ def detect_layout(obj: Any) -> str | None:
 def convert(obj: Any, layout: str, path: Path) -> Converted:
     """Map a loaded checkpoint of ``layout`` to torchvision names (``layout`` already checked)."""
     converters: dict[str, Callable[[Any, Path], Converted]] = {
-        "tsm": _from_tsm, "mmaction2": _from_mmaction2, "torchvision": _from_torchvision,
+        "tsm": _from_tsm,
+        "mmaction2": _from_mmaction2,
+        "torchvision": _from_torchvision,
     }
     return converters[layout](obj, path)
 
@@ -124,8 +151,10 @@ def wrong_layout(obj: Any, wanted: str, path: Path) -> ModelError:
     if found == wanted:
         return ModelError(f"{path}: {names[found]} checkpoint without backbone weights{example}")
     if found is not None:
-        return ModelError(f"{path}: this is {names[found]} checkpoint{example}, not {names[wanted]} one; "
-                          f"use --from {found} or --from auto")
+        return ModelError(
+            f"{path}: this is {names[found]} checkpoint{example}, not {names[wanted]} one; "
+            f"use --from {found} or --from auto"
+        )
     what = "no state dict of tensors" if sd is None else f"unknown key layout{example}"
     return ModelError(f"{path}: not a TSM, mmaction2 or torchvision ResNet checkpoint ({what})")
 
@@ -139,34 +168,46 @@ def _refuse_variants(keys: list[str], path: Path, prefix: str, shifted_conv1: st
     ``prefix``; ``shifted_conv1`` is the key tail of a shifted block conv (``conv1.net.weight``)."""
     for k in keys:
         if re.match(r"^layer([5-9]|\d\d)\.", k):
-            raise ModelError(f"{path}: not a ResNet backbone ({prefix}{k}: a MobileNet?); fvdeploy imports "
-                             "ResNet-18/50 TSM models")
+            raise ModelError(
+                f"{path}: not a ResNet backbone ({prefix}{k}: a MobileNet?); fvdeploy imports ResNet-18/50 TSM models"
+            )
         if re.match(r"^layer[1-4]\.net\.", k):
-            raise ModelError(f"{path}: temporal_pool checkpoint ({prefix}{k}); fvdeploy's model keeps every "
-                             "segment through layer2..4 and cannot represent temporal pooling")
+            raise ModelError(
+                f"{path}: temporal_pool checkpoint ({prefix}{k}); fvdeploy's model keeps every "
+                "segment through layer2..4 and cannot represent temporal pooling"
+            )
         if re.match(r"^layer[1-4]\.\d+\.(nl|block|non_local_block)\.", k):
-            raise ModelError(f"{path}: non-local TSM checkpoint ({prefix}{k}); non-local blocks are not part "
-                             "of fvdeploy's model")
+            raise ModelError(
+                f"{path}: non-local TSM checkpoint ({prefix}{k}); non-local blocks are not part of fvdeploy's model"
+            )
         if re.match(r"^layer[1-4]\.\d+\.net\.", k):
-            raise ModelError(f"{path}: shift_place='block' checkpoint ({prefix}{k}): its shift sits before the "
-                             "whole block (identity included); fvdeploy shifts the residual branch only "
-                             "(shift_place='blockres')")
+            raise ModelError(
+                f"{path}: shift_place='block' checkpoint ({prefix}{k}): its shift sits before the "
+                "whole block (identity included); fvdeploy shifts the residual branch only "
+                "(shift_place='blockres')"
+            )
     blocks = sorted({(m.group(1), int(m.group(2))) for k in keys if (m := _BLOCK.match(k))})
     shifted = {(m.group(1), int(m.group(2))) for k in keys if (m := _BLOCK.match(k)) and k.endswith(shifted_conv1)}
     if blocks and not shifted:
-        raise ModelError(f"{path}: no temporal shift in this checkpoint (a TSN model: no '{shifted_conv1}' keys); "
-                         "fvdeploy's models are TSM models")
+        raise ModelError(
+            f"{path}: no temporal shift in this checkpoint (a TSN model: no '{shifted_conv1}' keys); "
+            "fvdeploy's models are TSM models"
+        )
     unshifted = [b for b in blocks if b not in shifted]
     if unshifted:
         layer, idx = unshifted[0]
-        raise ModelError(f"{path}: block layer{layer}.{idx} has no temporal shift while others do (a shift on "
-                         "every n-th block); fvdeploy shifts every block of layer1..4")
+        raise ModelError(
+            f"{path}: block layer{layer}.{idx} has no temporal shift while others do (a shift on "
+            "every n-th block); fvdeploy shifts every block of layer1..4"
+        )
 
 
 def _check_shift_div(facts: SourceFacts, path: Path, where: str) -> None:
     if facts.shift_div is not None and facts.shift_div != 8:
-        raise ModelError(f"{path}: shift_div={facts.shift_div} ({where}); fvdeploy's shift moves C//8 channels "
-                         "each way (shift_div=8) and cannot represent other folds")
+        raise ModelError(
+            f"{path}: shift_div={facts.shift_div} ({where}); fvdeploy's shift moves C//8 channels "
+            "each way (shift_div=8) and cannot represent other folds"
+        )
 
 
 def _int(value: Any) -> int | None:
@@ -224,14 +265,14 @@ def _from_tsm(obj: Any, path: Path) -> Converted:
     _tensors_only(sd, path)
     facts = _tsm_facts(obj, path)
     prefix = "module." if state_dict_of(obj) is not sd else ""
-    backbone = [k[len("base_model."):] for k in sd if k.startswith("base_model.")]
+    backbone = [k[len("base_model.") :] for k in sd if k.startswith("base_model.")]
     _refuse_variants(backbone, path, prefix + "base_model.", "conv1.net.weight")
     state, source = {}, {}
     for key, value in sd.items():
         if key.startswith("new_fc."):
-            ours = "fc." + key[len("new_fc."):]
+            ours = "fc." + key[len("new_fc.") :]
         elif key.startswith("base_model."):
-            ours = re.sub(r"^(layer[1-4]\.\d+)\.conv1\.net\.", r"\1.conv1.", key[len("base_model."):])
+            ours = re.sub(r"^(layer[1-4]\.\d+)\.conv1\.net\.", r"\1.conv1.", key[len("base_model.") :])
         else:
             raise ModelError(f"{path}: unmatched key {prefix + key!r} (expected base_model.* or new_fc.*)")
         if ours in state:
@@ -300,12 +341,14 @@ def _mm_facts(obj: Any, sd: dict[str, Any], path: Path) -> SourceFacts:
         backbone = _dict_body(text, "backbone")
         kind = re.search(r"\btype\s*=\s*['\"](\w+)['\"]", backbone)
         if kind and kind.group(1) != "ResNetTSM":
-            raise ModelError(f"{path}: backbone {kind.group(1)} (its config); fvdeploy imports ResNetTSM "
-                             "(ResNet-18/50) models")
+            raise ModelError(
+                f"{path}: backbone {kind.group(1)} (its config); fvdeploy imports ResNetTSM (ResNet-18/50) models"
+            )
         depth = re.search(r"\bdepth\s*=\s*(\d+)", backbone)
         if depth and depth.group(1) not in ("18", "50"):
-            raise ModelError(f"{path}: a resnet{depth.group(1)} checkpoint (its config); fvdeploy has resnet18 and "
-                             "resnet50")
+            raise ModelError(
+                f"{path}: a resnet{depth.group(1)} checkpoint (its config); fvdeploy has resnet18 and resnet50"
+            )
         if m := re.search(r"shift_div\s*=\s*(\d+)", text):
             facts.shift_div = int(m.group(1))
         if re.search(r"temporal_pool\s*=\s*True", text):
@@ -351,13 +394,13 @@ def _from_mmaction2(obj: Any, path: Path) -> Converted:
     _tensors_only(sd, path)
     prefix = "module." if raw is not sd else ""
     facts = _mm_facts(obj, sd, path)
-    backbone = [k[len("backbone."):] for k in sd if k.startswith("backbone.")]
+    backbone = [k[len("backbone.") :] for k in sd if k.startswith("backbone.")]
     _refuse_variants(backbone, path, prefix + "backbone.", "conv1.conv.net.weight")
     state, source = {}, {}
     for key, value in sd.items():
         ours = None
         if key.startswith("backbone."):
-            tail = key[len("backbone."):]
+            tail = key[len("backbone.") :]
             for pattern, repl in _MM_RULES:
                 if pattern.match(tail):
                     ours = pattern.sub(repl, tail)
@@ -383,4 +426,3 @@ def _from_torchvision(obj: Any, path: Path) -> Converted:
     facts = SourceFacts(layout="torchvision", input=InputSpec(**vars(TORCHVISION_INPUT)), dataset="imagenet")
     facts.notes.append("ImageNet image classifier: no temporal training; a start for fine-tuning")
     return Converted(dict(sd), {k: prefix + k for k in sd}, facts)
-

@@ -67,8 +67,10 @@ def _explain(path: Path, e: Exception) -> str:
     for pattern in _REFUSED:
         m = pattern.search(text)
         if m:
-            return (f"{path}: refused to unpickle {m.group(1).rstrip('.,')} (only tensors, containers, plain "
-                    "values and numpy numeric scalars are loaded; fvdeploy never runs code from a checkpoint)")
+            return (
+                f"{path}: refused to unpickle {m.group(1).rstrip('.,')} (only tensors, containers, plain "
+                "values and numpy numeric scalars are loaded; fvdeploy never runs code from a checkpoint)"
+            )
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     detail = lines[-1] if lines else ""
     if "Weights only load failed" in text:

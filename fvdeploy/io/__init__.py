@@ -8,26 +8,91 @@ from typing import TYPE_CHECKING
 from .._lazy import lazy_exports
 
 _EXPORTS = {
-    **{name: ".sources" for name in ("ArraySource", "Dropped", "FrameBatch", "FrameReader", "FrameSource", "IteratorSource",
-                                     "NvdecSource", "OpenCVSource", "Resumed", "open_source", "read_video")},
+    **{
+        name: ".sources"
+        for name in (
+            "ArraySource",
+            "Dropped",
+            "FrameBatch",
+            "FrameReader",
+            "FrameSource",
+            "IteratorSource",
+            "NvdecSource",
+            "OpenCVSource",
+            "Resumed",
+            "open_source",
+            "read_video",
+        )
+    },
     **{name: ".transforms" for name in ("center_crop", "normalize", "preprocess", "resize", "resized_size")},
-    **{name: ".video" for name in ("VIDEO_EXTENSIONS", "FolderScan", "VideoInfo", "find_videos", "frame_fingerprint",
-                                   "open_capture", "probe", "scan_folder")},
+    **{
+        name: ".video"
+        for name in (
+            "VIDEO_EXTENSIONS",
+            "FolderScan",
+            "VideoInfo",
+            "find_videos",
+            "frame_fingerprint",
+            "open_capture",
+            "probe",
+            "scan_folder",
+        )
+    },
     "DECODERS": ".names",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
     from .names import DECODERS
-    from .sources import (ArraySource, Dropped, FrameBatch, FrameReader, FrameSource, IteratorSource, NvdecSource,
-                          OpenCVSource, Resumed, open_source, read_video)
+    from .sources import (
+        ArraySource,
+        Dropped,
+        FrameBatch,
+        FrameReader,
+        FrameSource,
+        IteratorSource,
+        NvdecSource,
+        OpenCVSource,
+        Resumed,
+        open_source,
+        read_video,
+    )
     from .transforms import center_crop, normalize, preprocess, resize, resized_size
-    from .video import (VIDEO_EXTENSIONS, FolderScan, VideoInfo, find_videos, frame_fingerprint, open_capture, probe,
-                        scan_folder)
+    from .video import (
+        VIDEO_EXTENSIONS,
+        FolderScan,
+        VideoInfo,
+        find_videos,
+        frame_fingerprint,
+        open_capture,
+        probe,
+        scan_folder,
+    )
 
 __all__ = [
-    "DECODERS", "VIDEO_EXTENSIONS", "ArraySource", "Dropped", "FolderScan", "FrameBatch", "FrameReader", "FrameSource",
-    "IteratorSource", "NvdecSource", "OpenCVSource", "Resumed", "VideoInfo", "center_crop", "find_videos",
-    "frame_fingerprint", "normalize", "open_capture", "open_source", "preprocess", "probe", "read_video", "resize",
-    "resized_size", "scan_folder",
+    "DECODERS",
+    "VIDEO_EXTENSIONS",
+    "ArraySource",
+    "Dropped",
+    "FolderScan",
+    "FrameBatch",
+    "FrameReader",
+    "FrameSource",
+    "IteratorSource",
+    "NvdecSource",
+    "OpenCVSource",
+    "Resumed",
+    "VideoInfo",
+    "center_crop",
+    "find_videos",
+    "frame_fingerprint",
+    "normalize",
+    "open_capture",
+    "open_source",
+    "preprocess",
+    "probe",
+    "read_video",
+    "resize",
+    "resized_size",
+    "scan_folder",
 ]

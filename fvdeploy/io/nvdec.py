@@ -37,7 +37,9 @@ def probe_nvdec() -> str | None:
     try:
         ctypes.CDLL("libnvcuvid.so.1")
     except OSError:
-        return "the driver's NVDEC library libnvcuvid.so.1 is missing (install the NVIDIA driver's video/decode component)"
+        return (
+            "the driver's NVDEC library libnvcuvid.so.1 is missing (install the NVIDIA driver's video/decode component)"
+        )
     try:
         import_nvc()
     except BackendError as e:
@@ -68,11 +70,18 @@ class NvdecReader:
         nvc = import_nvc()
         self.nvc, self.path, self.gpu_id, self.batch = nvc, path, gpu_id, batch
         try:
-            self.decoder = nvc.ThreadedDecoder(path, buffer_size=max(batch, 8), gpu_id=gpu_id, use_device_memory=True,
-                                               output_color_type=nvc.OutputColorType.NATIVE)
+            self.decoder = nvc.ThreadedDecoder(
+                path,
+                buffer_size=max(batch, 8),
+                gpu_id=gpu_id,
+                use_device_memory=True,
+                output_color_type=nvc.OutputColorType.NATIVE,
+            )
             meta = self.decoder.get_stream_metadata()
         except Exception as e:  # PyNvVideoCodec raises plain Exception/RuntimeError for unsupported input
-            raise VideoError(f"{path}: NVDEC cannot decode this file ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+            raise VideoError(
+                f"{path}: NVDEC cannot decode this file ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+            ) from None
         self.width, self.height = int(meta.width), int(meta.height)
         fps = float(getattr(meta, "average_fps", 0) or 0)
         self.fps = fps if 0 < fps < 1000 else None
@@ -82,8 +91,10 @@ class NvdecReader:
         surfaces = [torch.from_dlpack(f) for f in frames]
         for surface in surfaces:
             if surface.dtype != torch.uint8 or surface.dim() != 2 or surface.shape[0] != self.height * 3 // 2:
-                raise VideoError(f"{self.path}: NVDEC returned a {tuple(surface.shape)} {surface.dtype} surface; only 8-bit "
-                                 "4:2:0 (NV12) video is supported with --decoder nvdec, use --decoder opencv")
+                raise VideoError(
+                    f"{self.path}: NVDEC returned a {tuple(surface.shape)} {surface.dtype} surface; only 8-bit "
+                    "4:2:0 (NV12) video is supported with --decoder nvdec, use --decoder opencv"
+                )
         # the copy into one batch also releases the decoder's surfaces before the next call reuses them
         return nv12_to_rgb(torch.stack(surfaces), self.height, self.width)
 
@@ -98,8 +109,9 @@ class NvdecReader:
     def read_range(self, start: int, stop: int) -> Iterator[Tensor]:
         """Frames ``[start, stop)`` again (frame-accurate seek by index)."""
         nvc = self.nvc
-        dec = nvc.SimpleDecoder(self.path, gpu_id=self.gpu_id, use_device_memory=True,
-                                output_color_type=nvc.OutputColorType.NATIVE)
+        dec = nvc.SimpleDecoder(
+            self.path, gpu_id=self.gpu_id, use_device_memory=True, output_color_type=nvc.OutputColorType.NATIVE
+        )
         with torch.cuda.device(self.gpu_id):
             for s in range(start, stop, self.batch):
                 frames = dec.get_batch_frames_by_index(list(range(s, min(stop, s + self.batch))))

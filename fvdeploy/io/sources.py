@@ -95,7 +95,9 @@ class FrameBatch:
         return len(self.frames)
 
     def part(self, start: int, stop: int) -> "FrameBatch":
-        return FrameBatch(self.frames[start:stop], self.index[start:stop], self.pts[start:stop], self.arrival[start:stop])
+        return FrameBatch(
+            self.frames[start:stop], self.index[start:stop], self.pts[start:stop], self.arrival[start:stop]
+        )
 
 
 @dataclass
@@ -122,7 +124,12 @@ def check_fps(fps: Any) -> float | None:
     """``fps`` must be None or a finite number > 0 (a VideoError otherwise)."""
     if fps is None:
         return None
-    if isinstance(fps, bool) or not isinstance(fps, (int, float, np.integer, np.floating)) or not math.isfinite(fps) or fps <= 0:
+    if (
+        isinstance(fps, bool)
+        or not isinstance(fps, (int, float, np.integer, np.floating))
+        or not math.isfinite(fps)
+        or fps <= 0
+    ):
         raise VideoError(f"fps must be a finite number > 0, or None for no times; got {fps!r}")
     return float(fps)
 
@@ -131,14 +138,18 @@ def check_frames(frames: Any, where: str, single: bool = False) -> np.ndarray:
     """The API's boundary for in-memory frames: ``uint8 [T, H, W, 3]`` or grey ``[T, H, W]``
     (``single``: one frame, ``[H, W, 3]`` or ``[H, W]``), returned as ``[T, H, W, 3]``."""
     if not isinstance(frames, np.ndarray) or frames.dtype != np.uint8:
-        raise VideoError(f"{where}: frames must be a uint8 numpy array, got {getattr(frames, 'dtype', type(frames).__name__)}")
+        raise VideoError(
+            f"{where}: frames must be a uint8 numpy array, got {getattr(frames, 'dtype', type(frames).__name__)}"
+        )
     if single:
         frames = frames[None]
     layout = "one frame is [H, W, 3] (or [H, W] grey)" if single else "a video is [T, H, W, 3] (or [T, H, W] grey)"
     if frames.ndim == 3:
         if frames.shape[-1] == 3 and not single:
-            raise VideoError(f"{where}: an array of shape {tuple(frames.shape)} is ambiguous (one [H, W, 3] image, or "
-                             f"{frames.shape[0]} grey frames 3 pixels wide); {layout}: pass image[None] for one frame")
+            raise VideoError(
+                f"{where}: an array of shape {tuple(frames.shape)} is ambiguous (one [H, W, 3] image, or "
+                f"{frames.shape[0]} grey frames 3 pixels wide); {layout}: pass image[None] for one frame"
+            )
         frames = frames[..., None]
     if frames.ndim != 4 or frames.shape[-1] not in (1, 3):
         shape = tuple(frames.shape[1:]) if single else tuple(frames.shape)
@@ -146,7 +157,9 @@ def check_frames(frames: Any, where: str, single: bool = False) -> np.ndarray:
     if frames.shape[0] == 0:
         raise VideoError(f"{where}: zero frames (shape {tuple(frames.shape)})")
     if 0 in frames.shape[1:3]:
-        raise VideoError(f"{where}: zero-sized frames {frames.shape[2]}x{frames.shape[1]} (shape {tuple(frames.shape)})")
+        raise VideoError(
+            f"{where}: zero-sized frames {frames.shape[2]}x{frames.shape[1]} (shape {tuple(frames.shape)})"
+        )
     if frames.shape[-1] == 1:
         frames = np.repeat(frames, 3, axis=-1)
     return frames
@@ -316,9 +329,19 @@ class OpenCVSource(FrameSource):
 
     decoder = "opencv"
 
-    def __init__(self, target: str | int, *, name: str | None = None, live: bool | None = None, fps: float | None = None,
-                 threads: int = 0, retries: int = 5, retry_delay_s: float = 1.0, open_timeout_s: float = 10.0,
-                 loops: int = 1) -> None:
+    def __init__(
+        self,
+        target: str | int,
+        *,
+        name: str | None = None,
+        live: bool | None = None,
+        fps: float | None = None,
+        threads: int = 0,
+        retries: int = 5,
+        retry_delay_s: float = 1.0,
+        open_timeout_s: float = 10.0,
+        loops: int = 1,
+    ) -> None:
         if isinstance(target, int):
             kind, shown = "camera", f"camera:{target}"
         elif is_url(str(target)) and not Path(str(target)).exists():
@@ -329,16 +352,31 @@ class OpenCVSource(FrameSource):
         super().__init__(name or shown, live=is_live if live is None else live)
         self.kind, self.target = kind, target
         self.path = shown if kind != "camera" else None
-        self.threads, self.retries, self.retry_delay_s, self.open_timeout_s = threads, retries, retry_delay_s, open_timeout_s
+        self.threads, self.retries, self.retry_delay_s, self.open_timeout_s = (
+            threads,
+            retries,
+            retry_delay_s,
+            open_timeout_s,
+        )
         self.loops = loops  # benchmarks: play a file this many times back to back
         self.rereadable = kind == "file"
         self.clock0 = time.perf_counter()
         self._cap = self._open()
         announced = self._cap.get(cv2.CAP_PROP_FPS)
-        self.fps = fps or (float(announced) if announced and math.isfinite(announced) and 0 < announced < 1000 else None)
+        self.fps = fps or (
+            float(announced) if announced and math.isfinite(announced) and 0 < announced < 1000 else None
+        )
         self.frame_count_hint = max(0, int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT))) if kind != "camera" else 0
-        self.width, self.height = int(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-        if live is None and kind == "url" and self.frame_count_hint <= 0 and _fourcc(self._cap).upper() in ("MJPG", "MJPEG"):
+        self.width, self.height = (
+            int(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
+            int(self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+        )
+        if (
+            live is None
+            and kind == "url"
+            and self.frame_count_hint <= 0
+            and _fourcc(self._cap).upper() in ("MJPG", "MJPEG")
+        ):
             self.live = True  # an IP camera's endless multipart JPEG stream over http, not a file
         # Two frames decide the time basis (and prove the source decodes at all).
         self._prefetch = [f for f in (self._read() for _ in range(2)) if f is not None]
@@ -365,7 +403,9 @@ class OpenCVSource(FrameSource):
         cap = cv2.VideoCapture(str(self.target), cv2.CAP_FFMPEG, params)
         if not cap.isOpened():
             cap.release()
-            raise VideoError(f"{self.name}: cannot open {'the stream' if self.live else 'this URL'} ({_why_unopened(str(self.target))})")
+            raise VideoError(
+                f"{self.name}: cannot open {'the stream' if self.live else 'this URL'} ({_why_unopened(str(self.target))})"
+            )
         return cap
 
     def _read(self) -> tuple[np.ndarray, float, float] | None:
@@ -436,8 +476,10 @@ class OpenCVSource(FrameSource):
                     return
                 frame, raw, arrived = item
                 if frame.shape != shape:  # OpenCV itself rescales a size change; a camera may not
-                    raise VideoError(f"{self.describe()}: frame {index} has size {frame.shape[1]}x{frame.shape[0]}, earlier "
-                                     f"frames {shape[1]}x{shape[0]} (a size change mid-video is not supported: split the file)")
+                    raise VideoError(
+                        f"{self.describe()}: frame {index} has size {frame.shape[1]}x{frame.shape[0]}, earlier "
+                        f"frames {shape[1]}x{shape[0]} (a size change mid-video is not supported: split the file)"
+                    )
                 t = self._time(index, raw, arrived, offset, conn_pts0, conn_at)
                 if self.live and self.time_basis == "stream" and conn_pts0 is None:
                     conn_pts0, conn_at = raw, arrived - self.clock0
@@ -457,7 +499,9 @@ class OpenCVSource(FrameSource):
                             self._lost(skip)
                         skip = None
                 elif self._skipped(gap, clock):  # no failed read, but a constant-rate stream jumped
-                    skip = _Damage(index, clock.prev + clock.usual_step(), clock.usual_step(), frames_left=2, confirm=True)
+                    skip = _Damage(
+                        index, clock.prev + clock.usual_step(), clock.usual_step(), frames_left=2, confirm=True
+                    )
                     skip.lost = round(gap / skip.step) - 1
                 fails, failed_at, last_raw = 0, None, max(last_raw, raw)  # a stray early frame is no gap
                 frames.append(frame)
@@ -470,7 +514,9 @@ class OpenCVSource(FrameSource):
         finally:
             self._cap.release()
 
-    def _time(self, index: int, raw: float, arrived: float, offset: float, conn_pts0: float | None, conn_at: float) -> float:
+    def _time(
+        self, index: int, raw: float, arrived: float, offset: float, conn_pts0: float | None, conn_at: float
+    ) -> float:
         if self.time_basis == "stream":
             if self.live:
                 return conn_at + (raw - conn_pts0) if conn_pts0 is not None else arrived - self.clock0
@@ -499,8 +545,12 @@ class OpenCVSource(FrameSource):
 
     @staticmethod
     def _batch(frames: list[np.ndarray], end: int, pts: list[float], arrival: list[float]) -> FrameBatch:
-        return FrameBatch(np.stack(frames), np.arange(end - len(frames), end, dtype=np.int64), np.asarray(pts, np.float64),
-                          np.asarray(arrival, np.float64))
+        return FrameBatch(
+            np.stack(frames),
+            np.arange(end - len(frames), end, dtype=np.int64),
+            np.asarray(pts, np.float64),
+            np.asarray(arrival, np.float64),
+        )
 
     def _reconnect(self, index: int) -> Generator[Dropped | Resumed, None, bool]:
         """Reopen a dropped live source with bounded, logged retries and backoff. Yields ``Dropped``,
@@ -511,7 +561,9 @@ class OpenCVSource(FrameSource):
         self._cap.release()
         delay = self.retry_delay_s
         for attempt in range(1, self.retries + 1):
-            log.warning("%s: stream dropped; reconnecting (attempt %d of %d) in %.1f s", self.name, attempt, self.retries, delay)
+            log.warning(
+                "%s: stream dropped; reconnecting (attempt %d of %d) in %.1f s", self.name, attempt, self.retries, delay
+            )
             if self.stopping.wait(delay):
                 return False
             try:
@@ -527,7 +579,9 @@ class OpenCVSource(FrameSource):
                 continue
             self._prefetch = [first]
             self.reconnects += 1
-            log.warning("%s: reconnected after %.1f s (attempt %d)", self.name, time.perf_counter() - dropped_at, attempt)
+            log.warning(
+                "%s: reconnected after %.1f s (attempt %d)", self.name, time.perf_counter() - dropped_at, attempt
+            )
             yield Resumed(first[2], attempt, first[2] - self.clock0)
             return True
         raise VideoError(f"{self.name}: the stream dropped and {self.retries} reconnection attempts failed")
@@ -570,7 +624,9 @@ class OpenCVSource(FrameSource):
     def _again(self, frames: list[np.ndarray], end: int) -> FrameBatch:
         self.extra_decoded += len(frames)
         idx = np.arange(end - len(frames), end, dtype=np.int64)
-        return FrameBatch(np.stack(frames), idx, np.asarray([self._pts[i] for i in idx], np.float64), np.zeros(len(frames)))
+        return FrameBatch(
+            np.stack(frames), idx, np.asarray([self._pts[i] for i in idx], np.float64), np.zeros(len(frames))
+        )
 
     def close(self) -> None:
         self._cap.release()
@@ -621,7 +677,9 @@ def _why_unopened(url: str) -> str:
     parts = urllib.parse.urlsplit(url)
     headers = {"Range": "bytes=0-0"}
     if parts.username is not None:
-        token = base64.b64encode(f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}".encode())
+        token = base64.b64encode(
+            f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}".encode()
+        )
         headers["Authorization"] = "Basic " + token.decode()
         host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
         url = urllib.parse.urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
@@ -634,8 +692,10 @@ def _why_unopened(url: str) -> str:
     except (urllib.error.URLError, OSError, ValueError) as e:
         return f"unreachable: {getattr(e, 'reason', e)}"
     if status != 206 and "bytes" not in ranges.lower():
-        return ("the server does not serve byte ranges, which this file needs (its index is not at the start); "
-                "re-mux it with 'ffmpeg -i IN -c copy -movflags +faststart OUT' or download it first")
+        return (
+            "the server does not serve byte ranges, which this file needs (its index is not at the start); "
+            "re-mux it with 'ffmpeg -i IN -c copy -movflags +faststart OUT' or download it first"
+        )
     return "the server sent something FFmpeg cannot read as video"
 
 
@@ -671,7 +731,12 @@ class NvdecSource(FrameSource):
                 return
             idx = np.arange(index, index + len(chunk), dtype=np.int64)
             index += len(chunk)
-            yield FrameBatch(chunk, idx, idx / self.fps if self.fps else np.full(len(idx), np.nan), np.full(len(idx), time.perf_counter()))
+            yield FrameBatch(
+                chunk,
+                idx,
+                idx / self.fps if self.fps else np.full(len(idx), np.nan),
+                np.full(len(idx), time.perf_counter()),
+            )
 
     def read_range(self, start: int, stop: int, max_frames: int = 32) -> Iterator[FrameBatch]:
         for chunk in self.reader.read_range(start, stop):
@@ -722,8 +787,14 @@ class IteratorSource(FrameSource):
 
     kind = decoder = "iterator"
 
-    def __init__(self, frames: Iterable, fps: float | None = None, color: str = "bgr", name: str = "<iterator>",
-                 live: bool = False) -> None:
+    def __init__(
+        self,
+        frames: Iterable,
+        fps: float | None = None,
+        color: str = "bgr",
+        name: str = "<iterator>",
+        live: bool = False,
+    ) -> None:
         super().__init__(name, fps=check_fps(fps), live=live)
         self.it = iter(frames)
         self.color = color
@@ -744,8 +815,10 @@ class IteratorSource(FrameSource):
                 shape = frame.shape
                 self.height, self.width = shape[:2]
             elif frame.shape != shape:
-                raise VideoError(f"{self.name}: frame {index} has size {frame.shape[1]}x{frame.shape[0]}, earlier frames "
-                                 f"{shape[1]}x{shape[0]} (every frame of a video must have one size)")
+                raise VideoError(
+                    f"{self.name}: frame {index} has size {frame.shape[1]}x{frame.shape[0]}, earlier frames "
+                    f"{shape[1]}x{shape[0]} (every frame of a video must have one size)"
+                )
             frames.append(frame)
             arrival.append(time.perf_counter())
             index += 1
@@ -757,13 +830,26 @@ class IteratorSource(FrameSource):
 
     def _batch(self, frames: list[np.ndarray], end: int, arrival: list[float]) -> FrameBatch:
         idx = np.arange(end - len(frames), end, dtype=np.int64)
-        return FrameBatch(np.stack(frames), idx, idx / self.fps if self.fps else np.full(len(idx), np.nan),
-                          np.asarray(arrival, np.float64))
+        return FrameBatch(
+            np.stack(frames),
+            idx,
+            idx / self.fps if self.fps else np.full(len(idx), np.nan),
+            np.asarray(arrival, np.float64),
+        )
 
 
 # -- opening ---------------------------------------------------------------------------------------------
-def open_source(source: Any, *, fps: float | None = None, color: str = "bgr", decoder: str = "opencv", gpu_id: int = 0,
-                threads: int = 0, live: bool | None = None, **capture_options: Any) -> FrameSource:
+def open_source(
+    source: Any,
+    *,
+    fps: float | None = None,
+    color: str = "bgr",
+    decoder: str = "opencv",
+    gpu_id: int = 0,
+    threads: int = 0,
+    live: bool | None = None,
+    **capture_options: Any,
+) -> FrameSource:
     """Open a path, URL, camera index (an ``int``, or a string of digits that is not a file), a
     uint8 array ``[T, H, W, 3]`` or an iterator of frames as a FrameSource.
 
@@ -781,7 +867,9 @@ def open_source(source: Any, *, fps: float | None = None, color: str = "bgr", de
     if isinstance(source, FrameSource):
         return source
     if isinstance(source, bool):
-        raise VideoError(f"cannot read frames from {source!r}: pass a path, URL, camera index, array or iterator of frames")
+        raise VideoError(
+            f"cannot read frames from {source!r}: pass a path, URL, camera index, array or iterator of frames"
+        )
     if isinstance(source, (int, np.integer)):
         return OpenCVSource(int(source), fps=fps, live=live, threads=threads, **capture_options)
     if isinstance(source, (str, Path)):
@@ -799,8 +887,10 @@ def open_source(source: Any, *, fps: float | None = None, color: str = "bgr", de
         return ArraySource(source, fps, color)
     if isinstance(source, Iterable) and not isinstance(source, (bytes, dict)):
         return IteratorSource(source, fps, color, live=bool(live))
-    raise VideoError(f"cannot read frames from a {type(source).__name__}: pass a path, URL, camera index, uint8 array "
-                     "[T, H, W, 3] or an iterator of frames")
+    raise VideoError(
+        f"cannot read frames from a {type(source).__name__}: pass a path, URL, camera index, uint8 array "
+        "[T, H, W, 3] or an iterator of frames"
+    )
 
 
 def read_video(source: Any, **options: Any) -> np.ndarray:
@@ -829,8 +919,16 @@ class FrameReader:
     ``VideoError``, is raised here, in the consumer's thread). ``batch_frames``/``queue_frames``
     count frames; ``dropped`` and ``delivered`` count frames too."""
 
-    def __init__(self, source: FrameSource, *, batch_frames: int = 32, queue_frames: int = 96, drop: bool | None = None,
-                 pace: bool = False, wake: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        source: FrameSource,
+        *,
+        batch_frames: int = 32,
+        queue_frames: int = 96,
+        drop: bool | None = None,
+        pace: bool = False,
+        wake: threading.Event | None = None,
+    ) -> None:
         self.source, self.batch_frames, self.queue_frames = source, batch_frames, max(1, queue_frames)
         self.drop = source.live if drop is None else drop
         self.pace = pace
@@ -846,7 +944,9 @@ class FrameReader:
     # -- control ---------------------------------------------------------------------------------
     def start(self) -> "FrameReader":
         if self._thread is None:
-            self._thread = threading.Thread(target=self._run, daemon=True, name=f"fvdeploy-read:{self.source.name}"[:60])
+            self._thread = threading.Thread(
+                target=self._run, daemon=True, name=f"fvdeploy-read:{self.source.name}"[:60]
+            )
             self._thread.start()
         return self
 
@@ -889,7 +989,11 @@ class FrameReader:
             for item in self.source.batches(self.batch_frames):
                 if self.pace and isinstance(item, FrameBatch):
                     for j in range(len(item)):
-                        p = float(item.pts[j]) if not math.isnan(item.pts[j]) else item.index[j] / (self.source.fps or 30.0)
+                        p = (
+                            float(item.pts[j])
+                            if not math.isnan(item.pts[j])
+                            else item.index[j] / (self.source.fps or 30.0)
+                        )
                         if t0 is None:
                             t0, pts0 = time.perf_counter(), p
                         delay = t0 + (p - pts0) - time.perf_counter()

@@ -51,8 +51,9 @@ def to_model_color(frames: Tensor, spec: InputSpec, color: str) -> Tensor:
     return x if color == spec.color else x.flip(1)
 
 
-def preprocess(frames: Tensor, spec: InputSpec, color: str = "bgr", dtype: torch.dtype = torch.float32,
-               fast: bool = False) -> Tensor:
+def preprocess(
+    frames: Tensor, spec: InputSpec, color: str = "bgr", dtype: torch.dtype = torch.float32, fast: bool = False
+) -> Tensor:
     """uint8 ``[k, H, W, 3]`` (``color`` order, as decoded) -> ``[k, 3, crop, crop]`` model input:
     colour order, shorter side to ``spec.shorter_side``, centre crop, scale and normalise.
 

@@ -34,10 +34,46 @@ log = logging.getLogger(__name__)
 # Every container FFmpeg commonly reads (compared case-insensitively): phones (.mov .mp4 .3gp),
 # camcorders (.mts .m2ts .dv), broadcast (.mxf .ts .vob .mpg), raw elementary streams (.h264 ...).
 VIDEO_EXTENSIONS = (
-    ".mp4", ".m4v", ".mov", ".qt", ".mkv", ".webm", ".avi", ".divx", ".wmv", ".asf", ".flv", ".f4v",
-    ".mpg", ".mpeg", ".m1v", ".m2v", ".mpv", ".ts", ".mts", ".m2ts", ".mxf", ".vob", ".ogv", ".ogg",
-    ".dv", ".3gp", ".3g2", ".y4m", ".h264", ".264", ".h265", ".265", ".hevc", ".gif", ".mjpeg", ".mjpg",
-    ".rm", ".rmvb", ".nut", ".ivf",
+    ".mp4",
+    ".m4v",
+    ".mov",
+    ".qt",
+    ".mkv",
+    ".webm",
+    ".avi",
+    ".divx",
+    ".wmv",
+    ".asf",
+    ".flv",
+    ".f4v",
+    ".mpg",
+    ".mpeg",
+    ".m1v",
+    ".m2v",
+    ".mpv",
+    ".ts",
+    ".mts",
+    ".m2ts",
+    ".mxf",
+    ".vob",
+    ".ogv",
+    ".ogg",
+    ".dv",
+    ".3gp",
+    ".3g2",
+    ".y4m",
+    ".h264",
+    ".264",
+    ".h265",
+    ".265",
+    ".hevc",
+    ".gif",
+    ".mjpeg",
+    ".mjpg",
+    ".rm",
+    ".rmvb",
+    ".nut",
+    ".ivf",
 )
 # FFmpeg's log levels (libavutil/log.h): quiet, and warning for --log-level debug.
 AV_LOG_QUIET, AV_LOG_WARNING = -8, 24
@@ -135,7 +171,9 @@ def set_ffmpeg_log_level(level: int = AV_LOG_QUIET) -> bool:
     warning per file instead, so we call ``av_log_set_level`` of the libavutil already loaded in
     this process (found in /proc/self/maps; OpenCV has no API for it). Hand-written: False where
     that library cannot be found (the environment variable then still applies)."""
-    path = next((line.split()[-1] for line in _maps() if "libavutil" in line and line.split()[-1].startswith("/")), None)
+    path = next(
+        (line.split()[-1] for line in _maps() if "libavutil" in line and line.split()[-1].startswith("/")), None
+    )
     if path is None:
         return False
     try:

@@ -7,8 +7,10 @@ from .._lazy import lazy_exports
 from .names import ARCHS
 
 _EXPORTS = {
-    **{name: ".registry" for name in (
-        "count_parameters", "create_model", "list_models", "load_imagenet_weights", "register_model")},
+    **{
+        name: ".registry"
+        for name in ("count_parameters", "create_model", "list_models", "load_imagenet_weights", "register_model")
+    },
     **{name: ".tsm_resnet" for name in ("ModelOutput", "TSMResNet", "pad_frames", "repeat_last_valid")},
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -65,7 +65,9 @@ def load_imagenet_weights(model: TSMResNet, path: str | Path) -> None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle errors, truncated zip, disallowed globals: all one line
-        raise ModelError(f"{path}: cannot read as a torch weights file ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+        raise ModelError(
+            f"{path}: cannot read as a torch weights file ({type(e).__name__}: {str(e).splitlines()[0]})"
+        ) from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):

@@ -211,7 +211,9 @@ class TSMResNet(nn.Module):
         return torch.cat(list(self.iter_frame_features(frames.split(chunk_size))))
 
 
-def make_backbone(block: type[BasicBlock] | type[Bottleneck], layers: list[int], widths: tuple[int, int, int, int]) -> nn.Module:
+def make_backbone(
+    block: type[BasicBlock] | type[Bottleneck], layers: list[int], widths: tuple[int, int, int, int]
+) -> nn.Module:
     """A torchvision-layout ResNet (same attribute names, so the same state-dict keys) of any width."""
     from torchvision.models.resnet import ResNet
 

@@ -8,12 +8,25 @@ from .._lazy import lazy_exports
 from .names import METHODS
 
 _EXPORTS = {
-    **{name: ".clustering" for name in (
-        "TemporalClustering", "aggregate_clusters", "cluster_ids", "cluster_ids_from_distances", "cluster_segments",
-        "cluster_weights", "effective_lengths", "frame_distances")},
-    "rechunk": ".halo", "stream_with_halo": ".halo",
-    "segment_bounds": ".sampling", "tsm_indices": ".sampling",
-    "TemporalShift": ".temporal_shift", "temporal_shift": ".temporal_shift",
+    **{
+        name: ".clustering"
+        for name in (
+            "TemporalClustering",
+            "aggregate_clusters",
+            "cluster_ids",
+            "cluster_ids_from_distances",
+            "cluster_segments",
+            "cluster_weights",
+            "effective_lengths",
+            "frame_distances",
+        )
+    },
+    "rechunk": ".halo",
+    "stream_with_halo": ".halo",
+    "segment_bounds": ".sampling",
+    "tsm_indices": ".sampling",
+    "TemporalShift": ".temporal_shift",
+    "temporal_shift": ".temporal_shift",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 

@@ -133,9 +133,7 @@ def cluster_ids_from_distances(
     return torch.where(positions[None, :] < eff[:, None], ids, torch.full_like(ids, -1))
 
 
-def cluster_ids(
-    x: Tensor, num_clusters: int, method: str = "cumulative", lengths: Tensor | None = None
-) -> Tensor:
+def cluster_ids(x: Tensor, num_clusters: int, method: str = "cumulative", lengths: Tensor | None = None) -> Tensor:
     """Contiguous temporal cluster ids ``LongTensor[N, T]`` for activations ``x: [N, T, C, H, W]``.
 
     Ids are non-decreasing, cover 0..G-1 on each video's first ``max(length, G)`` positions, and
@@ -159,15 +157,14 @@ def cluster_weights(ids: Tensor, num_clusters: int, lengths: Tensor | None = Non
         positions = torch.arange(t, device=ids.device, dtype=torch.long)[None, :]
         tail = (positions >= length - 1).to(dtype)[:, :, None]
         folded = (onehot * tail).sum(1, keepdim=True)  # [N, 1, G]: all of the tail, at length-1
-        onehot = onehot * (positions < length - 1).to(dtype)[:, :, None] + (
-            positions == length - 1
-        ).to(dtype)[:, :, None] * folded
+        onehot = (
+            onehot * (positions < length - 1).to(dtype)[:, :, None]
+            + (positions == length - 1).to(dtype)[:, :, None] * folded
+        )
     return onehot / onehot.sum(1, keepdim=True)
 
 
-def aggregate_clusters(
-    x: Tensor, ids: Tensor, num_clusters: int, lengths: Tensor | None = None
-) -> Tensor:
+def aggregate_clusters(x: Tensor, ids: Tensor, num_clusters: int, lengths: Tensor | None = None) -> Tensor:
     """Mean of ``x: [N, T, C, H, W]`` over each cluster's frames -> ``[N, G, C, H, W]``.
 
     Differentiable in ``x`` (ids are constants): frame t of cluster k receives

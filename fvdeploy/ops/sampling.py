@@ -12,7 +12,9 @@ def segment_bounds(num_frames: int, segments: int) -> list[tuple[int, int]]:
     return [(k * num_frames // segments, (k + 1) * num_frames // segments) for k in range(segments)]
 
 
-def tsm_indices(num_frames: int, segments: int, *, random: bool = False, generator: torch.Generator | None = None) -> Tensor:
+def tsm_indices(
+    num_frames: int, segments: int, *, random: bool = False, generator: torch.Generator | None = None
+) -> Tensor:
     """Indices of the K frames TSM reads: ``int(tick/2 + tick*k)`` with ``tick = T/K`` at test
     (the official TSM test sampling), a uniform draw inside each segment when ``random``."""
     if num_frames < 1 or segments < 1:

@@ -6,8 +6,9 @@ from typing import TYPE_CHECKING
 
 from .._lazy import lazy_exports
 
-__getattr__, __dir__ = lazy_exports(__name__, {"Classifier": ".classifier", "Segment": ".results",
-                                               "VideoResult": ".results"})
+__getattr__, __dir__ = lazy_exports(
+    __name__, {"Classifier": ".classifier", "Segment": ".results", "VideoResult": ".results"}
+)
 
 if TYPE_CHECKING:
     from .classifier import Classifier

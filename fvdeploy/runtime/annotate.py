@@ -59,7 +59,9 @@ def decode_chunks(path: str | Path, chunk: int = 32) -> Iterator[np.ndarray]:
             yield batch.frames
 
 
-def _strip(pcs: list[Span], total: int, width: int, height: int, colours: dict[str, tuple[int, int, int]]) -> np.ndarray:
+def _strip(
+    pcs: list[Span], total: int, width: int, height: int, colours: dict[str, tuple[int, int, int]]
+) -> np.ndarray:
     strip = np.full((height, width, 3), 40, np.uint8)
     for p in pcs:
         a = int(p.start_frame * width / total)
@@ -74,9 +76,16 @@ def _umask_mode() -> int:
     return 0o666 & ~mask
 
 
-def annotate_video(source: str | Path, spans: Iterable[Span], out: str | Path, *, fps: float | None = None,
-                   title: str = "", progress: Callable[[int, int], None] | None = None,
-                   total_frames: int | None = None) -> Path:
+def annotate_video(
+    source: str | Path,
+    spans: Iterable[Span],
+    out: str | Path,
+    *,
+    fps: float | None = None,
+    title: str = "",
+    progress: Callable[[int, int], None] | None = None,
+    total_frames: int | None = None,
+) -> Path:
     """Write ``out``: ``source`` with each frame's span label and score and a timeline strip.
 
     ``spans`` cover frames (end exclusive); frames no span covers show no label. ``fps``: the
@@ -87,7 +96,9 @@ def annotate_video(source: str | Path, spans: Iterable[Span], out: str | Path, *
     out = Path(out)
     fourcc = FOURCC.get(out.suffix.lower())
     if fourcc is None:
-        raise FvdeployError(f"{out}: annotated videos are written as .mp4 or .avi, not {out.suffix or 'no extension'!r}")
+        raise FvdeployError(
+            f"{out}: annotated videos are written as .mp4 or .avi, not {out.suffix or 'no extension'!r}"
+        )
     pcs = pieces(spans)
     total = total_frames or (pcs[-1].end_frame if pcs else 1)
     labels = list(dict.fromkeys(p.label for p in pcs))
@@ -118,9 +129,9 @@ def annotate_video(source: str | Path, spans: Iterable[Span], out: str | Path, *
                 while piece < len(pcs) and pcs[piece].end_frame <= done:
                     piece += 1
                 img = np.ascontiguousarray(frame)
-                img[h - strip.shape[0]:] = strip
+                img[h - strip.shape[0] :] = strip
                 x = min(w - 1, int(done * w / max(total, 1)))
-                img[h - strip.shape[0]:, max(0, x - 1): x + 1] = 255
+                img[h - strip.shape[0] :, max(0, x - 1) : x + 1] = 255
                 if piece < len(pcs) and pcs[piece].start_frame <= done:
                     p = pcs[piece]
                     _label(img, f"{p.label} {p.score:.2f}", colours[p.label], scale, thick)
@@ -150,7 +161,9 @@ def _label(img: np.ndarray, text: str, colour: tuple[int, int, int], scale: floa
     y = row * (th + base + 2 * pad)
     cv2.rectangle(img, (0, y - th - base - 2 * pad), (tw + 2 * pad + 8, y), (0, 0, 0), -1)
     cv2.rectangle(img, (0, y - th - base - 2 * pad), (5, y), colour, -1)
-    cv2.putText(img, text, (8 + pad, y - base - pad), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA)
+    cv2.putText(
+        img, text, (8 + pad, y - base - pad), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA
+    )
 
 
 def _source_fps(source: str | Path) -> float | None:

@@ -77,21 +77,30 @@ def codec_for(hint: Any, name: str = "") -> Codec:
         return _dataclass_codec(hint)
     elif origin is list and len(args) == 1:
         item = codec_for(args[0], name)
-        return Codec(pa.list_(item.type), lambda v: [item.encode(x) for x in v or ()],
-                     lambda v: [item.decode(x) for x in v or ()])
+        return Codec(
+            pa.list_(item.type),
+            lambda v: [item.encode(x) for x in v or ()],
+            lambda v: [item.decode(x) for x in v or ()],
+        )
     elif origin is tuple and args and Ellipsis not in args:
         names = TUPLE_FIELDS.get(name) or tuple(f"item{i}" for i in range(len(args)))
         parts = [codec_for(a) for a in args]
-        return Codec(pa.struct([pa.field(n, c.type) for n, c in zip(names, parts)]),
-                     lambda v: None if v is None else {n: c.encode(x) for n, c, x in zip(names, parts, v)},
-                     lambda v: None if v is None else tuple(c.decode(v[n]) for n, c in zip(names, parts)))
+        return Codec(
+            pa.struct([pa.field(n, c.type) for n, c in zip(names, parts)]),
+            lambda v: None if v is None else {n: c.encode(x) for n, c, x in zip(names, parts, v)},
+            lambda v: None if v is None else tuple(c.decode(v[n]) for n, c in zip(names, parts)),
+        )
     elif origin is dict and len(args) == 2 and args[0] is str:
         value = codec_for(args[1])
         # pyarrow gives a map back as a list of (key, value) pairs
-        return Codec(pa.map_(pa.string(), value.type), lambda v: [(k, value.encode(x)) for k, x in (v or {}).items()],
-                     lambda v: {k: value.decode(x) for k, x in (v.items() if isinstance(v, dict) else v or ())})
-    return Codec(pa.string(), lambda v: None if v is None else json.dumps(v),
-                 lambda v: None if v is None else json.loads(v))
+        return Codec(
+            pa.map_(pa.string(), value.type),
+            lambda v: [(k, value.encode(x)) for k, x in (v or {}).items()],
+            lambda v: {k: value.decode(x) for k, x in (v.items() if isinstance(v, dict) else v or ())},
+        )
+    return Codec(
+        pa.string(), lambda v: None if v is None else json.dumps(v), lambda v: None if v is None else json.loads(v)
+    )
 
 
 def _dataclass_codec(cls: type) -> Codec:

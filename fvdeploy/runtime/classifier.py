@@ -85,10 +85,20 @@ class Classifier:
     the last call's re-decoded frames and memory path (benchmarks read it).
     """
 
-    def __init__(self, backend: Backend, *, max_memory_mib: int | None = None, chunk_size: int | None = None,
-                 topk: int = 5, model_path: str | None = None, memory_plan: "MemoryPlan | None" = None,
-                 decoder: str = "opencv", decode_workers: int = 1, concurrent_finish: bool | None = None,
-                 fast_resize: bool = False) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        max_memory_mib: int | None = None,
+        chunk_size: int | None = None,
+        topk: int = 5,
+        model_path: str | None = None,
+        memory_plan: "MemoryPlan | None" = None,
+        decoder: str = "opencv",
+        decode_workers: int = 1,
+        concurrent_finish: bool | None = None,
+        fast_resize: bool = False,
+    ) -> None:
         """``backend``: a loaded backend (``fvdeploy.backends``). ``max_memory_mib``: MiB the
         runtime may hold beyond the model (default 1024 on the CPU, 2048 on CUDA; at least 16).
         ``chunk_size``: frames per stem + layer1 call (default: from the budget). ``memory_plan``
@@ -167,8 +177,11 @@ class Classifier:
         fallback) and ``FvdeployError`` (a bad ``topk``, ``chunk_size`` or decoder)."""
         path = resolve_model_path(model)
         config = read_config(path)
-        changes = {k: v for k, v in dict(mode=mode, segments=segments, num_clusters=num_clusters, method=method).items()
-                   if v is not None}
+        changes = {
+            k: v
+            for k, v in dict(mode=mode, segments=segments, num_clusters=num_clusters, method=method).items()
+            if v is not None
+        }
         if changes:
             from ..errors import ModelError
 
@@ -182,20 +195,45 @@ class Classifier:
             raise FvdeployError(f"--topk must be >= 1, got {topk}")
         if chunk_size is not None and chunk_size < 1:
             raise FvdeployError(f"--chunk-size must be >= 1, got {chunk_size}")
-        feat_prec = resolve_precision(features_precision, dev) if features_precision else default_features_precision(prec)
-        impl = create_backend(backend, path, dev, prec, config=config, features_precision=feat_prec,
-                              requested_device=device, requested_precision=precision)
+        feat_prec = (
+            resolve_precision(features_precision, dev) if features_precision else default_features_precision(prec)
+        )
+        impl = create_backend(
+            backend,
+            path,
+            dev,
+            prec,
+            config=config,
+            features_precision=feat_prec,
+            requested_device=device,
+            requested_precision=precision,
+        )
         if decoder is None:
             decoder = "auto" if dev.type == "cuda" else "opencv"
         if decode_workers is None:
             decode_workers = default_decode_workers(dev)
-        return cls(impl, max_memory_mib=max_memory_mib, chunk_size=chunk_size, topk=topk, model_path=str(path),
-                   decoder=decoder, decode_workers=decode_workers, concurrent_finish=concurrent_finish,
-                   fast_resize=fast_resize)
+        return cls(
+            impl,
+            max_memory_mib=max_memory_mib,
+            chunk_size=chunk_size,
+            topk=topk,
+            model_path=str(path),
+            decoder=decoder,
+            decode_workers=decode_workers,
+            concurrent_finish=concurrent_finish,
+            fast_resize=fast_resize,
+        )
 
     # -- public API -----------------------------------------------------------------------------
-    def classify(self, source, *, fps: float | None = None, color: str = "bgr", progress: ProgressFn | None = None,
-                 visualize: str | Path | None = None) -> VideoResult:
+    def classify(
+        self,
+        source,
+        *,
+        fps: float | None = None,
+        color: str = "bgr",
+        progress: ProgressFn | None = None,
+        visualize: str | Path | None = None,
+    ) -> VideoResult:
         """Classify one video: a path or URL, a uint8 array ``[T, H, W, 3]`` (BGR by default, as
         OpenCV gives; ``color="rgb"`` accepted) or an iterator of ``[H, W, 3]`` frames.
 
@@ -285,8 +323,9 @@ class Classifier:
             if pool is not None:
                 pool.shutdown(wait=True)
 
-    def _start(self, source, *, fps=None, color="bgr", progress=None, visualize=None, parallel: int = 1,
-               share: int = 1) -> "_Job":
+    def _start(
+        self, source, *, fps=None, color="bgr", progress=None, visualize=None, parallel: int = 1, share: int = 1
+    ) -> "_Job":
         """Open the source and start decoding (in a background thread for files). ``parallel``:
         videos decoding at once; ``share``: videos computing at once (each gets 1/share of the budget)."""
         t0 = time.perf_counter()
@@ -295,14 +334,17 @@ class Classifier:
         src = open_source(source, fps=fps, color=color, decoder=self.decoder, gpu_id=gpu, threads=threads)
         if src.live:
             src.close()
-            raise VideoError(f"{src.describe()}: a live source has no end to classify up to; watch it instead "
-                             "(fvdeploy watch / Classifier.watch)")
+            raise VideoError(
+                f"{src.describe()}: a live source has no end to classify up to; watch it instead "
+                "(fvdeploy watch / Classifier.watch)"
+            )
         src.record = True  # every frame's time (segments' seconds) and checksum (re-reading)
         plan = self.plan(src.frame_bytes or 3 * 1920 * 1080, parallel, share)
         if src.decoder in ("opencv", "nvdec"):  # NVDEC's chunks are already on the GPU: keep fewer waiting
             chunks = DECODE_QUEUE_CHUNKS if src.decoder == "opencv" else NVDEC_QUEUE_CHUNKS
-            decoded: FrameReader | _Inline = FrameReader(src, batch_frames=plan.decode_frames,
-                                                         queue_frames=chunks * plan.decode_frames, drop=False)
+            decoded: FrameReader | _Inline = FrameReader(
+                src, batch_frames=plan.decode_frames, queue_frames=chunks * plan.decode_frames, drop=False
+            )
         else:
             decoded = _Inline(src, plan.decode_frames)
         return _Job(src, plan, decoded, progress, visualize, Thumbnails() if visualize is not None else None, t0)
@@ -339,8 +381,13 @@ class Classifier:
     @property
     def run_info(self) -> dict:
         b = self.backend
-        return {"backend": b.name, "provider": b.provider, "device": str(b.device), "precision": b.precision,
-                "mode": self.config.mode}
+        return {
+            "backend": b.name,
+            "provider": b.provider,
+            "device": str(b.device),
+            "precision": b.precision,
+            "mode": self.config.mode,
+        }
 
     # -- planning -------------------------------------------------------------------------------
     def plan(self, frame_bytes: int, parallel: int = 1, share: int = 1) -> MemoryPlan:
@@ -365,8 +412,15 @@ class Classifier:
         return MemoryPlan(budget, chunk, decode, store_bytes=int(0.5 * budget), slot_bytes=int(0.25 * budget))
 
     # -- full mode ------------------------------------------------------------------------------
-    def _prepared(self, job: "_Job", chunks: Iterable, color: str, thumbs: "Thumbnails | None",
-                  progress: ProgressFn | None, hint: int) -> Iterator[Tensor]:
+    def _prepared(
+        self,
+        job: "_Job",
+        chunks: Iterable,
+        color: str,
+        thumbs: "Thumbnails | None",
+        progress: ProgressFn | None,
+        hint: int,
+    ) -> Iterator[Tensor]:
         done = 0
         for batch in chunks:
             chunk = batch.frames
@@ -447,7 +501,8 @@ class Classifier:
                         if not src.rereadable:
                             raise MemoryBudgetExceeded(
                                 "this stream is longer than the memory budget allows for TSM sampling and cannot "
-                                "be read twice; use windowed classification (fvdeploy watch) or raise --max-memory")
+                                "be read twice; use windowed classification (fvdeploy watch) or raise --max-memory"
+                            )
                         wanted, kept = set(), {}  # re-read the K frames once the length is known
             index += len(chunk)
             if progress is not None:
@@ -484,7 +539,9 @@ class Classifier:
 
         logits = []
         prepared = self._prepared(job, decoded, src.color, thumbs, progress, src.frame_count_hint)
-        for out in stream_with_halo(self._timed(job, per_frame_logits), rechunk(prepared, plan.chunk_frames), b.network_halo):
+        for out in stream_with_halo(
+            self._timed(job, per_frame_logits), rechunk(prepared, plan.chunk_frames), b.network_halo
+        ):
             logits.append(out.cpu())
         frame_logits = torch.cat(logits)
         # Units: runs of consecutive frames with the same top label (one entry per frame would be T long).
@@ -513,10 +570,18 @@ class Classifier:
         start, end = src.seconds(0), src.seconds(num_frames)
         run = {**self.run_info, "decoder": src.decoder}
         return VideoResult(
-            path=src.path, label=labels[int(top.indices[0])], score=round(float(top.values[0]), 6),
+            path=src.path,
+            label=labels[int(top.indices[0])],
+            score=round(float(top.values[0]), 6),
             topk=[(labels[int(i)], round(float(v), 6)) for v, i in zip(top.values, top.indices)],
-            num_frames=num_frames, fps=src.fps, duration_s=None if start is None or end is None else round(end - start, 6),
-            segments=segments, partial=src.partial, warnings=list(src.warnings), error=None, run=run,
+            num_frames=num_frames,
+            fps=src.fps,
+            duration_s=None if start is None or end is None else round(end - start, 6),
+            segments=segments,
+            partial=src.partial,
+            warnings=list(src.warnings),
+            error=None,
+            run=run,
         )
 
 

@@ -65,8 +65,10 @@ class _Lock:
                         owner = f" (pid {path.read_text().strip()})" if path.read_text().strip() else ""
                     except OSError:
                         pass
-                    raise OutputLocked(f"{path.with_suffix('')}: another fvdeploy run is writing it{owner}; "
-                                       "wait for it or choose another --output") from None
+                    raise OutputLocked(
+                        f"{path.with_suffix('')}: another fvdeploy run is writing it{owner}; "
+                        "wait for it or choose another --output"
+                    ) from None
                 raise
             try:
                 same = os.fstat(fd).st_ino == os.stat(path).st_ino

@@ -27,7 +27,9 @@ def palette(n: int) -> list[tuple[int, int, int]]:
     return cols
 
 
-def _text(img: np.ndarray, text: str, org: tuple[int, int], scale: float = 0.45, color=(30, 30, 30), thick: int = 1) -> None:
+def _text(
+    img: np.ndarray, text: str, org: tuple[int, int], scale: float = 0.45, color=(30, 30, 30), thick: int = 1
+) -> None:
     cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, color, thick, cv2.LINE_AA)
 
 
@@ -79,8 +81,12 @@ def render_timeline(result: VideoResult, thumbnails=None, labels: list[str] | No
     _text(img, f"{title}: {result.label} ({result.score:.2f})", (margin, 24), 0.6, thick=2)
     secs = f", {result.duration_s:.2f} s" if result.duration_s else ""
     fps = f" at {result.fps:g} fps" if result.fps else ""
-    _text(img, f"{result.num_frames} frames{fps}{secs}, {len(segs)} segments ({result.run.get('mode', '')}), "
-               f"axis in {'presentation seconds' if seconds else 'frames (no timestamps)'}", (margin, 44))
+    _text(
+        img,
+        f"{result.num_frames} frames{fps}{secs}, {len(segs)} segments ({result.run.get('mode', '')}), "
+        f"axis in {'presentation seconds' if seconds else 'frames (no timestamps)'}",
+        (margin, 44),
+    )
 
     spans = [_span(s, seconds) for s in segs]
     t0 = min((a for a, _ in spans), default=0.0)

@@ -65,8 +65,13 @@ def _worker(wid: int, device: str, load_kwargs: dict, tasks, conn) -> None:
         conn.send(("done", (index, result.to_dict())))
 
 
-def classify_on_devices(paths: list[str], devices: list[str], load_kwargs: dict[str, Any],
-                        visualize: list[str | None] | None = None, on_result=None) -> Iterator[VideoResult]:
+def classify_on_devices(
+    paths: list[str],
+    devices: list[str],
+    load_kwargs: dict[str, Any],
+    visualize: list[str | None] | None = None,
+    on_result=None,
+) -> Iterator[VideoResult]:
     """Classify ``paths`` with one worker process per entry of ``devices``; results in input order."""
     ctx = mp.get_context("spawn")  # CUDA cannot be re-initialised in a forked child
     tasks = ctx.Queue()
@@ -95,8 +100,10 @@ def classify_on_devices(paths: list[str], devices: list[str], load_kwargs: dict[
                 index = current.pop(wid)
                 procs[wid].join(timeout=5)
                 done[index] = VideoResult.failed(
-                    paths[index], f"{paths[index]}: the worker on {devices[wid]} died (exit code "
-                                  f"{procs[wid].exitcode}) while classifying this file")
+                    paths[index],
+                    f"{paths[index]}: the worker on {devices[wid]} died (exit code "
+                    f"{procs[wid].exitcode}) while classifying this file",
+                )
             return
         if kind == "fatal":
             fatal.append(payload)
@@ -120,7 +127,9 @@ def classify_on_devices(paths: list[str], devices: list[str], load_kwargs: dict[
                 if fatal and len(fatal) == len(procs):
                     raise BackendError(fatal[0])
                 for index in range(next_out, len(paths)):
-                    done.setdefault(index, VideoResult.failed(paths[index], f"{paths[index]}: no worker left to classify it"))
+                    done.setdefault(
+                        index, VideoResult.failed(paths[index], f"{paths[index]}: no worker left to classify it")
+                    )
                 continue
             for conn in wait([conns[w] for w in open_conns], timeout=1.0):
                 receive(conns.index(conn))

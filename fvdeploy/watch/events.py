@@ -64,8 +64,15 @@ class EventTracker:
     events that closed. ``boundary(pos, end)`` gives the seconds (or None) and source frame number
     of the start of position ``pos``, or with ``end`` of the end of position ``pos - 1``."""
 
-    def __init__(self, stream: str, threshold: float, min_duration_s: float, time_basis: str | None,
-                 boundary: Boundary, fps: float | None) -> None:
+    def __init__(
+        self,
+        stream: str,
+        threshold: float,
+        min_duration_s: float,
+        time_basis: str | None,
+        boundary: Boundary,
+        fps: float | None,
+    ) -> None:
         self.stream, self.threshold, self.min_duration_s = stream, threshold, min_duration_s
         self.time_basis, self.boundary, self.fps = time_basis, boundary, fps
         self.prev: WindowSpan | None = None
@@ -118,5 +125,16 @@ class EventTracker:
         if duration is not None and duration < self.min_duration_s:
             return []
         self.count += 1
-        return [Event(self.stream, o.label, round(o.score_sum / o.windows, 6), start_s, end_s, start_frame, end_frame,
-                      o.windows, self.time_basis)]
+        return [
+            Event(
+                self.stream,
+                o.label,
+                round(o.score_sum / o.windows, 6),
+                start_s,
+                end_s,
+                start_frame,
+                end_frame,
+                o.windows,
+                self.time_basis,
+            )
+        ]

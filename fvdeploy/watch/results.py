@@ -45,7 +45,9 @@ class WindowResult(_Item):
     score: float  # softmax probability of the window's mean cluster logits
     topk: list[tuple[str, float]]
     partial: bool  # the last window of a segment, shorter than the window length
-    clusters: list[tuple[int, int, str, float]]  # each of the G clusters: start_frame, end_frame, its own label and score
+    clusters: list[
+        tuple[int, int, str, float]
+    ]  # each of the G clusters: start_frame, end_frame, its own label and score
     time_basis: str | None
     latency_s: float  # arrival of the window's last frame -> this result
     logits: Tensor | None = field(default=None, repr=False)  # [classes] mean cluster logits (not serialised)

@@ -121,7 +121,9 @@ def render(rec: TimelineRecorder) -> np.ndarray:
     thr_y = int(win_y + win_h - rec.threshold * win_h)
     for px in range(x0, x1, 8):
         cv2.line(img, (px, thr_y), (min(px + 4, x1), thr_y), (90, 90, 90), 1)
-    pts = [(x((lo + hi) / 2), int(win_y + win_h - w[3] * win_h)) for (lo, hi), w in zip(_shares(rec.windows), rec.windows)]
+    pts = [
+        (x((lo + hi) / 2), int(win_y + win_h - w[3] * win_h)) for (lo, hi), w in zip(_shares(rec.windows), rec.windows)
+    ]
     if len(pts) > 1:
         cv2.polylines(img, [np.array(pts, np.int32)], False, (40, 40, 40), 1, cv2.LINE_AA)
     cv2.rectangle(img, (x0, win_y), (x1, win_y + win_h), (120, 120, 120), 1)

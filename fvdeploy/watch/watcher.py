@@ -112,8 +112,9 @@ def resolve_sources(sources: Iterable[Any]) -> list[StreamSpec]:
         elif isinstance(src, Iterable):
             specs.append(StreamSpec("<iterator>", src))
         else:
-            raise FvdeployError(f"cannot watch a {type(src).__name__}: pass a path, URL, camera index, array "
-                                "or iterator of frames")
+            raise FvdeployError(
+                f"cannot watch a {type(src).__name__}: pass a path, URL, camera index, array or iterator of frames"
+            )
     return specs
 
 
@@ -141,12 +142,14 @@ class WatchOptions:
 
     def validate(self) -> None:
         if (self.window_frames is None) != (self.stride_frames is None):
-            raise FvdeployError("give the window and the stride both in frames (window_frames and stride_frames) "
-                                "or both in seconds")
+            raise FvdeployError(
+                "give the window and the stride both in frames (window_frames and stride_frames) or both in seconds"
+            )
         if self.window_frames is not None:
             if self.window_frames < 1 or self.stride_frames < 1:
-                raise FvdeployError(f"window and stride must be at least 1 frame, got {self.window_frames} "
-                                    f"and {self.stride_frames}")
+                raise FvdeployError(
+                    f"window and stride must be at least 1 frame, got {self.window_frames} and {self.stride_frames}"
+                )
         elif not (self.window_s > 0 and self.stride_s > 0):
             raise FvdeployError(f"window and stride must be positive, got {self.window_s} s and {self.stride_s} s")
         if not 0.0 <= self.threshold <= 1.0:
@@ -171,8 +174,10 @@ class WatchOptions:
         if self.window_frames is not None:
             return self.window_frames, self.stride_frames
         if not fps:
-            raise VideoError(f"{name}: the source has no frame rate, so windows in seconds cannot be placed; "
-                             "give --fps or the window and stride in frames")
+            raise VideoError(
+                f"{name}: the source has no frame rate, so windows in seconds cannot be placed; "
+                "give --fps or the window and stride in frames"
+            )
         return max(1, math.ceil(self.window_s * fps * TIME_WINDOW_RATE)), max(1, round(self.stride_s * fps))
 
 
@@ -386,8 +391,10 @@ class Watcher:
         options.validate()
         cfg = classifier.config
         if cfg.mode != "full":
-            raise FvdeployError("watch classifies each window with the full-video method; this model is loaded in "
-                                "mode tsm (load it with mode='full')")
+            raise FvdeployError(
+                "watch classifies each window with the full-video method; this model is loaded in "
+                "mode tsm (load it with mode='full')"
+            )
         self.clf, self.options = classifier, options
         b = classifier.backend
         self.backend, self.device = b, b.device
@@ -441,7 +448,8 @@ class Watcher:
             raise FvdeployError(
                 f"{reader.name}: a window of {window} frames needs {need / 2**20:.0f} MiB for this stream "
                 f"({self.reserved / 2**20:.0f} MiB already held by other streams), beyond the memory budget of "
-                f"{self.budget / 2**20:.0f} MiB; shorten the window, watch fewer streams, or raise --max-memory")
+                f"{self.budget / 2**20:.0f} MiB; shorten the window, watch fewer streams, or raise --max-memory"
+            )
         self.reserved += need
         return need, queue
 
@@ -527,10 +535,18 @@ class Watcher:
             if spec.error:
                 raise VideoError(spec.error)
             device = self.device
-            source = open_source(spec.target, fps=o.fps, color=o.color, live=o.live, retries=o.retries,
-                                 retry_delay_s=o.retry_delay_s, open_timeout_s=o.open_timeout_s, loops=spec.loops,
-                                 decoder=self.clf.decoder if spec.loops == 1 else "opencv",
-                                 gpu_id=device.index or 0 if device.type == "cuda" else 0)
+            source = open_source(
+                spec.target,
+                fps=o.fps,
+                color=o.color,
+                live=o.live,
+                retries=o.retries,
+                retry_delay_s=o.retry_delay_s,
+                open_timeout_s=o.open_timeout_s,
+                loops=spec.loops,
+                decoder=self.clf.decoder if spec.loops == 1 else "opencv",
+                gpu_id=device.index or 0 if device.type == "cuda" else 0,
+            )
             source.name = spec.name
             window, stride = self.options.geometry(source.fps, spec.name)
             try:
@@ -549,13 +565,25 @@ class Watcher:
             basis = source.time_basis if source is not None else None
             return StreamEnd(spec.name, 0, 0, 0, 0, 0, fps, None, None, basis, error=str(e))
         live = source.live or o.realtime
-        reader = FrameReader(source, batch_frames=1 if live else FILE_BATCH, queue_frames=queue, drop=live,
-                             pace=o.realtime, wake=self.wake)
+        reader = FrameReader(
+            source,
+            batch_frames=1 if live else FILE_BATCH,
+            queue_frames=queue,
+            drop=live,
+            pace=o.realtime,
+            wake=self.wake,
+        )
         stream = _Stream(self, spec, reader, window, stride)
         stream.reserved = need
         streams.append(stream)
-        log.info("%s: window %d frames, stride %d frames (%s fps), time basis %s", spec.name, window, stride,
-                 source.fps, source.time_basis)
+        log.info(
+            "%s: window %d frames, stride %d frames (%s fps), time basis %s",
+            spec.name,
+            window,
+            stride,
+            source.fps,
+            source.time_basis,
+        )
         return None
 
     # -- one device step --------------------------------------------------------------------------
@@ -588,8 +616,17 @@ class Watcher:
         stems: list[Tensor | None] = [None] * len(pieces)
         framed = [i for i, (_, _, f, _) in enumerate(pieces) if f is not None]
         if framed:
-            x = torch.cat([preprocess(self.stager.upload(pieces[i][2]), self.clf.config.input, pieces[i][0].color,
-                                      fast=self.clf.fast_resize) for i in framed])
+            x = torch.cat(
+                [
+                    preprocess(
+                        self.stager.upload(pieces[i][2]),
+                        self.clf.config.input,
+                        pieces[i][0].color,
+                        fast=self.clf.fast_resize,
+                    )
+                    for i in framed
+                ]
+            )
             self.stem_frames += x.shape[0]
             for i, maps in zip(framed, self.stages.stem(x).split([len(pieces[i][2]) for i in framed])):
                 stems[i] = maps
@@ -649,9 +686,23 @@ class Watcher:
                 out.append(Gap(s.name, start, end, s.pos, m.attempts, "the stream dropped and was reopened"))
             if isinstance(m, End):
                 src = s.source
-                out.append(StreamEnd(s.name, src.frames_read, s.windows_done, s.events_done, s.reader.dropped,
-                                     src.reconnects, s.fps, s.W, s.S, s.basis, partial=src.partial,
-                                     warnings=list(src.warnings), error=m.error))
+                out.append(
+                    StreamEnd(
+                        s.name,
+                        src.frames_read,
+                        s.windows_done,
+                        s.events_done,
+                        s.reader.dropped,
+                        src.reconnects,
+                        s.fps,
+                        s.W,
+                        s.S,
+                        s.basis,
+                        partial=src.partial,
+                        warnings=list(src.warnings),
+                        error=m.error,
+                    )
+                )
         self.busy_s += time.perf_counter() - t0
         return out
 
@@ -666,8 +717,12 @@ class Watcher:
         longest = max(r.shape[0] for r in rows)
         if all(r.shape[0] == longest for r in rows):
             return list(self.stages.layer1(torch.stack(rows)).unbind(0))
-        padded = torch.stack([torch.cat([r, r.new_zeros((longest - r.shape[0], *r.shape[1:]))]) if r.shape[0] < longest else r
-                              for r in rows])
+        padded = torch.stack(
+            [
+                torch.cat([r, r.new_zeros((longest - r.shape[0], *r.shape[1:]))]) if r.shape[0] < longest else r
+                for r in rows
+            ]
+        )
         lengths = torch.tensor([r.shape[0] for r in rows], device=padded.device)
         out = self.stages.layer1(padded, lengths)
         return [out[i, : r.shape[0]] for i, r in enumerate(rows)]
@@ -701,7 +756,9 @@ class Watcher:
             if stop is None or stop > last:
                 if not segment_end:
                     if s.W >= self.short and win.left is None and win.start + 2 * h <= last:
-                        edges.append(_Job(s, s.stem_maps(win.start, win.start + 2 * h), slice(0, h), win.start, "left", win))
+                        edges.append(
+                            _Job(s, s.stem_maps(win.start, win.start + 2 * h), slice(0, h), win.start, "left", win)
+                        )
                     continue
                 prev_stop = s.last_stop if s.timed else (s.window_start(k - 1) + s.W if k > 0 else s.seg_start)
                 if partial_taken or last <= prev_stop:
@@ -717,7 +774,9 @@ class Watcher:
                 edges.append(_Job(s, maps, slice(None), win.start, "direct", win))
             else:
                 if win.left is None:
-                    edges.append(_Job(s, s.stem_maps(win.start, win.start + 2 * h), slice(0, h), win.start, "left", win))
+                    edges.append(
+                        _Job(s, s.stem_maps(win.start, win.start + 2 * h), slice(0, h), win.start, "left", win)
+                    )
                 edges.append(_Job(s, s.stem_maps(stop - 2 * h, stop), slice(h, 2 * h), win.start, "right", win))
             closing.append((s, win, stop))
         for _, win, stop in closing:
@@ -743,8 +802,13 @@ class Watcher:
             lsig = torch.cat([left, first_inner[None]]) > 0
             rsig = torch.cat([last_inner[None], right]) > 0
             inner = s.dist[torch.arange(a + h + 1, stop - h, device=s.dist.device) % s.cap]
-            d = torch.cat([(lsig[1:] != lsig[:-1]).flatten(1).sum(1, dtype=torch.long), inner,
-                           (rsig[1:] != rsig[:-1]).flatten(1).sum(1, dtype=torch.long)])
+            d = torch.cat(
+                [
+                    (lsig[1:] != lsig[:-1]).flatten(1).sum(1, dtype=torch.long),
+                    inner,
+                    (rsig[1:] != rsig[:-1]).flatten(1).sum(1, dtype=torch.long),
+                ]
+            )
 
             def parts(lo: int, hi: int) -> list[Tensor]:
                 out = []
@@ -785,8 +849,14 @@ class Watcher:
                 lo = min(lo, n - 1)  # positions beyond a short window's end were padding: cut, as a clip's are
                 hi = max(min(hi, n), lo + 1)
                 j = int(p.argmax())
-                clusters.append((s.boundary(win.start + lo, end=False)[1], s.boundary(win.start + hi, end=True)[1],
-                                 self.labels[j], round(float(p[j]), 6)))
+                clusters.append(
+                    (
+                        s.boundary(win.start + lo, end=False)[1],
+                        s.boundary(win.start + hi, end=True)[1],
+                        self.labels[j],
+                        round(float(p[j]), 6),
+                    )
+                )
                 if j == label and float(p[j]) >= self.options.threshold:
                     hits.append((win.start + lo, win.start + hi))
             start_s, start_frame = s.boundary(win.start, end=False)
@@ -798,11 +868,34 @@ class Watcher:
                 s.latency_upto = max(s.latency_upto, stop)
             topk = [(self.labels[int(i)], round(float(v), 6)) for v, i in zip(top.values, top.indices)]
             result = WindowResult(
-                s.name, s.windows_done, start_frame, end_frame, start_s, end_s, self.labels[label], topk[0][1], topk,
-                win.partial or (not s.timed and n < s.W), clusters, s.basis, round(float(now - arrival), 4), logits=row,
+                s.name,
+                s.windows_done,
+                start_frame,
+                end_frame,
+                start_s,
+                end_s,
+                self.labels[label],
+                topk[0][1],
+                topk,
+                win.partial or (not s.timed and n < s.W),
+                clusters,
+                s.basis,
+                round(float(now - arrival), 4),
+                logits=row,
             )
-            results.append((result, WindowSpan(win.start, stop, result.label, result.score,
-                                               hits[0][0] if hits else None, hits[-1][1] if hits else None)))
+            results.append(
+                (
+                    result,
+                    WindowSpan(
+                        win.start,
+                        stop,
+                        result.label,
+                        result.score,
+                        hits[0][0] if hits else None,
+                        hits[-1][1] if hits else None,
+                    ),
+                )
+            )
             s.windows_done += 1
         return results
 
@@ -816,7 +909,9 @@ def watch(classifier, source, options: WatchOptions | None = None, **fields: Any
     return Watcher(classifier, options or WatchOptions(**fields)).run([source], raise_errors=True)
 
 
-def watch_many(classifier, sources: Iterable, options: WatchOptions | None = None, **fields: Any) -> Iterator[WatchItem]:
+def watch_many(
+    classifier, sources: Iterable, options: WatchOptions | None = None, **fields: Any
+) -> Iterator[WatchItem]:
     """``watch`` for several sources at once, their frames batched together on the device; a bad
     source yields a StreamEnd with ``error`` and the others go on."""
     return Watcher(classifier, options or WatchOptions(**fields)).run(list(sources))

@@ -108,16 +108,29 @@ def main() -> None:
             for key in keys:
                 for k in range(args.clusters):
                     sums[m][key][k] += rows[key][k] / n
-    grouped_bars_png({m: sums[m]["distance"] for m in METHODS}, args.out, xlabel="cluster",
-                     ylabel="|| g_cluster - sum of its frames' g ||", title=f"Fig. 6: gradient distance per cluster "
-                     f"(layer3, G={args.clusters}, mean of {n} videos)")
-    grouped_bars_png({m: sums[m]["distance_plain"] for m in METHODS}, args.out.with_name(args.out.stem + "_plain.png"),
-                     xlabel="cluster", ylabel="|| g_cluster - sum of its frames' g (1/T) ||",
-                     title=f"gradient distance to the plain all-frame gradient (frames weigh 1/T), G={args.clusters}")
-    summary = {m: {"mean_distance": sum(sums[m]["distance"]) / args.clusters,
-                   "mean_relative": sum(sums[m]["relative"]) / args.clusters,
-                   "mean_distance_plain": sum(sums[m]["distance_plain"]) / args.clusters,
-                   "per_cluster": [round(v, 6) for v in sums[m]["distance"]]} for m in METHODS}
+    grouped_bars_png(
+        {m: sums[m]["distance"] for m in METHODS},
+        args.out,
+        xlabel="cluster",
+        ylabel="|| g_cluster - sum of its frames' g ||",
+        title=f"Fig. 6: gradient distance per cluster (layer3, G={args.clusters}, mean of {n} videos)",
+    )
+    grouped_bars_png(
+        {m: sums[m]["distance_plain"] for m in METHODS},
+        args.out.with_name(args.out.stem + "_plain.png"),
+        xlabel="cluster",
+        ylabel="|| g_cluster - sum of its frames' g (1/T) ||",
+        title=f"gradient distance to the plain all-frame gradient (frames weigh 1/T), G={args.clusters}",
+    )
+    summary = {
+        m: {
+            "mean_distance": sum(sums[m]["distance"]) / args.clusters,
+            "mean_relative": sum(sums[m]["relative"]) / args.clusters,
+            "mean_distance_plain": sum(sums[m]["distance_plain"]) / args.clusters,
+            "per_cluster": [round(v, 6) for v in sums[m]["distance"]],
+        }
+        for m in METHODS
+    }
     summary["_setup"] = {"model": str(args.model), "data": str(args.data), "videos": n, "clusters": args.clusters}
     args.out.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps({m: {k: v for k, v in s.items() if k != "per_cluster"} for m, s in summary.items()}, indent=2))

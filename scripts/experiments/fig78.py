@@ -75,23 +75,42 @@ def fig7(model, data: Path, out: Path, clusters: int, examples: int) -> dict:
             rows.append(("  ground truth", cluster_strip([KIND_IDS[k] for k in truth], width)))
             for m in METHODS:
                 rows.append((f"  {m}", cluster_strip(ids[m], width)))
-    save_png(labelled_rows(rows, f"Fig. 7: clusters (G={clusters}) of layer1 activations; truth: {KIND_NAMES}"),
-             out / "fig7_clusters.png")
-    return {m: {"cluster_purity": s[0] / s[3], "mixed_motion_clusters": s[1] / s[2], "videos": s[3]} for m, s in stats.items()}
+    save_png(
+        labelled_rows(rows, f"Fig. 7: clusters (G={clusters}) of layer1 activations; truth: {KIND_NAMES}"),
+        out / "fig7_clusters.png",
+    )
+    return {
+        m: {"cluster_purity": s[0] / s[3], "mixed_motion_clusters": s[1] / s[2], "videos": s[3]}
+        for m, s in stats.items()
+    }
 
 
 def fig8(run: Path, out: Path, videos: int = 6) -> dict:
     lines = [json.loads(x) for x in (run / "cluster_ids.jsonl").read_text().splitlines() if x.strip()]
     width, rows = 640, []
     for v in range(min(videos, len(lines[0]["ids"]))):
-        rows.append((Path(lines[0]["paths"][v]).parent.name + " " + Path(lines[0]["paths"][v]).stem, np.zeros((6, width, 3), np.uint8) + 255))
+        rows.append(
+            (
+                Path(lines[0]["paths"][v]).parent.name + " " + Path(lines[0]["paths"][v]).stem,
+                np.zeros((6, width, 3), np.uint8) + 255,
+            )
+        )
         for entry in lines:
             rows.append((f"  epoch {entry['epoch']}", cluster_strip(entry["ids"][v], width, 12)))
-    save_png(labelled_rows(rows, "Fig. 8: cumulative clusters over training epochs (one colour per cluster)", 170),
-             out / "fig8_clusters_over_epochs.png")
-    changed = [sum(a != b for a, b in zip(lines[i]["ids"][v], lines[i + 1]["ids"][v]))
-               for i in range(len(lines) - 1) for v in range(len(lines[i]["ids"]))]
-    return {"epochs": len(lines), "videos": len(lines[0]["ids"]), "mean_frames_reassigned_per_epoch": float(np.mean(changed)) if changed else 0.0}
+    save_png(
+        labelled_rows(rows, "Fig. 8: cumulative clusters over training epochs (one colour per cluster)", 170),
+        out / "fig8_clusters_over_epochs.png",
+    )
+    changed = [
+        sum(a != b for a, b in zip(lines[i]["ids"][v], lines[i + 1]["ids"][v]))
+        for i in range(len(lines) - 1)
+        for v in range(len(lines[i]["ids"]))
+    ]
+    return {
+        "epochs": len(lines),
+        "videos": len(lines[0]["ids"]),
+        "mean_frames_reassigned_per_epoch": float(np.mean(changed)) if changed else 0.0,
+    }
 
 
 def main() -> None:

@@ -43,8 +43,22 @@ def main() -> None:
     report = {"seed": args.seed, "size": args.size, "frames": args.frames, "samples": rows}
     if args.model:
         model = load_model(args.model)
-        cli = subprocess.run([sys.executable, "-m", "fvdeploy", "classify", "--model", str(args.model), "--json",
-                              "--device", "cpu", *[str(args.out / r["file"]) for r in rows]], capture_output=True, text=True)
+        cli = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "fvdeploy",
+                "classify",
+                "--model",
+                str(args.model),
+                "--json",
+                "--device",
+                "cpu",
+                *[str(args.out / r["file"]) for r in rows],
+            ],
+            capture_output=True,
+            text=True,
+        )
         by_path = {}
         if cli.returncode == 0:
             for line in cli.stdout.splitlines():

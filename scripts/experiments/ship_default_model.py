@@ -32,20 +32,27 @@ def main() -> None:
     model = load_model(best)
     heldout = json.loads((args.heldout / "move4.json").read_text())
     trained = dict(model.config.trained)
-    trained.update({
-        "heldout_data": f"Move4 test set, seed {heldout['seed']}, {heldout['test']} videos, "
-                        f"{heldout['spec']['size']} px, {heldout['spec']['frames']} frames (fvdeploy make-move4)",
-        "heldout_top1": round(fp32.top1, 4),
-        "dtype": "float16",
-    })
+    trained.update(
+        {
+            "heldout_data": f"Move4 test set, seed {heldout['seed']}, {heldout['test']} videos, "
+            f"{heldout['spec']['size']} px, {heldout['spec']['frames']} frames (fvdeploy make-move4)",
+            "heldout_top1": round(fp32.top1, 4),
+            "dtype": "float16",
+        }
+    )
     trained["data"] = "Move4 (fvdeploy make-move4), seed 11, 1800 training videos, 64 px, 32 frames"
     trained["val"] = "300 test videos of the same seed-11 set"
     model.config = model.config.replace(trained=trained)
     save_model(model, args.out, dtype=torch.float16)
     shipped = evaluate_model(args.out, args.heldout, workers=args.workers, device="cpu")
-    report = {"heldout_top1_fp32": fp32.top1, "heldout_top1_shipped_fp16": shipped.top1,
-              "per_class_shipped": shipped.per_class(), "confusion_shipped": shipped.confusion.tolist(),
-              "size_mb": round((args.out / WEIGHTS_NAME).stat().st_size / 1e6, 2), "trained": trained}
+    report = {
+        "heldout_top1_fp32": fp32.top1,
+        "heldout_top1_shipped_fp16": shipped.top1,
+        "per_class_shipped": shipped.per_class(),
+        "confusion_shipped": shipped.confusion.tolist(),
+        "size_mb": round((args.out / WEIGHTS_NAME).stat().st_size / 1e6, 2),
+        "trained": trained,
+    }
     (args.run / "shipped.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
 

@@ -50,7 +50,9 @@ def main() -> None:
                 correct["one" if len(hit) == 1 else "several"].append(int(result.logits.argmax(1)) == r.label)
         n = len(records)
         out[str(path)] = {
-            "method": model.config.method, "clusters": model.config.num_clusters, "videos": n,
+            "method": model.config.method,
+            "clusters": model.config.num_clusters,
+            "videos": n,
             "mean_clusters_holding_the_run": round(sum(spread) / n, 3),
             "mean_run_share_of_those_clusters": round(sum(purity) / n, 3),
             "run_in_one_cluster": round(len(correct["one"]) / n, 3),

@@ -52,11 +52,46 @@ def run_row(name: str, seed: int, args, lists: dict[str, Path]) -> dict:
     if summary.is_file() and not json.loads(summary.read_text())["stopped_early"]:
         return json.loads(summary.read_text())
     p = ROWS[name]
-    cmd = [sys.executable, "-m", "fvdeploy", "train", "--data", str(lists["train"]), "--val", str(lists["test"]),
-           "--classes", str(lists["classes"]), "--out", str(out), "--arch", "resnet18", "--mode", p["mode"],
-           "--size", str(args.size), "--shorter-side", str(args.size), "--frames", "32", "--epochs", str(args.epochs),
-           "--batch-size", str(args.batch_size), "--lr", str(args.lr), "--warmup-epochs", str(args.warmup),
-           "--seed", str(seed), "--workers", str(args.workers), "--device", "cpu", "--track-clusters", "0"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "fvdeploy",
+        "train",
+        "--data",
+        str(lists["train"]),
+        "--val",
+        str(lists["test"]),
+        "--classes",
+        str(lists["classes"]),
+        "--out",
+        str(out),
+        "--arch",
+        "resnet18",
+        "--mode",
+        p["mode"],
+        "--size",
+        str(args.size),
+        "--shorter-side",
+        str(args.size),
+        "--frames",
+        "32",
+        "--epochs",
+        str(args.epochs),
+        "--batch-size",
+        str(args.batch_size),
+        "--lr",
+        str(args.lr),
+        "--warmup-epochs",
+        str(args.warmup),
+        "--seed",
+        str(seed),
+        "--workers",
+        str(args.workers),
+        "--device",
+        "cpu",
+        "--track-clusters",
+        "0",
+    ]
     if p["mode"] == "tsm":
         cmd += ["--segments", str(p["segments"])]
     else:
@@ -71,8 +106,11 @@ def run_row(name: str, seed: int, args, lists: dict[str, Path]) -> dict:
     result = json.loads(summary.read_text())
     result["cpu_seconds"] = round(cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime, 1)  # with its workers
     summary.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"[{time.strftime('%H:%M:%S')}] {name} seed {seed}: best top-1 {result['best_top1']:.4f}, "
-          f"last {result['last_top1']:.4f}, {time.time() - t0:.0f} s", flush=True)
+    print(
+        f"[{time.strftime('%H:%M:%S')}] {name} seed {seed}: best top-1 {result['best_top1']:.4f}, "
+        f"last {result['last_top1']:.4f}, {time.time() - t0:.0f} s",
+        flush=True,
+    )
     return result
 
 
@@ -84,8 +122,15 @@ def measure_row(name: str, size: int) -> dict:
 
     p = ROWS[name]
     frames = p["segments"] if p["mode"] == "tsm" and p["segments"] else 32
-    cfg = ModelConfig(arch="resnet18", num_classes=4, mode=p["mode"], segments=p.get("segments", 8),
-                      num_clusters=p.get("clusters", 8), method=p.get("method", "cumulative"), input=InputSpec(size, size))
+    cfg = ModelConfig(
+        arch="resnet18",
+        num_classes=4,
+        mode=p["mode"],
+        segments=p.get("segments", 8),
+        num_clusters=p.get("clusters", 8),
+        method=p.get("method", "cumulative"),
+        input=InputSpec(size, size),
+    )
     torch.manual_seed(0)
     x, y = torch.randn(1, frames, 3, size, size), torch.tensor([0])
     model = create_model(cfg)
@@ -93,8 +138,13 @@ def measure_row(name: str, size: int) -> dict:
     plain = saved_activation_bytes(model, x, y)
     enable_activation_checkpointing(model)
     ckpt = saved_activation_bytes(model, x, y)
-    return {"frames": frames, "gflops": flops / 1e9, "gmacs": flops / 2e9, "saved_mib": plain / 2**20,
-            "saved_mib_checkpointed": ckpt / 2**20}
+    return {
+        "frames": frames,
+        "gflops": flops / 1e9,
+        "gmacs": flops / 2e9,
+        "saved_mib": plain / 2**20,
+        "saved_mib_checkpointed": ckpt / 2**20,
+    }
 
 
 def main() -> None:
@@ -116,9 +166,11 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     rows = args.rows.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
-    lists = {"train": subset(args.data / "train.txt", args.out / f"train{args.train}.txt", args.train),
-             "test": subset(args.data / "test.txt", args.out / f"test{args.test}.txt", args.test),
-             "classes": args.data / "classes.txt"}
+    lists = {
+        "train": subset(args.data / "train.txt", args.out / f"train{args.train}.txt", args.train),
+        "test": subset(args.data / "test.txt", args.out / f"test{args.test}.txt", args.test),
+        "classes": args.data / "classes.txt",
+    }
     results_path = args.out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.is_file() else {}
     for name in rows:
@@ -131,12 +183,24 @@ def main() -> None:
             for name in rows:
                 r = run_row(name, seed, args, lists)
                 entry = results[name]
-                entry.setdefault("runs", {})[str(seed)] = {"best_top1": r["best_top1"], "last_top1": r["last_top1"],
-                                                           "seconds": r["seconds"], "cpu_seconds": r.get("cpu_seconds")}
+                entry.setdefault("runs", {})[str(seed)] = {
+                    "best_top1": r["best_top1"],
+                    "last_top1": r["last_top1"],
+                    "seconds": r["seconds"],
+                    "cpu_seconds": r.get("cpu_seconds"),
+                }
                 results_path.write_text(json.dumps(results, indent=2) + "\n")
-    results["_setup"] = {"data": str(args.data), "train": args.train, "test": args.test, "epochs": args.epochs,
-                         "batch_size": args.batch_size, "lr": args.lr, "warmup": args.warmup, "size": args.size,
-                         "threads": os.environ.get("OMP_NUM_THREADS")}
+    results["_setup"] = {
+        "data": str(args.data),
+        "train": args.train,
+        "test": args.test,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "warmup": args.warmup,
+        "size": args.size,
+        "threads": os.environ.get("OMP_NUM_THREADS"),
+    }
     results_path.write_text(json.dumps(results, indent=2) + "\n")
     print(markdown(results, args.size))
 
@@ -150,9 +214,11 @@ def _pm(values: list[float]) -> str:
 
 
 def markdown(results: dict, size: int) -> str:
-    lines = [f"| Model | #Frames | #Clusters | GFLOPs/video {size}px (224px) | saved MiB/video {size}px: plain / checkpointed "
-             f"| 224px: plain / checkpointed | last-epoch top-1 % | best-epoch top-1 % | seeds | wall s/run | CPU s/run |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"| Model | #Frames | #Clusters | GFLOPs/video {size}px (224px) | saved MiB/video {size}px: plain / checkpointed "
+        f"| 224px: plain / checkpointed | last-epoch top-1 % | best-epoch top-1 % | seeds | wall s/run | CPU s/run |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, p in ROWS.items():
         if name not in results:
             continue
@@ -165,11 +231,13 @@ def markdown(results: dict, size: int) -> str:
         secs = statistics.mean(r["seconds"] for r in runs) if runs else 0
         cpus = [r["cpu_seconds"] for r in runs if r.get("cpu_seconds")]
         cpu = f"{statistics.mean(cpus):.0f}" if cpus else "-"
-        lines.append(f"| {model} | {frames} | {clusters} | {c['gflops']:.3f} ({big['gflops']:.2f}) | "
-                     f"{c['saved_mib']:.1f} / {c['saved_mib_checkpointed']:.1f} | "
-                     f"{big['saved_mib']:.0f} / {big['saved_mib_checkpointed']:.0f} | "
-                     f"{_pm([r['last_top1'] for r in runs])} | {_pm([r['best_top1'] for r in runs])} | "
-                     f"{len(runs)} | {secs:.0f} | {cpu} |")
+        lines.append(
+            f"| {model} | {frames} | {clusters} | {c['gflops']:.3f} ({big['gflops']:.2f}) | "
+            f"{c['saved_mib']:.1f} / {c['saved_mib_checkpointed']:.1f} | "
+            f"{big['saved_mib']:.0f} / {big['saved_mib_checkpointed']:.0f} | "
+            f"{_pm([r['last_top1'] for r in runs])} | {_pm([r['best_top1'] for r in runs])} | "
+            f"{len(runs)} | {secs:.0f} | {cpu} |"
+        )
     return "\n".join(lines)
 
 

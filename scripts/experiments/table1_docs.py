@@ -40,9 +40,20 @@ ROW_ORDER = [r[0] for r in DEFAULT_TABLE]
 
 
 def default_rows() -> list[dict]:
-    return [{"model": m, "frames": f, "clusters": g, "seeds": s, "top1": None, "top1_mean": mean, "top1_std": std,
-             "gmac_224": gmac, "source": "docs/results.md (per-seed values not kept)"}
-            for m, f, g, s, mean, std, gmac in DEFAULT_TABLE]
+    return [
+        {
+            "model": m,
+            "frames": f,
+            "clusters": g,
+            "seeds": s,
+            "top1": None,
+            "top1_mean": mean,
+            "top1_std": std,
+            "gmac_224": gmac,
+            "source": "docs/results.md (per-seed values not kept)",
+        }
+        for m, f, g, s, mean, std, gmac in DEFAULT_TABLE
+    ]
 
 
 def sparse_rows(results: dict) -> list[dict]:
@@ -58,26 +69,40 @@ def sparse_rows(results: dict) -> list[dict]:
         best = [round(100 * r["best_top1"], 2) for r in runs]
         cost = entry["cost"]["224px"]
         clusters = None if name.startswith("TSM") else int(name.rsplit("-", 1)[1])
-        rows.append({"model": name, "frames": cost["frames"], "clusters": clusters, "seeds": seeds, "top1": top1,
-                     "top1_mean": round(statistics.mean(top1), 2),
-                     "top1_std": round(statistics.stdev(top1), 2) if len(top1) > 1 else None,
-                     "top1_best_epoch": best, "gmac_224": round(cost["gmacs"], 2),
-                     "saved_mib_224": round(cost["saved_mib"]), "saved_mib_224_checkpointed": round(cost["saved_mib_checkpointed"]),
-                     "wall_seconds": [round(r["seconds"]) for r in runs]})
+        rows.append(
+            {
+                "model": name,
+                "frames": cost["frames"],
+                "clusters": clusters,
+                "seeds": seeds,
+                "top1": top1,
+                "top1_mean": round(statistics.mean(top1), 2),
+                "top1_std": round(statistics.stdev(top1), 2) if len(top1) > 1 else None,
+                "top1_best_epoch": best,
+                "gmac_224": round(cost["gmacs"], 2),
+                "saved_mib_224": round(cost["saved_mib"]),
+                "saved_mib_224_checkpointed": round(cost["saved_mib_checkpointed"]),
+                "wall_seconds": [round(r["seconds"]) for r in runs],
+            }
+        )
     return rows
 
 
 def markdown(rows: list[dict]) -> str:
-    out = ["| Model | #Frames | #Clusters | GMAC/video at 224 px | saved MiB/video at 224 px: plain / checkpointed "
-           "| top-1 % per seed (last epoch) | top-1 % mean ± std | best-epoch top-1 % per seed | wall s/run |",
-           "|---|---|---|---|---|---|---|---|---|"]
+    out = [
+        "| Model | #Frames | #Clusters | GMAC/video at 224 px | saved MiB/video at 224 px: plain / checkpointed "
+        "| top-1 % per seed (last epoch) | top-1 % mean ± std | best-epoch top-1 % per seed | wall s/run |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         std = "" if r["top1_std"] is None else f" ± {r['top1_std']:.2f}"
         seeds = ", ".join(f"{v:.2f} (s{s})" for s, v in zip(r["seeds"], r["top1"]))
-        out.append(f"| {r['model']} | {'all (32)' if r['frames'] == 32 else r['frames']} | {r['clusters'] or '-'} | "
-                   f"{r['gmac_224']:.2f} | {r['saved_mib_224']} / {r['saved_mib_224_checkpointed']} | {seeds} | "
-                   f"{r['top1_mean']:.2f}{std} | {', '.join(f'{v:.2f}' for v in r['top1_best_epoch'])} | "
-                   f"{statistics.mean(r['wall_seconds']):.0f} |")
+        out.append(
+            f"| {r['model']} | {'all (32)' if r['frames'] == 32 else r['frames']} | {r['clusters'] or '-'} | "
+            f"{r['gmac_224']:.2f} | {r['saved_mib_224']} / {r['saved_mib_224_checkpointed']} | {seeds} | "
+            f"{r['top1_mean']:.2f}{std} | {', '.join(f'{v:.2f}' for v in r['top1_best_epoch'])} | "
+            f"{statistics.mean(r['wall_seconds']):.0f} |"
+        )
     return "\n".join(out)
 
 
@@ -107,7 +132,10 @@ def _panel(rows: list[dict], title: str) -> np.ndarray:
     x0, x1, y0, y1 = PAD_L, PANEL_W - PAD_R, PANEL_H - PAD_B, PAD_T
 
     def px(gmac: float, top1: float) -> tuple[int, int]:
-        return (int(round(x0 + (x1 - x0) * gmac / X_MAX)), int(round(y0 + (y1 - y0) * (top1 - Y_MIN) / (Y_MAX - Y_MIN))))
+        return (
+            int(round(x0 + (x1 - x0) * gmac / X_MAX)),
+            int(round(y0 + (y1 - y0) * (top1 - Y_MIN) / (Y_MAX - Y_MIN))),
+        )
 
     for v in range(0, 101, 20):
         _, y = px(0, v)
@@ -178,8 +206,10 @@ def main() -> None:
         kinds = [r["kinds"] for r in read_frame_kinds(args.data, "test").values()][: args.test]
         for k in (8, 16):
             hits = [run_frames_sampled(s, k) for s in kinds]
-            print(f"TSM-{k} test sampling on {len(kinds)} test videos: >= 2 run frames in "
-                  f"{sum(h >= 2 for h in hits) / len(hits):.1%}, >= 1 in {sum(h >= 1 for h in hits) / len(hits):.1%}")
+            print(
+                f"TSM-{k} test sampling on {len(kinds)} test videos: >= 2 run frames in "
+                f"{sum(h >= 2 for h in hits) / len(hits):.1%}, >= 1 in {sum(h >= 1 for h in hits) / len(hits):.1%}"
+            )
 
 
 if __name__ == "__main__":
