@@ -70,8 +70,15 @@ def open_bundle(model_dir: str | Path, check_weights: bool = True, export_dir: P
     export_dir = Path(export_dir) if export_dir is not None else model_dir / EXPORT_DIR
     record_path = export_dir / RECORD_NAME
     if not record_path.is_file():
+        from fvdeploy.assets import ASSETS
+
+        if model_dir.resolve().is_relative_to(ASSETS.resolve()):  # the bundled model: export never writes there
+            raise BackendError(
+                "the bundled model has no export bundle; create one with `fvdeploy export` (it writes "
+                "./fvdeploy-default-model) and then pass `--model ./fvdeploy-default-model`"
+            )
         raise BackendError(
-            f"{model_dir} has no export bundle ({record_path} is missing); create it with `fvdeploy export {model_dir}`"
+            f"{model_dir} has no export bundle ({record_path} is missing); create it with `fvdeploy export --model {model_dir}`"
         )
     try:
         record = json.loads(record_path.read_text())

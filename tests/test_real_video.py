@@ -70,6 +70,7 @@ def test_watch_windows_in_seconds_are_stream_seconds(clf):
     assert [(w.start_frame, w.end_frame) for w in wins] == [(0, 30)] + [(30 + 5 * k, 35 + 5 * k) for k in range(6)]
     assert [w.start_s for w in wins] == pytest.approx([float(k) for k in range(7)], abs=1e-3)
     assert [w.end_s for w in wins] == pytest.approx([float(k + 1) for k in range(7)], abs=1e-3)
+    assert not any(w.partial for w in wins)  # the last window's seconds are all there: whole, not partial
     # gaps between windows (stride > window), in seconds: [0, 0.5), [2, 2.5), [4, 4.5), [6, 6.5)
     spaced = [w for w in watch(clf, str(ASSETS / "vfr.mp4"), window_s=0.5, stride_s=2.0) if isinstance(w, WindowResult)]
     assert [(w.start_frame, w.end_frame) for w in spaced] == [(0, 15), (35, 38), (45, 48), (55, 58)]
@@ -109,6 +110,18 @@ def test_decoding_goes_on_past_damage_and_says_where(clf, name, at_least, at):
     assert (
         len(r.warnings) == 1 and f"decode error at frame {at} (" in r.warnings[0] and "frame(s) lost" in r.warnings[0]
     )
+
+
+def test_frames_returned_late_after_damage_keep_the_others_times(clf):
+    # 3000 bytes overwritten mid-file: the decoder returns two stale frames out of order (ffprobe:
+    # ... 2.2333, 3.2333, 2.2667, 3.2667, 3.3, 2.3333, 3.3333 ...) and 27 of 150 frames are lost
+    src = open_source(str(ASSETS / "reordered_after_damage.mp4"))
+    src.record = True
+    for _ in src.batches(32):
+        pass
+    assert src.frames_read == 123 and src.lost_frames == 27
+    assert src.seconds(70) == pytest.approx(3.2667, abs=1e-3) and src.seconds(123) == pytest.approx(5.0, abs=1e-3)
+    assert all(b > a for a, b in zip(src._pts, src._pts[1:]))  # still increasing
 
 
 def test_damage_is_one_stderr_line_and_no_ffmpeg_noise(tmp_path, clf):
@@ -267,6 +280,25 @@ def test_a_url_to_a_finite_file_is_read_like_a_file(clf, http_server, name, fram
     assert wins[-1].end_frame == frames and all(w.end_s >= w.start_s for w in wins)
     r = clf.classify(f"{http_server}/{name}")
     assert r.num_frames == frames and r.path.endswith(name) and not r.partial
+
+
+def test_an_interrupted_runs_partial_output_is_never_dropped(clf, tmp_path):
+    out = tmp_path / "res.jsonl"
+    rec = clf.classify(ASSETS / "one_frame.mp4").to_dict()
+    out.with_name("res.jsonl.partial").write_text(json.dumps(rec) + "\n")
+    r = CliRunner().invoke(app, ["classify", str(ASSETS / "vfr.mp4"), "-o", str(out), "-q", "--model", clf.model_path])
+    assert r.exit_code == 2 and "holds an interrupted run's results" in r.stderr
+    r = CliRunner().invoke(
+        app, ["classify", str(ASSETS / "vfr.mp4"), "-o", str(out), "-q", "--resume", "--model", clf.model_path]
+    )
+    assert r.exit_code == 0 and len(out.read_text().splitlines()) == 2
+
+
+def test_the_bundled_models_export_hint_is_one_that_works():
+    from fvdeploy.errors import BackendError
+
+    with pytest.raises(BackendError, match="--model ./fvdeploy-default-model"):
+        Classifier.load(device="cpu", backend="onnxruntime")
 
 
 def test_a_missing_url_says_what_the_server_answered(clf, http_server):

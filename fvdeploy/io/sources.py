@@ -273,22 +273,33 @@ class FrameSource:
 
 
 class _Clock:
-    """Keeps a source's times increasing: a timestamp that does not advance (a damaged or
-    restarting stream) is placed one usual frame duration after the previous one."""
+    """Keeps a source's times increasing without moving the frames that are on time: a stale or
+    reordered frame (a damaged stretch returns one late) is placed just after the previous frame;
+    two frames in a row behind the previous one and advancing mean the stream restarted its clock,
+    and from there on its times continue one usual frame duration after the previous frame."""
 
     def __init__(self, fps: float | None) -> None:
         self.prev = -math.inf
         self.fallback = 1.0 / fps if fps else 1e-3
         self.steps: list[float] = []
+        self.offset = 0.0
+        self.behind: float | None = None  # the last frame's own time when it was placed behind
 
     def usual_step(self) -> float:
         return float(np.median(self.steps)) if self.steps else self.fallback
 
     def place(self, t: float) -> float:
+        t += self.offset
         if t <= self.prev:
+            if self.behind is None or t <= self.behind:
+                self.behind = t
+                self.prev += 1e-6
+                return self.prev
+            self.offset += self.prev + self.usual_step() - t  # restarted: continue from here
             t = self.prev + self.usual_step()
-        elif math.isfinite(self.prev):
+        elif math.isfinite(self.prev) and self.behind is None:
             self.steps = (self.steps + [t - self.prev])[-32:]
+        self.behind = None
         self.prev = t
         return t
 
@@ -489,6 +500,8 @@ class OpenCVSource(FrameSource):
                         self._lost(damage)
                     damage = _Damage(failed_at, clock.prev + clock.usual_step(), clock.usual_step())
                 gap = raw - last_raw if self.time_basis == "stream" and raw > last_raw else math.nan
+                if damage is not None and self.time_basis == "stream" and raw < last_raw:
+                    damage.lost -= 1  # a frame counted in a gap came back late
                 if damage is not None:
                     if damage.see(gap):
                         self._lost(damage)

@@ -104,6 +104,13 @@ class JsonlWriter:
             raise OutputExists(f"{self.path} exists; pass --force to overwrite it or --resume to continue it")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = _Lock(self.path.with_name(self.path.name + ".lock"))
+        # an interrupted run's results (checked under the lock, so not a live run's): never dropped silently
+        if not (force or resume) and self.partial.exists() and next(iter(_complete_records(self.partial)), None):
+            self._lock.release()
+            raise OutputExists(
+                f"{self.partial} holds an interrupted run's results; pass --resume to continue it "
+                "or --force to start over"
+            )
         kept: list[str] = []
         if resume:  # FILE first, then what an interrupted run left in FILE.partial
             for source in (self.path, self.partial):

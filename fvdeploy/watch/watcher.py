@@ -284,6 +284,11 @@ class _Stream:
             return self.stops.get(k)
         return self.seg_start + k * self.S + self.W
 
+    def covers_window(self, k: int, end: int) -> bool:
+        """Timed: whether frames up to ``end`` (exclusive) reach the end of window k's time range."""
+        last_end = self.boundary(end, end=True)[0] if end > self.seg_start else None
+        return self.t0 is not None and last_end is not None and last_end >= self.t0 + k * self.St + self.Wt - 1e-6
+
     def _windows_at(self, t: float) -> range:
         """The windows (in seconds) whose time range holds time ``t``."""
         if self.t0 is None or math.isnan(t):
@@ -765,7 +770,8 @@ class Watcher:
                     continue  # only the first unfinished window, and only with frames no full window had
                 partial_taken = True
                 stop = last
-                win.partial = True
+                # in seconds, a last window whose time range the stream covered to its end is whole
+                win.partial = not (s.timed and s.covers_window(k, last))
             n = stop - win.start
             if n < self.short:
                 maps = s.stem_maps(win.start, stop)
@@ -846,8 +852,9 @@ class Watcher:
             n = stop - win.start
             clusters, hits = [], []
             for (lo, hi), p in zip(spans, cluster_probs):
-                lo = min(lo, n - 1)  # positions beyond a short window's end were padding: cut, as a clip's are
-                hi = max(min(hi, n), lo + 1)
+                if lo >= n:  # a cluster of padding alone (a window shorter than G): not reported, as in classify
+                    continue
+                hi = min(hi, n)
                 j = int(p.argmax())
                 clusters.append(
                     (
