@@ -140,9 +140,29 @@ def corpus(
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
     decode_workers: Annotated[Optional[int], typer.Option(help="Videos decoded in parallel.", min=1)] = None,
     decoder: Annotated[Optional[Decoder], typer.Option(help="Default: auto on CUDA, opencv on CPU.")] = None,
+    ray: Annotated[
+        bool,
+        typer.Option(
+            "--ray/--no-ray",
+            help="Compare the local run with Ray Data, 1 and 2 CPU actors on the same cores (needs fvdeploy[ray]).",
+        ),
+    ] = False,
+    ray_address: Annotated[
+        str, typer.Option(help="With --ray: local (start a cluster here), auto or an address.")
+    ] = "local",
+    threads: Annotated[
+        int, typer.Option(help="With --ray: torch threads of each process (local and every actor).", min=1)
+    ] = 1,
 ) -> None:
     """videos/s and frames/s over a folder of clips (the realistic batch job), CPU s/frame, GPU busy."""
     from .corpus import bench_corpus
+
+    if ray:
+        from .corpus import bench_corpus_ray
+
+        out = bench_corpus_ray(str(folder), str(model) if model else None, ray_address, threads=threads, log=_log)
+        typer.echo(json.dumps(out))
+        return
 
     typer.echo(
         json.dumps(
