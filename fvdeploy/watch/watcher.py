@@ -604,7 +604,8 @@ class Watcher:
                 run: list[int] = []
                 for j in range(len(batch.frames)):
                     p = first + j
-                    if s.covered(p):
+                    covered = s.covered(p)
+                    if covered:
                         run.append(j)
                         if s.run_end(p):
                             pieces.append((s, first + run[0], batch.frames[run[0] : j + 1], True))
@@ -614,7 +615,7 @@ class Watcher:
                         run = []
                     elif s.prev_covered and j == 0:  # a run (in seconds) ended with the previous batch
                         pieces.append((s, p, None, True))
-                    s.prev_covered = s.covered(p)
+                    s.prev_covered = covered
                 if run:
                     pieces.append((s, first + run[0], batch.frames[run[0] : run[-1] + 1], False))
         # 2. the stem, once per frame, all streams in one batch
