@@ -79,7 +79,7 @@ def test_gpu_preprocessing_equals_cpu_within_one_level(bigbuckbunny):
     cpu = preprocess(frames, spec, "bgr")
     gpu = preprocess(frames.cuda(), spec, "bgr").cpu()
     std = torch.tensor(spec.std)[:, None, None]
-    assert ((cpu - gpu).abs() * std).max().item() <= 1 / 255
+    assert ((cpu - gpu).abs() * std).max().item() <= 1 / 255 + 1e-6  # uint8 kernel vs float rounded
 
 
 def test_nvdec_frames_match_opencv(model_dir, bigbuckbunny, tmp_path):

@@ -59,7 +59,7 @@ def throughput(
     decoder: Annotated[Optional[Decoder], typer.Option(help="Default: auto on CUDA, opencv on CPU.")] = None,
     fast_resize: Annotated[
         bool,
-        typer.Option("--fast-resize/--no-fast-resize", help="CPU: resize in uint8 (see fvdeploy classify --help)."),
+        typer.Option("--fast-resize/--no-fast-resize", help="No effect (resizing is uint8 always).", hidden=True),
     ] = False,
 ) -> None:
     """End-to-end frames/s vs decode-only frames/s of the same file in the same run."""
@@ -74,7 +74,6 @@ def throughput(
                 str(model) if model else None,
                 device,
                 decoder.value if decoder else None,
-                fast_resize,
                 log=_log,
             )
         )

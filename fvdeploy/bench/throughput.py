@@ -9,14 +9,12 @@ import numpy as np
 from .gpu import sync
 
 
-def bench_throughput(
-    video: str, model: str | None, device: str, decoder: str | None = None, fast_resize: bool = False, log=print
-) -> dict:
+def bench_throughput(video: str, model: str | None, device: str, decoder: str | None = None, log=print) -> dict:
     """End-to-end frames/s vs decode-only frames/s of the same file, same decoder, same run."""
     from ..io.sources import FrameReader, open_source
     from ..runtime import Classifier
 
-    clf = Classifier.load(model, device=device, decoder=decoder, fast_resize=fast_resize)
+    clf = Classifier.load(model, device=device, decoder=decoder)
     clf.classify(np.zeros((clf.config.num_clusters + 3, 64, 64, 3), np.uint8))  # warm up
     gpu = clf.backend.device.index or 0
     src = open_source(video, decoder=clf.decoder, gpu_id=gpu)
@@ -38,7 +36,7 @@ def bench_throughput(
         "precision": clf.backend.precision,
         "decoder": result.run["decoder"],
         "arch": clf.config.arch,
-        "fast_resize": fast_resize,
+        "resize": "decode thread" if clf.shrink_in_decoder and clf.decoder == "opencv" else "compute device",
         "decode_fps": round(frames / decode_s, 1),
         "end_to_end_fps": round(result.num_frames / e2e_s, 1),
         "ratio": round((result.num_frames / e2e_s) / (frames / decode_s), 3),

@@ -109,7 +109,8 @@ def classify(
         bool,
         typer.Option(
             "--fast-resize/--no-fast-resize",
-            help="CPU: resize in uint8, ~10x faster at 720p-1080p, within one grey level of the default float resize.",
+            help="No effect: frames are always resized in uint8 now (kept so old scripts still run).",
+            hidden=True,
         ),
     ] = False,
     quiet: Annotated[

@@ -24,7 +24,7 @@ _EXPORTS = {
             "read_video",
         )
     },
-    **{name: ".transforms" for name in ("center_crop", "normalize", "preprocess", "resize", "resized_size")},
+    **{name: ".transforms" for name in ("center_crop", "normalize", "preprocess", "resize", "resized_size", "shrink", "to_input")},
     **{
         name: ".video"
         for name in (
@@ -57,7 +57,7 @@ if TYPE_CHECKING:
         open_source,
         read_video,
     )
-    from .transforms import center_crop, normalize, preprocess, resize, resized_size
+    from .transforms import center_crop, normalize, preprocess, resize, resized_size, shrink, to_input
     from .video import (
         VIDEO_EXTENSIONS,
         FolderScan,
@@ -95,4 +95,6 @@ __all__ = [
     "resize",
     "resized_size",
     "scan_folder",
+    "shrink",
+    "to_input",
 ]

@@ -46,8 +46,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from array import array
-from collections.abc import Generator, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Generator, Iterable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -930,7 +930,9 @@ class FrameReader:
     Consume with ``take()`` (non-blocking: batches and the marker after them; ``wake`` is set when
     something arrives) or by iterating (blocking: batches only; the source's error, e.g. a
     ``VideoError``, is raised here, in the consumer's thread). ``batch_frames``/``queue_frames``
-    count frames; ``dropped`` and ``delivered`` count frames too."""
+    count frames; ``dropped`` and ``delivered`` count frames too. ``transform`` (frames -> frames,
+    e.g. ``io.transforms.shrink``) runs on each batch in the reader thread, so the consumer
+    receives frames already made small; it must keep the frame count."""
 
     def __init__(
         self,
@@ -941,8 +943,10 @@ class FrameReader:
         drop: bool | None = None,
         pace: bool = False,
         wake: threading.Event | None = None,
+        transform: Callable[[Any], Any] | None = None,
     ) -> None:
         self.source, self.batch_frames, self.queue_frames = source, batch_frames, max(1, queue_frames)
+        self.transform = transform
         self.drop = source.live if drop is None else drop
         self.pace = pace
         self.wake = wake or threading.Event()
@@ -1013,6 +1017,8 @@ class FrameReader:
                         if delay > 0 and self.source.stopping.wait(delay):
                             break
                         item.arrival[j] = max(time.perf_counter(), t0 + (p - pts0))
+                if self.transform is not None and isinstance(item, FrameBatch):
+                    item = replace(item, frames=self.transform(item.frames))
                 if not self._put(item):
                     return
             self._put(End())

@@ -16,6 +16,7 @@ import logging
 import os
 import queue
 import time
+from functools import partial
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -32,7 +33,7 @@ from ..bundle import read_config
 from ..config import ModelConfig
 from ..errors import BackendError, FvdeployError, VideoError
 from ..io.sources import FrameBatch, FrameReader, FrameSource, open_source
-from ..io.transforms import preprocess
+from ..io.transforms import preprocess, shrink, to_input
 from ..ops.clustering import cluster_segments
 from ..ops.halo import rechunk, stream_with_halo
 from ..ops.sampling import segment_bounds, tsm_indices
@@ -105,8 +106,8 @@ class Classifier:
         fixes how the budget is split (for tests and benchmarks of the bounded-memory path); by
         default it is derived from ``max_memory_mib`` per video. ``decode_workers``: videos decoded
         ahead (and in parallel) by ``classify_many``; ``concurrent_finish``: whether those videos
-        also compute at once (default: on CUDA); ``fast_resize``: resize in uint8 on the CPU (see
-        ``io.transforms.preprocess``).
+        also compute at once (default: on CUDA); ``fast_resize``: accepted for compatibility, no
+        effect (frames are resized in uint8 everywhere now, see ``io.transforms``).
 
         Raises ``FvdeployError`` for an unknown decoder, ``decode_workers < 1`` or a budget under
         16 MiB, and ``BackendError`` for ``decoder="nvdec"`` where NVDEC cannot run."""
@@ -125,7 +126,10 @@ class Classifier:
         self.memory_plan = memory_plan
         self.decoder = decoder
         self.decode_workers = decode_workers
-        self.fast_resize = fast_resize
+        self.fast_resize = fast_resize  # kept so old callers keep working; resizing is uint8 always
+        # On the CPU the decode thread resizes and crops (uint8, io.transforms.shrink): the model
+        # thread then receives small frames. On CUDA the GPU resizes: the host only decodes.
+        self.shrink_in_decoder = backend.device.type == "cpu"
         self.concurrent_finish = backend.device.type == "cuda" if concurrent_finish is None else concurrent_finish
         # Pinned staging buffers are allocated once per concurrent video and then reused.
         self._stagers: queue.SimpleQueue[HostStager] = queue.SimpleQueue()
@@ -342,12 +346,20 @@ class Classifier:
         plan = self.plan(src.frame_bytes or 3 * 1920 * 1080, parallel, share)
         if src.decoder in ("opencv", "nvdec"):  # NVDEC's chunks are already on the GPU: keep fewer waiting
             chunks = DECODE_QUEUE_CHUNKS if src.decoder == "opencv" else NVDEC_QUEUE_CHUNKS
+            # the timeline picture wants whole frames for its thumbnails: then the model thread resizes
+            shrunk = self.shrink_in_decoder and src.decoder == "opencv" and visualize is None
             decoded: FrameReader | _Inline = FrameReader(
-                src, batch_frames=plan.decode_frames, queue_frames=chunks * plan.decode_frames, drop=False
+                src,
+                batch_frames=plan.decode_frames,
+                queue_frames=chunks * plan.decode_frames,
+                drop=False,
+                transform=partial(shrink, spec=self.config.input) if shrunk else None,
             )
         else:
-            decoded = _Inline(src, plan.decode_frames)
-        return _Job(src, plan, decoded, progress, visualize, Thumbnails() if visualize is not None else None, t0)
+            shrunk, decoded = False, _Inline(src, plan.decode_frames)
+        job = _Job(src, plan, decoded, progress, visualize, Thumbnails() if visualize is not None else None, t0)
+        job.shrunk = shrunk
+        return job
 
     def _finish(self, job: "_Job") -> VideoResult:
         src = job.src
@@ -412,6 +424,12 @@ class Classifier:
         return MemoryPlan(budget, chunk, decode, store_bytes=int(0.5 * budget), slot_bytes=int(0.25 * budget))
 
     # -- full mode ------------------------------------------------------------------------------
+    def _input(self, job: "_Job", frames, color: str, shrunk: bool) -> Tensor:
+        """Decoded uint8 frames ``[k, H, W, 3]`` (or ``[k, crop, crop, 3]`` when the decode thread
+        already shrank them) -> the model's input on its device."""
+        x = job.upload(frames)
+        return to_input(x, self.config.input, color) if shrunk else preprocess(x, self.config.input, color)
+
     def _prepared(
         self,
         job: "_Job",
@@ -420,6 +438,7 @@ class Classifier:
         thumbs: "Thumbnails | None",
         progress: ProgressFn | None,
         hint: int,
+        shrunk: bool = False,
     ) -> Iterator[Tensor]:
         done = 0
         for batch in chunks:
@@ -427,7 +446,7 @@ class Classifier:
             t = time.perf_counter()
             if thumbs is not None:
                 thumbs.add(done, chunk, color)
-            x = preprocess(job.upload(chunk), self.config.input, color, fast=self.fast_resize)
+            x = self._input(job, chunk, color, shrunk)
             job.model_seconds += time.perf_counter() - t
             done += len(chunk)
             if progress is not None:
@@ -449,7 +468,7 @@ class Classifier:
         acc = ClusterAccumulator(plan.store_bytes, plan.slot_bytes, can_recompute=src.rereadable)
         job.memory_path = "stored"
         features = self._timed(job, b.frame_features)
-        prepared = self._prepared(job, decoded, src.color, thumbs, job.progress, src.frame_count_hint)
+        prepared = self._prepared(job, decoded, src.color, thumbs, job.progress, src.frame_count_hint, job.shrunk)
         for feats in stream_with_halo(features, rechunk(prepared, plan.chunk_frames), b.halo, min_frames=g):
             acc.add(feats)
         num_frames = src.frames_read
@@ -495,7 +514,7 @@ class Classifier:
                 thumbs.add(index, chunk, src.color)
             for j in range(len(chunk)):
                 if wanted is None or index + j in wanted:
-                    kept[index + j] = self._prepare_one(job, chunk[j], src.color)
+                    kept[index + j] = self._prepare_one(job, chunk[j], src.color, job.shrunk)
                     kept_bytes += kept[index + j].numel() * kept[index + j].element_size()
                     if wanted is None and kept_bytes > limit:
                         if not src.rereadable:
@@ -523,9 +542,9 @@ class Classifier:
         units = torch.stack([seg_logits[rows].mean(0) for rows in spans.values()])
         return num_frames, _Units(seg_logits.mean(0), units, list(spans)), thumbs
 
-    def _prepare_one(self, job: "_Job", frame, color: str) -> Tensor:
+    def _prepare_one(self, job: "_Job", frame, color: str, shrunk: bool = False) -> Tensor:
         t = time.perf_counter()
-        x = preprocess(job.upload(frame[None]), self.config.input, color, fast=self.fast_resize)[0]
+        x = self._input(job, frame[None], color, shrunk)[0]
         job.model_seconds += time.perf_counter() - t
         return x
 
@@ -538,7 +557,7 @@ class Classifier:
             return b.clip_logits(b.frame_features(x)[None])[0].float()
 
         logits = []
-        prepared = self._prepared(job, decoded, src.color, thumbs, progress, src.frame_count_hint)
+        prepared = self._prepared(job, decoded, src.color, thumbs, progress, src.frame_count_hint, job.shrunk)
         for out in stream_with_halo(
             self._timed(job, per_frame_logits), rechunk(prepared, plan.chunk_frames), b.network_halo
         ):
@@ -599,6 +618,7 @@ class _Job:
     # per-video state, so that several videos can be finished at once (classify_many's threads)
     model_seconds: float = 0.0
     memory_path: str = ""
+    shrunk: bool = False  # the decode thread resized and cropped the frames (io.transforms.shrink)
     stager: "HostStager | None" = None
 
     def upload(self, frames):

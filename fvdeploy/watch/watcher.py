@@ -41,6 +41,7 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,7 @@ from torch import Tensor
 
 from ..errors import FvdeployError, VideoError
 from ..io.sources import Dropped, End, FrameBatch, FrameReader, FrameSource, Resumed, is_url, open_source, redact
-from ..io.transforms import preprocess
+from ..io.transforms import preprocess, shrink, to_input
 from ..io.video import describe_skipped, scan_folder
 from ..ops.clustering import cluster_ids_from_distances, frame_distances
 from ..runtime.staging import HostStager
@@ -216,6 +217,7 @@ class _Stream:
         self.Wt, self.St = o.window_s, o.stride_s
         self.fps, self.basis = self.source.fps, self.source.time_basis
         self.color = self.source.color
+        self.shrunk = reader.transform is not None  # frames arrive resized and cropped (io.transforms.shrink)
         self.reserved = 0
         self.dt = 1.0 / self.fps if self.fps else 0.0
         k, h = watcher.step_frames, watcher.halo
@@ -570,6 +572,8 @@ class Watcher:
             basis = source.time_basis if source is not None else None
             return StreamEnd(spec.name, 0, 0, 0, 0, 0, fps, None, None, basis, error=str(e))
         live = source.live or o.realtime
+        # as in classify: on the CPU the reader thread resizes, so the model thread gets small frames
+        shrunk = self.clf.shrink_in_decoder and source.decoder == "opencv"
         reader = FrameReader(
             source,
             batch_frames=1 if live else FILE_BATCH,
@@ -577,6 +581,7 @@ class Watcher:
             drop=live,
             pace=o.realtime,
             wake=self.wake,
+            transform=partial(shrink, spec=self.clf.config.input) if shrunk else None,
         )
         stream = _Stream(self, spec, reader, window, stride)
         stream.reserved = need
@@ -624,11 +629,8 @@ class Watcher:
         if framed:
             x = torch.cat(
                 [
-                    preprocess(
-                        self.stager.upload(pieces[i][2]),
-                        self.clf.config.input,
-                        pieces[i][0].color,
-                        fast=self.clf.fast_resize,
+                    (to_input if pieces[i][0].shrunk else preprocess)(
+                        self.stager.upload(pieces[i][2]), self.clf.config.input, pieces[i][0].color
                     )
                     for i in framed
                 ]
