@@ -24,7 +24,10 @@ _EXPORTS = {
             "read_video",
         )
     },
-    **{name: ".transforms" for name in ("center_crop", "normalize", "preprocess", "resize", "resized_size", "shrink", "to_input")},
+    **{
+        name: ".transforms"
+        for name in ("center_crop", "normalize", "preprocess", "resize", "resized_size", "shrink", "to_input")
+    },
     **{
         name: ".video"
         for name in (

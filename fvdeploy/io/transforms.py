@@ -81,6 +81,15 @@ def shrink(frames: Any, spec: InputSpec) -> Any:
     return x.numpy() if is_numpy else x
 
 
+def shrink_in_reader(frames: Any, spec: InputSpec) -> Any:
+    """``shrink`` for a decode (reader) thread: with one intra-op thread there. torch's thread
+    count is per thread (OpenMP), so this leaves the model thread's alone; a second OpenMP team
+    would spin against the model's and FFmpeg's threads for the same cores."""
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
+    return shrink(frames, spec)
+
+
 def normalize(x: Tensor, spec: InputSpec) -> Tensor:
     """Float ``[k, 3, h, w]`` in 0..255 -> model input (mean/std in the spec's pixel scale)."""
     if spec.scale == 1:

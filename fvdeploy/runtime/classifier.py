@@ -33,7 +33,7 @@ from ..bundle import read_config
 from ..config import ModelConfig
 from ..errors import BackendError, FvdeployError, VideoError
 from ..io.sources import FrameBatch, FrameReader, FrameSource, open_source
-from ..io.transforms import preprocess, shrink, to_input
+from ..io.transforms import preprocess, shrink_in_reader, to_input
 from ..ops.clustering import cluster_segments
 from ..ops.halo import rechunk, stream_with_halo
 from ..ops.sampling import segment_bounds, tsm_indices
@@ -353,7 +353,7 @@ class Classifier:
                 batch_frames=plan.decode_frames,
                 queue_frames=chunks * plan.decode_frames,
                 drop=False,
-                transform=partial(shrink, spec=self.config.input) if shrunk else None,
+                transform=partial(shrink_in_reader, spec=self.config.input) if shrunk else None,
             )
         else:
             shrunk, decoded = False, _Inline(src, plan.decode_frames)

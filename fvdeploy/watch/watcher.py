@@ -51,7 +51,7 @@ from torch import Tensor
 
 from ..errors import FvdeployError, VideoError
 from ..io.sources import Dropped, End, FrameBatch, FrameReader, FrameSource, Resumed, is_url, open_source, redact
-from ..io.transforms import preprocess, shrink, to_input
+from ..io.transforms import preprocess, shrink_in_reader, to_input
 from ..io.video import describe_skipped, scan_folder
 from ..ops.clustering import cluster_ids_from_distances, frame_distances
 from ..runtime.staging import HostStager
@@ -581,7 +581,7 @@ class Watcher:
             drop=live,
             pace=o.realtime,
             wake=self.wake,
-            transform=partial(shrink, spec=self.clf.config.input) if shrunk else None,
+            transform=partial(shrink_in_reader, spec=self.clf.config.input) if shrunk else None,
         )
         stream = _Stream(self, spec, reader, window, stride)
         stream.reserved = need
