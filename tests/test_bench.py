@@ -42,10 +42,12 @@ def test_bench_memory_quick(model_dir):
 
 def test_bench_throughput(model_dir, tmp_path):
     clip = write_clip(tmp_path / "c.mp4", synthetic_frames(80, 48, 64))
-    r = run_cli("bench", "throughput", clip, "--device", "cpu", "--model", model_dir)
+    r = run_cli("bench", "throughput", clip, "--device", "cpu", "--model", model_dir, "--repeats", "2")
     assert r.returncode == 0, r.stderr
     out = last_json(r.stdout)
     assert out["frames"] == 80 and out["decode_fps"] > 0 and out["end_to_end_fps"] > 0
+    assert len(out["runs"]) == 2 and out["decode_fps"] == max(run["decode_fps"] for run in out["runs"])
+    assert out["resize"] == "decode thread"
     assert out["ratio"] == pytest.approx(out["end_to_end_fps"] / out["decode_fps"], rel=0.01, abs=1e-3)
 
 

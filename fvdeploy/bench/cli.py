@@ -61,6 +61,7 @@ def throughput(
         bool,
         typer.Option("--fast-resize/--no-fast-resize", help="No effect (resizing is uint8 always).", hidden=True),
     ] = False,
+    repeats: Annotated[int, typer.Option(help="Alternating runs of each; the best of each is reported.", min=1)] = 3,
 ) -> None:
     """End-to-end frames/s vs decode-only frames/s of the same file in the same run."""
     from .throughput import bench_throughput
@@ -74,6 +75,7 @@ def throughput(
                 str(model) if model else None,
                 device,
                 decoder.value if decoder else None,
+                repeats,
                 log=_log,
             )
         )
