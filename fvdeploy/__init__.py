@@ -5,9 +5,19 @@ The public names import lazily: ``import fvdeploy`` costs nothing until one of t
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import TYPE_CHECKING
 
 from ._lazy import lazy_exports
+
+# torch's OpenMP threads share the cores with the decoder's threads (FFmpeg's, the reader's). An
+# OpenMP thread that spins at a barrier while the thread it waits for is descheduled stalls the
+# model: on 2 busy cores its stage took 0.5-1.2 s instead of 0.2 s for the same frames (docs/runtime.md).
+# Passive waiting sleeps instead. libgomp reads this once, when torch loads, so it is set only
+# before torch is imported and never over the user's own value.
+if "torch" not in sys.modules:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
 

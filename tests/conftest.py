@@ -14,8 +14,11 @@ import subprocess
 import traceback
 from pathlib import Path
 
-import pytest
-import torch
+# as fvdeploy/__init__.py does, before torch loads here: OpenMP threads sleep at barriers, not spin
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
