@@ -435,7 +435,7 @@ NARROW = 8  # base width of the narrow ResNet-50 layout (torchvision's is 64)
 
 
 @pytest.mark.parametrize("layout", ["tsm", "mmaction2"])
-def test_resnet50_layouts_match_their_forward_at_narrow_width(tmp_path, layout):
+def test_resnet50_layouts_match_their_forward_at_narrow_width(tmp_path, layout, one_thread_here):
     """The default run's stand-in for the real-size test above: the same two files (Bottleneck
     blocks 3-4-6-3, 8 segments) at base width 8, written and read as published, detected,
     converted, recognised as resnet50 from their blocks, loaded into fvdeploy's TSM ResNet on the

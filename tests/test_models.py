@@ -42,7 +42,7 @@ def narrow_bottleneck_model(**overrides) -> TSMResNet:
 
 # resnet50 at full width (25 M parameters) is a real size: under slow; the bottleneck case runs its layout.
 @pytest.mark.parametrize("arch", ["tiny", "resnet18", pytest.param("resnet50", marks=pytest.mark.slow), "bottleneck"])
-def test_forward_shapes(arch):
+def test_forward_shapes(arch, one_thread_here):
     model = (narrow_bottleneck_model() if arch == "bottleneck" else create_model(tiny_config(arch=arch))).eval()
     with torch.no_grad():
         out = model(torch.randn(2, 9, 3, 32, 32))
@@ -88,7 +88,7 @@ def test_chunked_equals_whole_resnet50(chunk):
 
 
 @pytest.mark.parametrize("chunk", [1, 3, 17])
-def test_chunked_equals_whole_on_the_resnet50_layout(chunk):
+def test_chunked_equals_whole_on_the_resnet50_layout(chunk, one_thread_here):
     """The default run's version of the real-size test above: the same block layout, narrow."""
     model = narrow_bottleneck_model().eval()
     assert model.frame_halo == 3
