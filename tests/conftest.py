@@ -67,6 +67,16 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture
+def one_thread_here():
+    """``one_thread`` for one test: the narrow stand-ins of real-size models run many small
+    convolutions, which two spinning threads turned from 0.2 s into 10 s on a loaded machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

@@ -34,6 +34,7 @@ def clips(tmp_path_factory):
         "three": write_clip(d / "three.mp4", synthetic_frames(3, 32, 32, seed=3)),
         "odd": write_clip(d / "odd.avi", synthetic_frames(45, 37, 59, seed=4), fourcc="MJPG"),
         "gray": write_clip(d / "gray.mp4", synthetic_frames(30, 40, 40, seed=5)[..., 0]),
+        "medium": write_clip(d / "medium.mp4", synthetic_frames(300, 24, 32, seed=6)),
         "long": write_clip(d / "long.mp4", synthetic_frames(1200, 24, 32, seed=6)),
     }
     avi = write_clip(d / "full.avi", synthetic_frames(50, 32, 32, seed=7), fourcc="MJPG")
@@ -56,7 +57,17 @@ def json_lines(text):
     return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
 
-@pytest.mark.parametrize("name,frames", [("one", 1), ("three", 3), ("odd", 45), ("gray", 30), ("long", 1200)])
+@pytest.mark.parametrize(
+    "name,frames",
+    [
+        ("one", 1),
+        ("three", 3),
+        ("odd", 45),
+        ("gray", 30),
+        ("medium", 300),  # at --max-memory 16: 30 chunks of 10 frames (stem + layer1 calls)
+        pytest.param("long", 1200, marks=pytest.mark.slow),  # a long clip: the real size, under slow
+    ],
+)
 def test_generated_clips(model_dir, clips, name, frames):
     r = run("classify", clips[1][name], "--model", model_dir, "--json", "--max-memory", "16")
     assert r.exit_code == 0, r.output

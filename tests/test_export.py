@@ -1,5 +1,6 @@
 """`fvdeploy export` and the onnxruntime backend: the bundle, the record, every bad case (one line,
-exit code, nothing written), an imported checkpoint end to end, and the benchmark's smoke size."""
+exit code, nothing written), an imported checkpoint end to end (a real ResNet-18 under ``slow``; a
+tiny model with an import's config by default), and the benchmark's smoke size."""
 
 from __future__ import annotations
 
@@ -420,7 +421,43 @@ def test_trt_without_tensorrt_says_what_to_install(fresh_model, clip, tmp_path):
 
 
 # -- an imported published checkpoint, exported and classified ---------------------------------------
+def test_a_model_as_an_import_writes_it_exports_and_classifies_in_both_modes(tmp_path, clip):
+    """The default run's version of the next test (a real ResNet-18 import, under slow): the tiny
+    model with the config an import of an official TSM file writes (TSM mode, K = 4, the official
+    input normalisation, the source file's sha256): the record names the source checkpoint, and
+    ONNX Runtime on the split pair gives PyTorch's results in TSM mode and in full mode."""
+    import hashlib
+
+    from fvdeploy.config import InputSpec
+    from fvdeploy.importers.layouts import TSM_INPUT
+
+    digest = hashlib.sha256(b"TSM_kinetics_RGB_resnet18_shift8_blockres_avg_segment4_e50.pth").hexdigest()
+    config = tiny_config(
+        mode="tsm",
+        segments=4,
+        num_clusters=4,
+        input=InputSpec(**{**vars(TSM_INPUT), "shorter_side": 32, "crop": 32}),
+        trained={"source_sha256": digest, "source_layout": "tsm", "source_segments": 4},
+    )
+    torch.manual_seed(6)
+    model_dir = save_model(create_model(config).eval(), tmp_path / "imported")
+    result = run("export", model_dir, "--clip", clip)
+    assert result.exit_code == 0, result.output
+    record = json.loads((model_dir / "export" / "export.json").read_text())
+    assert record["source"]["checkpoint_sha256"] == digest
+    assert record["config"]["mode"] == "tsm" and record["config"]["segments"] == 4
+    for mode in ({}, {"mode": "full", "num_clusters": 4}):  # TSM sampling, and the full-video method
+        ref = Classifier.load(model_dir, device="cpu", **mode).classify(clip)
+        got = Classifier.load(model_dir, device="cpu", backend="onnxruntime", **mode).classify(clip)
+        assert got.run["backend"] == "onnxruntime" and got.run["mode"] == ref.run["mode"] == (mode.get("mode") or "tsm")
+        assert got.label == ref.label and len(got.segments) == 4
+        assert [s.start_frame for s in got.segments] == [s.start_frame for s in ref.segments]
+        assert max(abs(a - b) for (_, a), (_, b) in zip(ref.topk, got.topk)) <= 1e-4
+
+
+@pytest.mark.slow
 def test_imported_checkpoint_exports_and_classifies(tmp_path, clip):
+    """A real ResNet-18 (45 MB of fp32 weights) imported, exported and run: under slow."""
     import test_import_checkpoint as published  # its builders of official-TSM-layout files
 
     from fvdeploy.bundle import read_config

@@ -1,5 +1,6 @@
 """Exported graphs give PyTorch's answers: the whole graph (static-G clustering inside) over the
-method x G x T x batch grid, and the split pair through the runtime on a 2,000-frame clip."""
+method x G x T x batch grid, and the split pair through the runtime on a 200-frame clip in small
+chunks (a 2,000-frame clip at the runtime's own sizes under ``slow``)."""
 
 from __future__ import annotations
 
@@ -86,22 +87,24 @@ def test_int32_graph_that_tensorrt_builds_matches_pytorch(tmp_path, method):
 
 
 @pytest.fixture(scope="module")
-def bundle_2000(tmp_path_factory):
-    """A tiny model exported with its bundle, and a 2,000-frame clip at the model's input size."""
-    root = tmp_path_factory.mktemp("long")
+def bundle(tmp_path_factory):
+    """A tiny model (G = 8) exported with its bundle, once per module."""
     torch.manual_seed(3)
+    root = tmp_path_factory.mktemp("bundle")
     model_dir = save_model(create_model(tiny_config(num_clusters=8, method="cumulative")).eval(), root / "model")
-    clip = write_clip(root / "clip2000.mp4", synthetic_frames(2000, S, S, seed=5))
     Exporter(model_dir, ExportOptions())()
-    return model_dir, clip
+    return model_dir
 
 
-def test_split_pair_whole_graph_and_pytorch_agree_on_2000_frames(bundle_2000):
-    model_dir, clip = bundle_2000
+def check_split_pair_whole_graph_and_pytorch(model_dir, clip, num_frames, chunk_size=None, sums_plan=None):
+    """The runtime on the split pair (ONNX Runtime) and on PyTorch, and the whole graph, on one clip:
+    identical ids on identical input, the same label, segments within a frame, scores within 1e-4;
+    and the bounded-memory path too (``sums_plan``: nothing stored verbatim, slot sums, straddling
+    slots recomputed). ``chunk_size``: frames per stem + layer1 call (default: the runtime's)."""
     frames = torch.from_numpy(read_video(clip)[:, :, :, ::-1].copy())[None]  # BGR -> the model's RGB, already SxS
     lens = torch.tensor([frames.shape[1]])
-    torch_clf = Classifier.load(model_dir, device="cpu", backend="torch")
-    ort_clf = Classifier.load(model_dir, device="cpu", backend="onnxruntime")
+    torch_clf = Classifier.load(model_dir, device="cpu", backend="torch", chunk_size=chunk_size)
+    ort_clf = Classifier.load(model_dir, device="cpu", backend="onnxruntime", chunk_size=chunk_size)
     assert ort_clf.run_info["provider"] == "CPUExecutionProvider" and ort_clf.backend.name == "onnxruntime"
     ref = torch_reference(torch_clf.backend.model, frames, lens)
     session = ort.InferenceSession(str(model_dir / "export" / "model.onnx"), providers=["CPUExecutionProvider"])
@@ -113,15 +116,13 @@ def test_split_pair_whole_graph_and_pytorch_agree_on_2000_frames(bundle_2000):
     probs = torch.softmax(ref[0][0].double(), 0)
     unit_probs = torch.softmax(ref[1][0].double(), 1)
     results = {"torch": torch_clf.classify(clip), "onnxruntime": ort_clf.classify(clip)}
-    # the bounded-memory path too: nothing stored verbatim, slot sums, straddling slots recomputed
-    ort_clf.memory_plan = MemoryPlan(
-        budget=2**20, chunk_frames=50, decode_frames=25, store_bytes=0, slot_bytes=12 * 16 * 8 * 8 * 8
-    )
+    assert torch_clf.plan(1).chunk_frames < num_frames and ort_clf.plan(1).chunk_frames < num_frames  # chunked
+    ort_clf.memory_plan = sums_plan
     results["onnxruntime, slot sums"] = ort_clf.classify(clip)
     assert ort_clf.last_stats["memory_path"].startswith("sums")
     labels = torch_clf.config.labels
     for name, result in results.items():
-        assert result.num_frames == 2000, name
+        assert result.num_frames == num_frames, name
         assert result.label == labels[int(probs.argmax())], name
         got = [s.start_frame for s in result.segments]
         assert len(got) == 8 and max(abs(a - b) for a, b in zip(got, starts)) <= 1, (name, got, starts)
@@ -129,7 +130,26 @@ def test_split_pair_whole_graph_and_pytorch_agree_on_2000_frames(bundle_2000):
             assert abs(score - float(probs[labels.index(label)])) <= 1e-4, name
         for seg, p in zip(result.segments, unit_probs):
             assert abs(seg.score - float(p.max())) <= 1e-4, name
-    assert len(set(starts)) == 8 and starts != [i * 250 for i in range(8)]  # real, non-uniform clusters
+    uniform = [i * num_frames // 8 for i in range(8)]
+    assert len(set(starts)) == 8 and starts != uniform  # real, non-uniform clusters
+
+
+@pytest.mark.slow
+def test_split_pair_whole_graph_and_pytorch_agree_on_2000_frames(bundle, tmp_path):
+    """A long clip (the real size: under slow). The default run's version is the next test."""
+    clip = write_clip(tmp_path / "clip2000.mp4", synthetic_frames(2000, S, S, seed=5))
+    plan = MemoryPlan(budget=2**20, chunk_frames=50, decode_frames=25, store_bytes=0, slot_bytes=12 * 16 * 8 * 8 * 8)
+    check_split_pair_whole_graph_and_pytorch(bundle, clip, 2000, sums_plan=plan)
+
+
+def test_split_pair_whole_graph_and_pytorch_agree_across_chunks(bundle, tmp_path):
+    """The same checks on a 200-frame clip with the chunks made small, so that it crosses about as
+    many stem + layer1 chunk boundaries (halo context from the previous chunk: 33 here, 31 there)
+    and as many slot boundaries (11 slots, straddling ones recomputed) as the 2,000-frame clip at
+    the runtime's own sizes."""
+    clip = write_clip(tmp_path / "clip200.mp4", synthetic_frames(200, S, S, seed=5))
+    plan = MemoryPlan(budget=2**20, chunk_frames=7, decode_frames=5, store_bytes=0, slot_bytes=12 * 16 * 8 * 8 * 8)
+    check_split_pair_whole_graph_and_pytorch(bundle, clip, 200, chunk_size=6, sums_plan=plan)
 
 
 @pytest.mark.parametrize("method", ["cumulative", "slope", "uniform"])

@@ -22,12 +22,16 @@ import pytest
 import torch
 import torchvision
 from torch import nn
+from torchvision.models.resnet import Bottleneck
 
-from conftest import run_cli
+from conftest import run_cli, tiny_config
 from fvdeploy.bundle import load_model
 from fvdeploy.errors import ModelError
 from fvdeploy.importers import ImportOptions, import_checkpoint, named_labels
-from fvdeploy.importers.layouts import MMACTION_MEAN, MMACTION_STD
+from fvdeploy.importers.checkpoint import infer_arch, load_converted
+from fvdeploy.importers.layouts import MMACTION_MEAN, MMACTION_STD, convert, detect_layout
+from fvdeploy.importers.reading import read_checkpoint
+from fvdeploy.models import create_model
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = 32  # input side: the weights are full ResNet-18/50 shapes, the frames are small
@@ -57,13 +61,31 @@ class OfficialShift(nn.Module):
         return self.net(official_shift(x, self.n_segment))
 
 
-class OfficialTSN(nn.Module):
-    """TSN(is_shift=True, shift_place='blockres', dropout=0.5): base_model + new_fc, avg consensus."""
+class NarrowResNet(torchvision.models.ResNet):
+    """torchvision's ResNet (its own ``_make_layer`` and forward) at base width ``base`` instead of
+    64: the ResNet-50 layout (Bottleneck blocks 3-4-6-3, a downsample on every stage's first block,
+    the same key names) at a size the default test run affords."""
 
-    def __init__(self, arch, num_classes, n_segment):
+    def __init__(self, base: int, layers=(3, 4, 6, 3)):
+        nn.Module.__init__(self)  # ResNet.__init__ fixes the widths at 64..512
+        self._norm_layer, self.inplanes, self.dilation, self.groups, self.base_width = nn.BatchNorm2d, base, 1, 1, 64
+        self.conv1 = nn.Conv2d(3, base, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1, self.relu = nn.BatchNorm2d(base), nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        for i, n in enumerate(layers):
+            setattr(self, f"layer{i + 1}", self._make_layer(Bottleneck, base * 2**i, n, stride=1 if i == 0 else 2))
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(self.inplanes, 1000)
+
+
+class OfficialTSN(nn.Module):
+    """TSN(is_shift=True, shift_place='blockres', dropout=0.5): base_model + new_fc, avg consensus.
+    ``base_model``: a torchvision-layout ResNet to use instead of ``torchvision.models.<arch>()``."""
+
+    def __init__(self, arch, num_classes, n_segment, base_model=None):
         super().__init__()
         self.n_segment = n_segment
-        self.base_model = getattr(torchvision.models, arch)()
+        self.base_model = base_model if base_model is not None else getattr(torchvision.models, arch)()
         for layer in (self.base_model.layer1, self.base_model.layer2, self.base_model.layer3, self.base_model.layer4):
             for block in layer:
                 block.conv1 = OfficialShift(block.conv1, n_segment)
@@ -141,14 +163,14 @@ class MMBottleneck(nn.Module):
 
 
 class MMResNetTSM(nn.Module):
-    def __init__(self, depth, num_segments):
+    def __init__(self, depth, num_segments, base=64):  # base: the stem's width (64; smaller for narrow tests)
         super().__init__()
         block, stages = {18: (MMBasicBlock, (2, 2, 2, 2)), 50: (MMBottleneck, (3, 4, 6, 3))}[depth]
-        self.conv1 = ConvModule(3, 64, 7, 2, 3)
+        self.conv1 = ConvModule(3, base, 7, 2, 3)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
-        inplanes = 64
+        inplanes = base
         for i, n in enumerate(stages):
-            planes, stride = 64 * 2**i, 1 if i == 0 else 2
+            planes, stride = base * 2**i, 1 if i == 0 else 2
             down = None
             if stride != 1 or inplanes != planes * block.expansion:
                 down = ConvModule(inplanes, planes * block.expansion, 1, stride, act=False)
@@ -179,9 +201,9 @@ class TSMHead(nn.Module):
 
 
 class MMRecognizer2D(nn.Module):
-    def __init__(self, depth, num_classes, num_segments):
+    def __init__(self, depth, num_classes, num_segments, base=64):
         super().__init__()
-        self.backbone = MMResNetTSM(depth, num_segments)
+        self.backbone = MMResNetTSM(depth, num_segments, base)
         self.cls_head = TSMHead(num_classes, self.backbone.feat_dim, num_segments)
 
     def forward(self, frames):
@@ -240,9 +262,9 @@ val_pipeline = [
 """
 
 
-def mmaction_checkpoint(folder, depth, num_classes, k, dataset="kinetics400", mmcv1=False):
+def mmaction_checkpoint(folder, depth, num_classes, k, dataset="kinetics400", mmcv1=False, base=64):
     torch.manual_seed(3)
-    ref = _populate_bn(MMRecognizer2D(depth, num_classes, k), k, seed=4)
+    ref = _populate_bn(MMRecognizer2D(depth, num_classes, k, base), k, seed=4)
     text = MM_CONFIG.format(depth=depth, k=k, classes=num_classes, feat=ref.backbone.feat_dim, dataset=dataset)
     name = f"tsm_imagenet-pretrained-r{depth}_8xb16-1x1x{k}-50e_{dataset}-rgb_20220831-64d69186.pth"
     path = Path(folder) / name
@@ -360,8 +382,11 @@ def test_mmaction2_resnet18_matches_its_forward(ckpts, tmp_path, source):
     assert cfg.trained["source_segments"] == 4 and cfg.trained["data"] == "sthv2"
 
 
+@pytest.mark.slow
 def test_resnet50_layouts_match_their_forward(tmp_path):
-    """ResNet-50 (Bottleneck, downsample on every stage's first block) in both layouts, 8 segments."""
+    """ResNet-50 (Bottleneck, downsample on every stage's first block) in both layouts, 8 segments.
+    Real size (two 100 MB files written, read and run): under ``slow``. The default run checks the
+    same layouts at full shape without weights and at narrow width with them (the two tests below)."""
     path, ref = official_checkpoint(tmp_path, "resnet50", 174, 8, dataset="somethingv2")
     model, _ = _check_import(path, ref, 8, "auto", tmp_path / "a", "resnet50", 174, videos=1)
     assert model.config.labels == named_labels("sthv2")
@@ -369,6 +394,75 @@ def test_resnet50_layouts_match_their_forward(tmp_path):
     path, ref = mmaction_checkpoint(tmp_path, 50, 400, 8, mmcv1=True)
     model, _ = _check_import(path, ref, 8, "auto", tmp_path / "b", "resnet50", 400, videos=1)
     assert model.config.labels == named_labels("kinetics400") and model.config.trained["epochs"] == 50
+
+
+def test_resnet50_files_fit_fvdeploys_resnet50_by_name_and_shape():
+    """Both published ResNet-50 layouts at their real shapes, without weights (the meta device):
+    detected, converted, recognised as resnet50 from their blocks, and every tensor lands on a
+    parameter or buffer of fvdeploy's resnet50 with its shape (``load_converted`` checks both ways)."""
+    with torch.device("meta"):
+        official = OfficialTSN("resnet50", 174, 8)
+        mm = MMRecognizer2D(50, 400, 8)
+        files = {
+            "tsm": (
+                {"epoch": 50, "arch": "resnet50", "state_dict": nn.DataParallel(official).state_dict()},
+                Path("TSM_somethingv2_RGB_resnet50_shift8_blockres_avg_segment8_e50.pth"),
+                "sthv2",
+            ),
+            "mmaction2": (
+                {
+                    "meta": {"cfg": MM_CONFIG.format(depth=50, k=8, classes=400, feat=2048, dataset="kinetics400")},
+                    "state_dict": OrderedDict(mm.state_dict()),
+                },
+                Path("tsm_imagenet-pretrained-r50_8xb16-1x1x8-50e_kinetics400-rgb_20220831-64d69186.pth"),
+                "kinetics400",
+            ),
+        }
+        for layout, (obj, path, dataset) in files.items():
+            labels = named_labels(dataset)
+            assert detect_layout(obj) == layout
+            converted = convert(obj, layout, path)
+            assert infer_arch(converted, path) == ("resnet50", len(labels)), layout
+            assert converted.facts.segments == 8 and converted.facts.dataset == dataset, layout
+            assert {"layer1.0.downsample.0.weight", "layer4.2.conv3.weight", "layer4.2.bn3.running_var"} <= set(
+                converted.state
+            )
+            model = create_model(tiny_config(arch="resnet50", num_classes=len(labels), labels=labels))
+            load_converted(model, converted, path)
+
+
+NARROW = 8  # base width of the narrow ResNet-50 layout (torchvision's is 64)
+
+
+@pytest.mark.parametrize("layout", ["tsm", "mmaction2"])
+def test_resnet50_layouts_match_their_forward_at_narrow_width(tmp_path, layout, one_thread_here):
+    """The default run's stand-in for the real-size test above: the same two files (Bottleneck
+    blocks 3-4-6-3, 8 segments) at base width 8, written and read as published, detected,
+    converted, recognised as resnet50 from their blocks, loaded into fvdeploy's TSM ResNet on the
+    same block layout, and giving the logits of the source's own forward."""
+    from fvdeploy.models.tsm_resnet import TSMResNet, make_backbone
+
+    k, classes = 8, 5
+    if layout == "tsm":
+        torch.manual_seed(1)
+        ref = _populate_bn(OfficialTSN("resnet50", classes, k, base_model=NarrowResNet(NARROW)), k, seed=2)
+        path = tmp_path / "TSM_somethingv2_RGB_resnet50_shift8_blockres_avg_segment8_e50.pth"
+        obj = {"epoch": 50, "arch": "resnet50", "state_dict": nn.DataParallel(ref).state_dict(), "best_prec1": 60.0}
+        torch.save(obj, path, _use_new_zipfile_serialization=False)
+    else:
+        path, ref = mmaction_checkpoint(tmp_path, 50, classes, k, mmcv1=True, base=NARROW)
+    obj, _ = read_checkpoint(path)
+    assert detect_layout(obj) == layout
+    converted = convert(obj, layout, path)
+    assert infer_arch(converted, path) == ("resnet50", classes)
+    assert converted.facts.segments == k
+    config = tiny_config(num_classes=classes, labels=list("abcde"), mode="tsm", segments=k, num_clusters=k)
+    model = TSMResNet(make_backbone(Bottleneck, [3, 4, 6, 3], tuple(NARROW * 2**i for i in range(4))), config)
+    load_converted(model, converted, path)
+    frames = _clip(2, k)
+    diff = (_logits(model.eval(), frames) - _logits(ref, frames)).abs().max().item()
+    assert diff <= 1e-4, f"max abs logit difference {diff}"
+    assert _logits(ref, frames).std().item() > 1e-3
 
 
 def test_full_mode_with_g_equal_k_equals_tsm_mode(ckpts, tmp_path):

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torchvision.models.resnet import Bottleneck
 
 from conftest import tiny_config
 from fvdeploy.models import create_model, list_models
+from fvdeploy.models.tsm_resnet import TSMResNet, make_backbone
 from fvdeploy.ops import temporal_shift
 
 METHODS = ["cumulative", "slope", "uniform"]
@@ -32,9 +34,16 @@ def test_shift_ends_each_video_at_its_length():
     torch.testing.assert_close(out[1, :2, :2], x.reshape(2, 6, 16, 2, 2)[1, 1:3, :2])
 
 
-@pytest.mark.parametrize("arch", ["tiny", "resnet18", "resnet50"])
-def test_forward_shapes(arch):
-    model = create_model(tiny_config(arch=arch)).eval()
+def narrow_bottleneck_model(**overrides) -> TSMResNet:
+    """fvdeploy's TSM ResNet on the resnet50 block layout (Bottleneck, 3-4-6-3 blocks: three in
+    layer1, so halo 3) at widths 8..64: the resnet50 code paths at the tiny model's cost."""
+    return TSMResNet(make_backbone(Bottleneck, [3, 4, 6, 3], (8, 16, 32, 64)), tiny_config(**overrides))
+
+
+# resnet50 at full width (25 M parameters) is a real size: under slow; the bottleneck case runs its layout.
+@pytest.mark.parametrize("arch", ["tiny", "resnet18", pytest.param("resnet50", marks=pytest.mark.slow), "bottleneck"])
+def test_forward_shapes(arch, one_thread_here):
+    model = (narrow_bottleneck_model() if arch == "bottleneck" else create_model(tiny_config(arch=arch))).eval()
     with torch.no_grad():
         out = model(torch.randn(2, 9, 3, 32, 32))
     assert out.logits.shape == (2, 3) and out.cluster_logits.shape == (2, 4, 3) and out.cluster_ids.shape == (2, 9)
@@ -72,6 +81,17 @@ def test_chunked_stem_layer1_equals_whole(tiny_model, chunk):
 @pytest.mark.parametrize("chunk", [1, 3, 17])
 def test_chunked_equals_whole_resnet50(chunk):
     model = create_model(tiny_config(arch="resnet50")).eval()  # three blocks in layer1: halo 3
+    frames = torch.randn(17, 3, 64, 64)
+    with torch.no_grad():
+        diff = (model.forward_frames_chunked(frames, chunk) - model.forward_frames(frames[None])[0]).abs().max()
+    assert diff.item() <= 1e-5
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 17])
+def test_chunked_equals_whole_on_the_resnet50_layout(chunk, one_thread_here):
+    """The default run's version of the real-size test above: the same block layout, narrow."""
+    model = narrow_bottleneck_model().eval()
+    assert model.frame_halo == 3
     frames = torch.randn(17, 3, 64, 64)
     with torch.no_grad():
         diff = (model.forward_frames_chunked(frames, chunk) - model.forward_frames(frames[None])[0]).abs().max()
