@@ -59,14 +59,17 @@ def test_bench_bad_inputs_are_one_line_errors(model_dir, tmp_path):
         assert r.returncode == 1 and "CUDA is not available" in r.stderr
 
 
-def test_bench_model_quick(model_dir):
+@pytest.mark.parametrize("blocks", [[], ["--block-frames", "5"]])  # --quick's 64 px takes chunks whole by default
+def test_bench_model_quick(model_dir, blocks):
     from typer.testing import CliRunner
 
     from fvdeploy.cli import app
 
-    r = CliRunner().invoke(app, ["bench", "model", "--quick", "--device", "cpu"])
+    r = CliRunner().invoke(app, ["bench", "model", "--quick", "--device", "cpu", *blocks])
     assert r.exit_code == 0, r.output
     out = last_json(r.stdout)
+    assert out["block_frames"] == int(blocks[1]) if blocks else out["block_frames"] >= 16  # 16: --quick's chunk
+    assert out["threads"] >= 1
     assert out["frames"] == 48 and out["full_fps"] > 0 and out["tsm_all_fps"] > 0 and out["plain_images_per_s"] > 0
     assert out["speedup_vs_tsm_all"] == pytest.approx(out["full_fps"] / out["tsm_all_fps"], rel=0.05)
     assert out["stem_layer1_s"] > 0 and out["full_s"] > 0 and out["tsm_all_s"] > 0

@@ -1,6 +1,6 @@
-"""The inference graph (BatchNorm folded, channels_last, copy-free shift) gives today's answers:
-DECISIONS.md's fp32 tolerances against the unfolded model, and identical cluster ids on the
-test clips; training never sees the folded copy."""
+"""The inference graph (BatchNorm folded, channels_last, copy-free shift, stem + layer1 a few frames
+at a time on CPU) gives today's answers: DECISIONS.md's fp32 tolerances against the unfolded
+model, and identical cluster ids on the test clips; training never sees the folded copy."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ from torch import nn
 
 from clips import synthetic_frames, write_clip
 from conftest import tiny_config
-from fvdeploy.backends.torch_backend import TorchBackend
+from fvdeploy.backends.torch_backend import TorchBackend, default_block_frames
 from fvdeploy.bundle import load_model
 from fvdeploy.export.parity import ATOL, MAX_ABS, RTOL, boundary_shift
 from fvdeploy.models import create_model
-from fvdeploy.models.inference import conv_bn_pairs, fold_batchnorm, has_batchnorm
+from fvdeploy.models.inference import conv_bn_pairs, fold_batchnorm, frames_blocked, has_batchnorm
 from fvdeploy.ops.temporal_shift import _shift_traceable, temporal_shift
 from fvdeploy.runtime import Classifier
 
@@ -93,6 +93,37 @@ def test_folded_model_matches_the_unfolded_one(arch, method):
     assert torch.equal(ref.cluster_ids, got.cluster_ids)
 
 
+# -- stem + layer1 a few frames at a time ------------------------------------------------------------
+@pytest.mark.parametrize("arch", ["tiny", "resnet18"])
+def test_blocked_stem_and_layer1_equal_the_whole_chunk(arch):
+    """Every length against every step (1, shorter than the halo, uneven, whole, beyond): the
+    shift's context carried from step to step gives the whole chunk's maps, to fp32 rounding (oneDNN
+    may pick another kernel for another batch size: ~1e-6 of the maps' magnitude)."""
+    model = fold_batchnorm(with_real_statistics(create_model(tiny_config(arch=arch))))
+    model = model.to(memory_format=torch.channels_last)
+    gen = torch.Generator().manual_seed(0)
+    with torch.inference_mode():
+        for t in (1, 2, 3, 7, 12):
+            x = torch.randn(t, 3, 32, 32, generator=gen)
+            ref = model.forward_frames(x[None])[0]
+            for step in (1, 2, 3, 5, t, t + 4):
+                got = frames_blocked(model, x, step)
+                assert got.is_contiguous(memory_format=torch.channels_last), (t, step)
+                scale = ref.abs().max().item()
+                torch.testing.assert_close(got, ref, rtol=0, atol=4e-6 * scale, msg=f"T={t} step={step}")
+
+
+def test_block_frames_default_by_device_and_crop():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert default_block_frames(cuda, 224, torch.float32) == 0  # GPUs want whole chunks
+    assert 4 <= default_block_frames(cpu, 224, torch.float32) <= 16  # measured: 4..10 equally good
+    assert default_block_frames(cpu, 112, torch.float32) > default_block_frames(cpu, 224, torch.float32)
+    assert default_block_frames(cpu, 224, torch.bfloat16) > default_block_frames(cpu, 224, torch.float32)
+    model = create_model(tiny_config())
+    assert TorchBackend(model, cpu, "fp32", optimize=False).block_frames == 0  # the reference stays whole
+    assert TorchBackend(model, cpu, "fp32", block_frames=0).block_frames == 0
+
+
 def test_training_is_unaffected_by_an_inference_backend(tmp_path):
     model = with_real_statistics(create_model(tiny_config())).train()
     TorchBackend(model, torch.device("cpu"), "fp32")
@@ -117,6 +148,16 @@ def reference_and_optimized():
 
 
 @pytest.fixture(scope="module")
+def whole_and_blocked(reference_and_optimized):
+    """The inference graph with stem + layer1 on whole chunks and 3 frames at a time (the bundled
+    model's 64 px crop would otherwise take chunks whole)."""
+    model = reference_and_optimized[0].backend.model
+    return Classifier(TorchBackend(model, torch.device("cpu"), "fp32", block_frames=0)), Classifier(
+        TorchBackend(model, torch.device("cpu"), "fp32", block_frames=3)
+    )
+
+
+@pytest.fixture(scope="module")
 def test_clips(tmp_path_factory):
     cut = write_clip(tmp_path_factory.mktemp("clips") / "cuts.mp4", synthetic_frames(90, 48, 64, seed=3, cut_every=17))
     return [*SAMPLES, cut]
@@ -131,6 +172,20 @@ def test_runtime_results_match_and_cluster_ids_are_identical_on_the_test_clips(r
         assert [s.start_frame for s in got.segments] == [s.start_frame for s in ref.segments], clip
         for (la, sa), (lb, sb) in zip(ref.topk, got.topk):
             assert la == lb and abs(sa - sb) <= MAX_ABS, clip
+
+
+def test_blocked_stem_and_layer1_keep_scores_and_cluster_ids_on_the_test_clips(
+    reference_and_optimized, whole_and_blocked, test_clips
+):
+    ref_clf = reference_and_optimized[0]
+    whole_clf, blocked_clf = whole_and_blocked
+    for clip in test_clips:
+        ref, whole, got = ref_clf.classify(str(clip)), whole_clf.classify(str(clip)), blocked_clf.classify(str(clip))
+        assert got.label == whole.label == ref.label, clip
+        starts = [s.start_frame for s in got.segments]
+        assert starts == [s.start_frame for s in whole.segments] == [s.start_frame for s in ref.segments], clip
+        for (la, sa), (lb, sb) in zip(whole.topk, got.topk):
+            assert la == lb and abs(sa - sb) <= 1e-5, clip
 
 
 def test_whole_network_ids_are_identical_on_a_real_clip(reference_and_optimized, test_clips):

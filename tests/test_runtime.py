@@ -15,6 +15,7 @@ from fvdeploy.errors import VideoError
 from fvdeploy.io import preprocess, read_video
 from fvdeploy.ops import cluster_segments, tsm_indices
 from fvdeploy.runtime import Classifier
+from fvdeploy.runtime.accumulate import sign_changes
 from fvdeploy.runtime.classifier import MemoryPlan
 
 
@@ -63,6 +64,16 @@ PLANS = {
         )
     ),
 }
+
+
+@pytest.mark.parametrize("k", [8, 64, 200704, 13])  # 13: not whole words, the plain count
+def test_sign_changes_count_exactly(k):
+    gen = torch.Generator().manual_seed(k)
+    signs = torch.rand(6, k, generator=gen) > torch.rand(6, 1, generator=gen)  # sparse to dense rows
+    signs[0] = signs[1]  # no change
+    signs[2] = ~signs[3]  # every flag changes
+    assert torch.equal(sign_changes(signs[1:], signs[:-1]), torch.count_nonzero(signs[1:] != signs[:-1], dim=1))
+    assert sign_changes(signs[1:], signs[:-1]).dtype == torch.int64
 
 
 @pytest.mark.parametrize("plan", sorted(PLANS))

@@ -106,12 +106,26 @@ def model_only(
             help="torch.compile stem+layer1 on the fixed chunk shape (measure whether it pays).",
         ),
     ] = False,
+    block_frames: Annotated[
+        Optional[int],
+        typer.Option(
+            help="Frames per stem+layer1 step in the torch backend (0: whole chunks; default: by device and crop).",
+            min=0,
+        ),
+    ] = None,
+    threads: Annotated[
+        Optional[int], typer.Option(help="torch intra-op threads (default: torch's own choice).", min=1)
+    ] = None,
 ) -> None:
     """Model-only frames/s: full-video model (G clusters) vs TSM-all, plus a plain ResNet's images/s."""
     from .model import bench_model
 
     if quick:
         arch, frames, size, batch, chunk = Arch.resnet18, 48, 64, 8, 16
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
     typer.echo(
         json.dumps(
             bench_model(
@@ -125,6 +139,7 @@ def model_only(
                 chunk,
                 str(model) if model else None,
                 compile=compile,
+                block_frames=block_frames,
                 log=_log,
             )
         )

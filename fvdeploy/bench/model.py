@@ -18,11 +18,13 @@ def bench_model(
     chunk: int,
     model: str | None = None,
     compile: bool = False,
+    block_frames: int | None = None,
     log=print,
 ) -> dict:
     """Model-only frames/s of the full-video model (G clusters) vs TSM-all on the same weights and
     precision, on synthetic preprocessed frames already on the device; plus images/s of a plain
-    torchvision ResNet of the same arch at ``batch`` as the yardstick."""
+    torchvision ResNet of the same arch at ``batch`` as the yardstick. ``block_frames``: the torch
+    backend's frames per stem + layer1 step (None: its default, 0: whole chunks), for both models."""
     import torch
     import torchvision
 
@@ -45,7 +47,7 @@ def bench_model(
         else create_model(ModelConfig(arch=arch, num_classes=400, num_clusters=clusters, input=InputSpec(size, size)))
     )
     net.config = net.config.replace(num_clusters=clusters)
-    backend = TorchBackend(net, dev, prec)
+    backend = TorchBackend(net, dev, prec, block_frames=block_frames)
     size = net.config.input.crop
     dtype = PRECISIONS[prec]
     gen = torch.Generator(device=dev).manual_seed(0)
@@ -123,6 +125,8 @@ def bench_model(
         "plain_images_per_s": round(batch / t_plain, 1),
         "plain_batch": batch,
         "compiled": compile,
+        "block_frames": backend.block_frames,
+        "threads": torch.get_num_threads(),
     }
     log(
         f"{out['arch']} {prec} on {dev}: full-video G={clusters} {out['full_fps']} frames/s, TSM-all "

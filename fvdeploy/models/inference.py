@@ -8,16 +8,23 @@ over each activation map disappears. Folding changes the rounding of fp32 arithm
 function: outputs agree within DECISIONS.md's fp32 tolerances (tests/test_inference_graph.py).
 
 Training never sees a folded model: :func:`fold_batchnorm` works on a deep copy.
+
+:func:`frames_blocked` runs stem + ``layer1`` a few frames at a time (the torch backend does on CPU,
+where their big maps would otherwise go through RAM between passes); the shift's context carries
+from step to step, so it is the same function.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Sequence
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from .tsm_resnet import TSMResNet
+from ..ops.temporal_shift import temporal_shift
+from .tsm_resnet import TSMResNet, residual_block
 
 
 def conv_bn_pairs(model: nn.Module) -> list[tuple[str, str]]:
@@ -58,3 +65,45 @@ def has_batchnorm(model: nn.Module) -> bool:
 def _replace(root: nn.Module, name: str, module: nn.Module) -> None:
     parent, _, leaf = name.rpartition(".")
     setattr(root.get_submodule(parent) if parent else root, leaf, module)
+
+
+# -- cache blocking ----------------------------------------------------------------------------------
+def wavefront(frames: Tensor, first: Callable[[Tensor], Tensor], blocks: Sequence[nn.Module], step: int) -> Tensor:
+    """``blocks(first(frames))`` on one sequence ``frames: [T, ...]``, ``step`` frames at a time:
+    ``first`` is per frame, each block a :func:`shifted_block` over all T frames (zeros at both ends).
+
+    Why: on CPU, stem + ``layer1`` of a 64-frame chunk at 224 px make maps of 50-200 MB, so every
+    elementwise pass (ReLU, max-pool, shift, residual add) streams them through RAM, and glibc maps
+    each buffer over 32 MB afresh (a page fault per 4 KiB). A few frames at a time stay in cache.
+    Exact: block j's output at frame t needs its input at t-1, t and t+1 only, so block j runs one
+    frame behind block j-1 and keeps one frame of context; nothing is computed twice.
+    """
+    t = frames.shape[0]
+    pending: list[Tensor | None] = [None] * len(blocks)  # block j's input frames start[j], start[j]+1, ...
+    start = [0] * len(blocks)
+    done = [0] * len(blocks)  # block j has emitted frames [0, done[j])
+    outs = []
+    for a in range(0, t, step):
+        x: Tensor | None = first(frames[a : a + step])
+        for j, block in enumerate(blocks):
+            prev = pending[j]
+            buf = x if prev is None else torch.cat([prev, x])
+            end = start[j] + buf.shape[0]
+            stop = end if end == t else end - 1  # frames whose two neighbours have arrived
+            lo, n = done[j] - start[j], stop - done[j]
+            keep = max(stop - 1, 0)
+            pending[j], start[j], done[j] = buf[keep - start[j] :], keep, stop
+            if n == 0:
+                x = None
+                break
+            # The window's own zero padding reaches only its first frame (context, or frame 0) and
+            # its last (not emitted, unless it is frame T-1): the emitted rows are exact.
+            x = residual_block(block, temporal_shift(buf, buf.shape[0])[lo : lo + n], buf[lo : lo + n])
+        if x is not None:
+            outs.append(x)
+    return torch.cat(outs)
+
+
+def frames_blocked(model: TSMResNet, frames: Tensor, step: int) -> Tensor:
+    """``model.forward_frames(frames[None])[0]`` on one video ``[T, 3, H, W]``, ``step`` frames at a time."""
+    return wavefront(frames, model.forward_stem, list(model.layer1), step)

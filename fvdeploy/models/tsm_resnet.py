@@ -41,8 +41,14 @@ def shifted_block(block: Any, x: Tensor, num_frames: int, lengths: Tensor | None
 
     ``block`` is Any: the layers are ``nn.Sequential`` of those blocks, whose items type-check
     as plain ``nn.Module``."""
+    return residual_block(block, temporal_shift(x, num_frames, lengths), x)
+
+
+def residual_block(block: Any, shifted: Tensor, x: Tensor) -> Tensor:
+    """The body of :func:`shifted_block` given the residual branch's input already shifted in time
+    (``shifted``) and the unshifted input ``x`` that the identity/downsample path reads."""
     identity = x if block.downsample is None else block.downsample(x)
-    out = block.relu(block.bn1(block.conv1(temporal_shift(x, num_frames, lengths))))
+    out = block.relu(block.bn1(block.conv1(shifted)))
     out = block.bn2(block.conv2(out))
     if isinstance(block, Bottleneck):
         out = block.bn3(block.conv3(block.relu(out)))

@@ -89,10 +89,9 @@ class ClusterAccumulator:
             self.max_slots = max(2, self.slot_budget // (8 * feats[0].numel()) - 1)
         rows = self._rows(feats)
         signs = rows > 0
-        d = torch.count_nonzero(signs[1:] != signs[:-1], dim=1)  # int64; 2x faster than a bool sum
+        d = sign_changes(signs[1:], signs[:-1])
         if self.prev_signs is not None:
-            first = torch.count_nonzero(signs[0] != self.prev_signs).reshape(1)
-            d = torch.cat([first, d])
+            d = torch.cat([sign_changes(signs[:1], self.prev_signs[None]), d])
         self.distances.append(d)  # stays on the device: a copy here would stall the GPU every chunk
         self.prev_signs = signs[-1].clone()
         start = self.num_frames
@@ -173,6 +172,22 @@ class ClusterAccumulator:
                     raise RuntimeError(f"recomputing frames [{slot.start}, {slot.stop}) gave {pos - slot.start} frames")
         means = sums / counts.to(device)[:, None]
         return self._unflatten(means.to(torch.float32)), ids
+
+
+def sign_changes(a: Tensor, b: Tensor) -> Tensor:
+    """``#(a != b)`` per row of two bool ``[m, K]`` tensors, int64 ``[m]``.
+
+    torch reduces bool to int64 one byte at a time (50 ms for 64 layer1 maps of resnet18, as long
+    as stem + layer1 of 8 frames). Seen as int64 words, 8 flags (bytes 0 or 1) at a time: XOR
+    marks the changes, three shift-adds sum a word's 8 bytes into its low byte (at most 8, so no
+    carry crosses a byte), and the word sums add up. Exact, ~10x faster."""
+    if a.shape[1] % 8 or not (a.is_contiguous() and b.is_contiguous()) or a.device.type != "cpu":
+        return torch.count_nonzero(a != b, dim=1)
+    x = a.view(torch.int64) ^ b.view(torch.int64)
+    x += x >> 32
+    x += x >> 16
+    x += x >> 8
+    return x.bitwise_and_(0xFF).sum(1)
 
 
 def _chunk_sum(rows: Tensor) -> Tensor:
