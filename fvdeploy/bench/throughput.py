@@ -24,11 +24,12 @@ def bench_throughput(
     clf = Classifier.load(model, device=device, decoder=decoder)
     clf.classify(np.zeros((clf.config.num_clusters + 3, 64, 64, 3), np.uint8))  # warm up
     gpu = clf.backend.device.index or 0
+    shrunk = clf.shrink_in_decoder and clf.decoder == "opencv"
 
     def decode_only() -> tuple[int, float, float]:
         cpu0, t0 = time.process_time(), time.perf_counter()
         src = open_source(video, decoder=clf.decoder, gpu_id=gpu)
-        plan = clf.plan(src.frame_bytes)
+        plan = clf.plan(src.frame_bytes, shrunk=shrunk)  # the batches the runtime reads
         frames = 0
         with FrameReader(src, batch_frames=plan.decode_frames, queue_frames=3 * plan.decode_frames) as reader:
             for batch in reader:  # the reader thread the runtime uses, for NVDEC too
@@ -63,7 +64,7 @@ def bench_throughput(
         "precision": clf.backend.precision,
         "decoder": result.run["decoder"],
         "arch": clf.config.arch,
-        "resize": "decode thread" if clf.shrink_in_decoder and clf.decoder == "opencv" else "compute device",
+        "resize": "decode thread" if shrunk else "compute device",
         "repeats": len(runs),
         "decode_fps": best_decode,
         "end_to_end_fps": best_e2e,

@@ -343,11 +343,11 @@ class Classifier:
                 "(fvdeploy watch / Classifier.watch)"
             )
         src.record = True  # every frame's time (segments' seconds) and checksum (re-reading)
-        plan = self.plan(src.frame_bytes or 3 * 1920 * 1080, parallel, share)
+        # the timeline picture wants whole frames for its thumbnails: then the model thread resizes
+        shrunk = self.shrink_in_decoder and src.decoder == "opencv" and visualize is None
+        plan = self.plan(src.frame_bytes or 3 * 1920 * 1080, parallel, share, shrunk)
         if src.decoder in ("opencv", "nvdec"):  # NVDEC's chunks are already on the GPU: keep fewer waiting
             chunks = DECODE_QUEUE_CHUNKS if src.decoder == "opencv" else NVDEC_QUEUE_CHUNKS
-            # the timeline picture wants whole frames for its thumbnails: then the model thread resizes
-            shrunk = self.shrink_in_decoder and src.decoder == "opencv" and visualize is None
             decoded: FrameReader | _Inline = FrameReader(
                 src,
                 batch_frames=plan.decode_frames,
@@ -402,9 +402,10 @@ class Classifier:
         }
 
     # -- planning -------------------------------------------------------------------------------
-    def plan(self, frame_bytes: int, parallel: int = 1, share: int = 1) -> MemoryPlan:
+    def plan(self, frame_bytes: int, parallel: int = 1, share: int = 1, shrunk: bool = False) -> MemoryPlan:
         """Split the budget. ``parallel`` videos decoding at once share the decode part; ``share``
-        videos computing at once share all of it."""
+        videos computing at once share all of it. ``shrunk``: the decode thread shrinks each batch
+        to crop size, so only the batch being read is whole-frame."""
         if self.memory_plan is not None:
             return self.memory_plan
         budget = self.max_memory_mib * 2**20 // share
@@ -419,6 +420,9 @@ class Classifier:
             chunk = self.chunk_size
         # Decoded frames wait in a queue, then become float for resizing: keep them to ~10%.
         decode_cost = frame_bytes * (DECODE_QUEUE_CHUNKS + 2) + frame_bytes * 4 * 2
+        if shrunk:  # the reader's list of frames and their stacked batch; crops wait in the queue
+            small = 3 * s * s
+            decode_cost = frame_bytes * 2 + small * (DECODE_QUEUE_CHUNKS + 2) + small * 4 * 2
         # ... per video decoding into this share of the budget: parallel / share of them
         decode = max(1, min(chunk, 32, int(0.1 * budget) // max(1, decode_cost * max(1, parallel // share))))
         return MemoryPlan(budget, chunk, decode, store_bytes=int(0.5 * budget), slot_bytes=int(0.25 * budget))
