@@ -309,3 +309,12 @@ def test_a_backend_without_the_stem_split_gives_the_same_windows(tmp_path):
         assert a.label == b.label and (a.start_frame, a.end_frame) == (b.start_frame, b.end_frame)
         torch.testing.assert_close(a.logits, b.logits, rtol=RTOL, atol=ATOL)
         assert all(abs(x[0] - y[0]) <= 1 and abs(x[1] - y[1]) <= 1 for x, y in zip(a.clusters, b.clusters))
+
+
+def test_the_end_record_gives_windows_in_seconds_at_the_declared_rate(clf, frames):
+    """A window of 2 s at 25 fps is 50 frames in the end record (the ring behind it holds more)."""
+    items = list(watch(clf, frames[:120], window_s=2.0, stride_s=1.0, fps=25.0))
+    end = next(i for i in items if isinstance(i, StreamEnd))
+    wins = windows_of(items)
+    assert (end.window_frames, end.stride_frames) == (50, 25)
+    assert max(w.end_frame - w.start_frame for w in wins) == 50

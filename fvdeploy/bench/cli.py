@@ -63,7 +63,11 @@ def throughput(
     ] = False,
     repeats: Annotated[int, typer.Option(help="Alternating runs of each; the best of each is reported.", min=1)] = 3,
 ) -> None:
-    """End-to-end frames/s vs decode-only frames/s of the same file in the same run."""
+    """End-to-end frames/s vs decode-only frames/s of the same file in the same run.
+
+    Decode-only opens the file and reads every frame (no resize); end to end is classify, which
+    also resizes (in its decode thread on the CPU: "resize" in the JSON), preprocesses and runs the
+    model. ratio = end to end / decode-only; each run's timings are its end-to-end run's."""
     from .throughput import bench_throughput
     from ..io.sources import open_source
 
@@ -109,12 +113,19 @@ def model_only(
     block_frames: Annotated[
         Optional[int],
         typer.Option(
-            help="Frames per stem+layer1 step in the torch backend (0: whole chunks; default: by device and crop).",
+            help=(
+                "CPU cache blocking inside each --chunk call: stem+layer1 advance this many frames at "
+                "a time so their maps stay in cache (0: the whole chunk at once; default: what the "
+                "runtime picks, by device and crop; at or above --chunk it changes nothing)."
+            ),
             min=0,
         ),
     ] = None,
     threads: Annotated[
-        Optional[int], typer.Option(help="torch intra-op threads (default: torch's own choice).", min=1)
+        Optional[int],
+        typer.Option(
+            help="torch intra-op threads (default: torch's, one per core; more than the cores slows it).", min=1
+        ),
     ] = None,
 ) -> None:
     """Model-only frames/s: full-video model (G clusters) vs TSM-all, plus a plain ResNet's images/s."""
@@ -296,7 +307,10 @@ def watch(
         Optional[int], typer.Option("--max-memory", help="MiB the watch may hold beyond the model.", min=16)
     ] = None,
     threads: Annotated[
-        Optional[int], typer.Option(help="torch intra-op threads (default: torch's own choice).", min=1)
+        Optional[int],
+        typer.Option(
+            help="torch intra-op threads (default: torch's, one per core; more than the cores slows it).", min=1
+        ),
     ] = None,
     quick: Annotated[
         bool, typer.Option("--quick/--no-quick", help="A smoke-test size: 4 s streams, 2 s windows, 1 s stride.")

@@ -104,7 +104,8 @@ def render(rec: TimelineRecorder) -> np.ndarray:
         return int(round(x0 + (t - t0) / (t1 - t0) * (x1 - x0)))
 
     end = rec.end
-    title = f"{rec.stream}: {len(rec.windows) * rec.thin} windows, {len(rec.events)} events"
+    n_windows, n_events = len(rec.windows) * rec.thin, len(rec.events)
+    title = f"{rec.stream}: {n_windows} window{'s' * (n_windows != 1)}, {n_events} event{'s' * (n_events != 1)}"
     if end is not None and end.window_frames:
         title += f" (window {end.window_frames} frames, stride {end.stride_frames}, {end.fps or '?'} fps, time: {end.time_basis})"
     _text(img, title, (margin, 24), 0.55, thick=2)

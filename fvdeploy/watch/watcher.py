@@ -703,7 +703,8 @@ class Watcher:
                         s.reader.dropped,
                         src.reconnects,
                         s.fps,
-                        s.W,
+                        # windows in seconds: their length at the declared rate (s.W only bounds the ring)
+                        max(1, round(s.Wt * s.fps)) if s.timed and s.fps else s.W,
                         s.S,
                         s.basis,
                         partial=src.partial,
