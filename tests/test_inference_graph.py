@@ -157,6 +157,15 @@ def whole_and_blocked(reference_and_optimized):
     )
 
 
+@pytest.fixture
+def glibc_threshold(monkeypatch):
+    """The runtime fixes glibc's mmap threshold (runtime/malloc.py) for the whole process, and the
+    backend then takes chunks whole: pretend it did not, so that the steps run."""
+    import fvdeploy.backends.torch_backend as tb
+
+    monkeypatch.setattr(tb, "fixed_threshold", lambda: 0)
+
+
 @pytest.fixture(scope="module")
 def test_clips(tmp_path_factory):
     cut = write_clip(tmp_path_factory.mktemp("clips") / "cuts.mp4", synthetic_frames(90, 48, 64, seed=3, cut_every=17))
@@ -175,8 +184,12 @@ def test_runtime_results_match_and_cluster_ids_are_identical_on_the_test_clips(r
 
 
 def test_blocked_stem_and_layer1_keep_scores_and_cluster_ids_on_the_test_clips(
-    reference_and_optimized, whole_and_blocked, test_clips
+    reference_and_optimized, whole_and_blocked, test_clips, glibc_threshold, monkeypatch
 ):
+    import fvdeploy.backends.torch_backend as tb
+
+    steps = []
+    monkeypatch.setattr(tb, "frames_blocked", lambda *a: steps.append(a[2]) or frames_blocked(*a))
     ref_clf = reference_and_optimized[0]
     whole_clf, blocked_clf = whole_and_blocked
     for clip in test_clips:
@@ -186,6 +199,16 @@ def test_blocked_stem_and_layer1_keep_scores_and_cluster_ids_on_the_test_clips(
         assert starts == [s.start_frame for s in whole.segments] == [s.start_frame for s in ref.segments], clip
         for (la, sa), (lb, sb) in zip(whole.topk, got.topk):
             assert la == lb and abs(sa - sb) <= 1e-5, clip
+    assert steps and set(steps) == {3}  # the steps ran, for the blocked classifier only
+
+
+def test_whole_chunks_under_the_runtimes_malloc_threshold(monkeypatch):
+    import fvdeploy.backends.torch_backend as tb
+
+    backend = TorchBackend(create_model(tiny_config()), torch.device("cpu"), "fp32", block_frames=2)
+    monkeypatch.setattr(tb, "frames_blocked", lambda *a: pytest.fail("stepped under a fixed mmap threshold"))
+    monkeypatch.setattr(tb, "fixed_threshold", lambda: 256 * 1024)
+    assert backend.frame_features(torch.randn(6, 3, 32, 32)).shape[0] == 6
 
 
 def test_whole_network_ids_are_identical_on_a_real_clip(reference_and_optimized, test_clips):

@@ -32,3 +32,10 @@ def bound_heap_growth() -> bool:
     except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to tune
         return False
     return _done
+
+
+def fixed_threshold() -> int:
+    """The mmap threshold :func:`bound_heap_growth` fixed in this process (0: none, glibc adjusts
+    its own). Blocks above it are fresh mappings, a page fault per 4 KiB, however often the same
+    size comes back: code that frees and reallocates big buffers in a loop may want to know."""
+    return THRESHOLD_BYTES if _done else 0
