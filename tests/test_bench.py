@@ -64,7 +64,7 @@ def test_bench_model_quick(model_dir, blocks):
     from typer.testing import CliRunner
 
     from fvdeploy.cli import app
-    from fvdeploy.runtime.malloc import fixed_threshold
+    from fvdeploy.malloc import fixed_threshold
 
     r = CliRunner().invoke(app, ["bench", "model", "--quick", "--device", "cpu", *blocks])
     assert r.exit_code == 0, r.output

@@ -159,7 +159,7 @@ def whole_and_blocked(reference_and_optimized):
 
 @pytest.fixture
 def glibc_threshold(monkeypatch):
-    """The runtime fixes glibc's mmap threshold (runtime/malloc.py) for the whole process, and the
+    """The runtime fixes glibc's mmap threshold (fvdeploy/malloc.py) for the whole process, and the
     backend then takes chunks whole: pretend it did not, so that the steps run."""
     import fvdeploy.backends.torch_backend as tb
 

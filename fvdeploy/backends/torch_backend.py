@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from ..models.inference import fold_batchnorm, frames_blocked
 from ..models.tsm_resnet import TSMResNet
-from ..runtime.malloc import fixed_threshold
+from ..malloc import fixed_threshold
 from .base import PRECISIONS
 
 
@@ -78,7 +78,7 @@ class TorchBackend:
     def frame_features(self, frames: Tensor) -> Tensor:
         frames = frames.to(self.features_dtype)
         # The steps pay only when glibc hands their buffers back from its heap, step after step.
-        # Under the runtime's fixed 256 KiB mmap threshold (runtime/malloc.py, which keeps RSS
+        # Under the runtime's fixed 256 KiB mmap threshold (fvdeploy/malloc.py, which keeps RSS
         # flat) each one is a fresh mapping, and they ran slower than whole chunks (224 px, 1
         # thread: stem + layer1 on 128 frames 1.65 s against 1.45 s; 0.96 s with glibc's own
         # threshold): whole chunks there.

@@ -38,7 +38,7 @@ def bench_model(
     from ..models import create_model
     from ..ops.halo import rechunk, stream_with_halo
     from ..runtime.accumulate import ClusterAccumulator
-    from ..runtime.malloc import fixed_threshold
+    from ..malloc import fixed_threshold
 
     dev = resolve_device(device)
     prec = resolve_precision(precision, dev)

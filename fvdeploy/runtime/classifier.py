@@ -38,7 +38,7 @@ from ..ops.clustering import cluster_segments
 from ..ops.halo import rechunk, stream_with_halo
 from ..ops.sampling import segment_bounds, tsm_indices
 from .accumulate import ClusterAccumulator, MemoryBudgetExceeded
-from .malloc import bound_heap_growth
+from ..malloc import bound_heap_growth
 from .models import resolve_model_path
 from .names import DECODERS
 from .results import Segment, VideoResult
