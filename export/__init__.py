@@ -6,7 +6,8 @@
 See docs/export.md for the bundle format.
 """
 
+from fvdeploy.export_record import ExportBundle, open_bundle
+
 from .exporter import FORMATS, Exporter, ExportOptions, ExportResult, export_formats
-from .record import ExportBundle, open_bundle
 
 __all__ = ["FORMATS", "ExportBundle", "ExportOptions", "ExportResult", "Exporter", "export_formats", "open_bundle"]

@@ -32,11 +32,7 @@ import fvdeploy
 from fvdeploy.backends.names import PRECISION_NAMES
 from fvdeploy.bundle import CONFIG_NAME, WEIGHTS_NAME, load_model, replace_dir, weights_hash
 from fvdeploy.errors import ExportError, FvdeployError
-
-from . import onnx as onnx_export
-from .graphs import int32_max_frames
-from .parity import Check, compare_network, compare_results, torch_reference, uint8_crops
-from .record import (
+from fvdeploy.export_record import (
     EXPORT_DIR,
     ONNX_FILES,
     RECORD_FORMAT,
@@ -46,6 +42,10 @@ from .record import (
     file_entry,
     open_bundle,
 )
+
+from . import onnx as onnx_export
+from .graphs import int32_max_frames
+from .parity import Check, compare_network, compare_results, torch_reference, uint8_crops
 
 log = logging.getLogger("fvdeploy.export")
 
@@ -454,9 +454,8 @@ class Exporter:
     def _validate_onnx(self) -> None:
         from fvdeploy.backends.ort_backend import OrtBackend, OrtWholeGraph
         from fvdeploy.backends.torch_backend import TorchBackend
+        from fvdeploy.export_record import ExportBundle
         from fvdeploy.runtime import Classifier
-
-        from .record import ExportBundle
 
         model, cfg, d = self.model, self.config, self.export_dir
         whole = OrtWholeGraph(d / "model.onnx", device="cpu")
@@ -519,9 +518,8 @@ class Exporter:
     def _validate_tensorrt(self, built: dict) -> None:
         from fvdeploy.backends.torch_backend import TorchBackend
         from fvdeploy.backends.trt_backend import TrtBackend, TrtWholeGraph
+        from fvdeploy.export_record import ExportBundle
         from fvdeploy.runtime import Classifier
-
-        from .record import ExportBundle
 
         prec, device, cfg = self.options.precision, self.trt_device, self.config
         tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32

@@ -157,8 +157,8 @@ def uint8_crops(path, spec) -> "torch.Tensor":
     centre-cropped as the runtime does, rounded back to uint8, in the model's colour order."""
     import torch
 
-    from fvdeploy.io.transforms import center_crop, resize, resized_size, to_model_color
     from fvdeploy.io.sources import read_video
+    from fvdeploy.io.transforms import center_crop, resize, resized_size, to_model_color
 
     frames = torch.from_numpy(read_video(path))
     x = to_model_color(frames, spec, "bgr").to(torch.float32)

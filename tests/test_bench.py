@@ -8,9 +8,9 @@ import sys
 
 import pytest
 import torch
-
 from clips import synthetic_frames, write_clip
 from conftest import run_cli, tiny_config
+
 from fvdeploy.bundle import save_model
 from fvdeploy.models import create_model
 

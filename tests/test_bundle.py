@@ -8,8 +8,8 @@ import sys
 
 import pytest
 import torch
-
 from conftest import run_cli, tiny_config
+
 from fvdeploy.bundle import load_model, save_model
 from fvdeploy.errors import ModelError
 from fvdeploy.models import create_model

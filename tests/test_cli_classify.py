@@ -12,10 +12,10 @@ from pathlib import Path
 import cv2
 import pytest
 import torch
-from typer.testing import CliRunner
-
 from clips import synthetic_frames, write_clip
 from conftest import save_tiny_model
+from typer.testing import CliRunner
+
 from fvdeploy.cli import app
 
 runner = CliRunner()

@@ -8,12 +8,12 @@ import cv2
 import numpy as np
 import pytest
 import torch
-
 from conftest import tiny_config
+
 from fvdeploy.config import InputSpec
 from fvdeploy.errors import VideoError
-from fvdeploy.io.transforms import preprocess
 from fvdeploy.io.sources import read_video
+from fvdeploy.io.transforms import preprocess
 from fvdeploy.models import create_model
 from fvdeploy.training.augment import AugmentSpec, augment_frames, flip_allowed, mirror_sensitive
 from fvdeploy.training.datasets import (

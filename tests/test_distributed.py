@@ -12,10 +12,10 @@ import sys
 import tempfile
 
 import pytest
-from typer.testing import CliRunner
-
 from clips import synthetic_frames, write_clip
 from conftest import save_tiny_model
+from typer.testing import CliRunner
+
 from fvdeploy.cli import app
 from fvdeploy.errors import BackendError
 from fvdeploy.runtime import Classifier, VideoResult

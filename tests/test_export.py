@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from typer.testing import CliRunner
-
 from clips import synthetic_frames, write_clip
 from conftest import tiny_config
+from typer.testing import CliRunner
+
 from fvdeploy.backends.ort_backend import provider_plan
 from fvdeploy.backends.trt_backend import TrtPlatform, choose_precision, verify_platform
 from fvdeploy.bundle import save_model
@@ -158,7 +158,6 @@ def test_fp16_checkpoint_is_stored_at_half_size_and_gives_the_same_bits(tmp_path
 
     from fvdeploy.bundle import load_model
     from fvdeploy.export.onnx import example_frames, export_whole
-
     from fvdeploy.models.inference import conv_bn_pairs
 
     torch.manual_seed(8)
@@ -344,7 +343,7 @@ def test_corrupt_onnx(exported, tmp_path, clip):
     assert "frontend.onnx" in message and "truncated" in message
     # the record hand-edited to match the damaged file: ONNX Runtime's own refusal, still one line
     record = json.loads((copy / "export" / "export.json").read_text())
-    from fvdeploy.export.record import file_entry
+    from fvdeploy.export_record import file_entry
 
     record["files"]["frontend.onnx"] = file_entry(frontend)
     (copy / "export" / "export.json").write_text(json.dumps(record))
@@ -371,7 +370,7 @@ def _fake_engines(
 ) -> Path:
     """A copy of the bundle whose record claims fp16 engines built elsewhere (a hand-edited record)."""
     shutil.copytree(model_dir, dest)
-    from fvdeploy.export.record import file_entry
+    from fvdeploy.export_record import file_entry
 
     record = json.loads((dest / "export" / "export.json").read_text())
     engines = {}

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import tiny_config
+
 from fvdeploy.export.onnx import export_backend, export_frontend, export_whole, op_signatures
 from fvdeploy.models import create_model
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from clips import synthetic_frames, write_clip
 from conftest import tiny_config
+
 from fvdeploy.bundle import save_model
 from fvdeploy.export import Exporter, ExportOptions
 from fvdeploy.export.onnx import export_whole

@@ -8,9 +8,9 @@ import shutil
 
 import pytest
 import torch
-
 from clips import synthetic_frames, write_clip
 from conftest import tiny_config
+
 from fvdeploy.bundle import save_model
 from fvdeploy.errors import BackendError, ExportError
 from fvdeploy.export import Exporter, ExportOptions

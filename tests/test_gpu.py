@@ -9,10 +9,10 @@ import json
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
-
 from clips import synthetic_frames, write_clip
 from conftest import tiny_config
+from typer.testing import CliRunner
+
 from fvdeploy.bundle import save_model
 from fvdeploy.config import InputSpec
 from fvdeploy.io import preprocess, read_video

@@ -21,10 +21,10 @@ import numpy as np
 import pytest
 import torch
 import torchvision
+from conftest import run_cli, tiny_config
 from torch import nn
 from torchvision.models.resnet import Bottleneck
 
-from conftest import run_cli, tiny_config
 from fvdeploy.bundle import load_model
 from fvdeploy.errors import ModelError
 from fvdeploy.importers import ImportOptions, import_checkpoint, named_labels

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from torch import nn
-
 from clips import synthetic_frames, write_clip
 from conftest import tiny_config
+from torch import nn
+
 from fvdeploy.backends.torch_backend import TorchBackend, default_block_frames
 from fvdeploy.bundle import load_model
 from fvdeploy.export.parity import ATOL, MAX_ABS, RTOL, boundary_shift

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import tiny_config
 from torchvision.models.resnet import Bottleneck
 
-from conftest import tiny_config
 from fvdeploy.models import create_model, list_models
 from fvdeploy.models.tsm_resnet import TSMResNet, make_backbone
 from fvdeploy.ops import temporal_shift

@@ -8,8 +8,8 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import run_cli
+
 from fvdeploy.io.sources import read_video
 from fvdeploy.training.datasets import VideoDataset, open_source
 from fvdeploy.training.move4 import CLASSES, KINDS, Move4Spec, render_video, write_move4

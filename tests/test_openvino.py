@@ -10,9 +10,9 @@ import sys
 import numpy as np
 import pytest
 import torch
-
 from clips import synthetic_frames, write_clip
 from conftest import save_tiny_model
+
 from fvdeploy.backends import BACKENDS
 from fvdeploy.backends.openvino_backend import OPENVINO_INSTALL, openvino_device
 from fvdeploy.errors import BackendError

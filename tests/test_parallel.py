@@ -7,10 +7,10 @@ import json
 
 import pytest
 import torch
-from typer.testing import CliRunner
-
 from clips import synthetic_frames, write_clip
 from conftest import save_tiny_model
+from typer.testing import CliRunner
+
 from fvdeploy.cli import app
 from fvdeploy.errors import BackendError
 from fvdeploy.runtime import Classifier

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
-
 from clips import synthetic_frames
 from conftest import save_tiny_model
+from typer.testing import CliRunner
+
 from fvdeploy.cli import app
 from fvdeploy.errors import FvdeployError, VideoError
 from fvdeploy.io.sources import FrameBatch, open_source

@@ -8,9 +8,9 @@ import resource
 import numpy as np
 import pytest
 import torch
-
 from clips import synthetic_frames, write_clip
 from conftest import save_tiny_model
+
 from fvdeploy.errors import VideoError
 from fvdeploy.io import preprocess, read_video
 from fvdeploy.ops import cluster_segments, tsm_indices

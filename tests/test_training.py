@@ -14,10 +14,11 @@ import cv2
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import ONE_THREAD_ENV, run_cli, tiny_config
+
 from fvdeploy.bundle import load_model, save_model
 from fvdeploy.models import create_model
+from fvdeploy.training.datasets import open_source
 from fvdeploy.training.loop import (
     TrainConfig,
     TrainError,
@@ -28,10 +29,8 @@ from fvdeploy.training.loop import (
     state_hash,
     train,
 )
-from fvdeploy.training.datasets import open_source
 from fvdeploy.training.measure import forward_flops, saved_activation_bytes
 from fvdeploy.training.move4 import CLASSES, Move4Spec, write_move4
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -10,9 +10,9 @@ import threading
 import numpy as np
 import pytest
 import torch
-
 from clips import synthetic_frames, write_clip
 from conftest import save_tiny_model, tiny_config
+
 from fvdeploy.bundle import load_model, save_model
 from fvdeploy.errors import FvdeployError, VideoError
 from fvdeploy.io import preprocess, read_video

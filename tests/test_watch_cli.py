@@ -11,10 +11,10 @@ import time
 
 import cv2
 import pytest
-from typer.testing import CliRunner
-
 from clips import synthetic_frames, write_clip
 from conftest import run_cli, save_tiny_model
+from typer.testing import CliRunner
+
 from fvdeploy.cli import app
 
 runner = CliRunner()

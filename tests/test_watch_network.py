@@ -11,9 +11,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import cv2
 import pytest
-
 from clips import synthetic_frames
 from conftest import run_cli, save_tiny_model
+
 from fvdeploy.errors import VideoError
 from fvdeploy.runtime import Classifier
 from fvdeploy.watch import watch

@@ -54,8 +54,8 @@ from torch.utils.data import Dataset, Sampler
 
 from fvdeploy.config import InputSpec
 from fvdeploy.errors import FvdeployError, VideoError
-from fvdeploy.io.transforms import preprocess
 from fvdeploy.io.sources import read_video
+from fvdeploy.io.transforms import preprocess
 from fvdeploy.io.video import VIDEO_EXTENSIONS
 from fvdeploy.ops.sampling import tsm_indices
 

@@ -305,7 +305,7 @@ def load_init(model: TSMResNet, path: str | Path) -> str:
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """TSM's policy: weight decay on conv and linear weights, none on BatchNorm and biases."""
     decay, no_decay = [], []
-    for name, p in model.named_parameters():
+    for p in model.parameters():
         if not p.requires_grad:
             continue
         (no_decay if p.ndim <= 1 else decay).append(p)

@@ -101,7 +101,7 @@ class OpenVinoBackend:
         precision: str | None = None,
         threads: int | None = None,
     ) -> None:
-        from fvdeploy.export.record import check_config_matches
+        from ..export_record import check_config_matches
 
         ov = openvino_module()
         if precision not in (None, "fp32"):
@@ -127,7 +127,7 @@ class OpenVinoBackend:
         precision: str | None = None,
         threads: int | None = None,
     ) -> "OpenVinoBackend":
-        from fvdeploy.export.record import open_bundle
+        from ..export_record import open_bundle
 
         openvino_module()  # say what to install before any path is looked at
         bundle = open_bundle(model_dir)

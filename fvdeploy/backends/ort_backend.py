@@ -94,7 +94,7 @@ class OrtBackend:
         precision: str | None = None,
         threads: int | None = None,
     ) -> None:
-        from fvdeploy.export.record import check_config_matches
+        from ..export_record import check_config_matches
 
         if precision not in (None, "fp32"):
             raise BackendError(
@@ -122,7 +122,7 @@ class OrtBackend:
         device: str = "auto",
         precision: str | None = None,
     ) -> "OrtBackend":
-        from fvdeploy.export.record import open_bundle
+        from ..export_record import open_bundle
 
         bundle = open_bundle(model_dir)
         return cls(bundle, config or bundle.config, device, precision)

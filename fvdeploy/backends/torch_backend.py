@@ -16,9 +16,9 @@ import copy
 import torch
 from torch import Tensor, nn
 
+from ..malloc import fixed_threshold
 from ..models.inference import fold_batchnorm, frames_blocked
 from ..models.tsm_resnet import TSMResNet
-from ..malloc import fixed_threshold
 from .base import PRECISIONS
 
 

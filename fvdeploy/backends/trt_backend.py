@@ -182,7 +182,7 @@ class TrtBackend:
     ) -> None:
         """``features_precision`` (stem + layer1, whose signs the clustering reads) must be the one
         the engines were built with; the export records it per precision."""
-        from fvdeploy.export.record import check_config_matches
+        from ..export_record import check_config_matches
 
         trt = tensorrt_module()
         if device.type != "cuda":
@@ -221,7 +221,7 @@ class TrtBackend:
         precision: str | None = None,
         features_precision: str | None = None,
     ) -> "TrtBackend":
-        from fvdeploy.export.record import open_bundle
+        from ..export_record import open_bundle
 
         tensorrt_module()  # say what to install before anything else
         bundle = open_bundle(model_dir)

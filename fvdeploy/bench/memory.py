@@ -27,9 +27,8 @@ def _rss_bytes(field: str) -> int:
 
 def memory_child(video: str, model: str | None, device: str, max_memory_mib: int) -> dict:
     """In a fresh process: load, warm up, then the peak growth while classifying ``video``."""
-    import torch
-
     import cv2
+    import torch
 
     from ..runtime import Classifier
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -87,7 +88,7 @@ def bench_onnx(
     from ..errors import BackendError
     from ..export.exporter import Exporter, ExportOptions
     from ..export.parity import compare_results
-    from ..export.record import open_bundle
+    from ..export_record import open_bundle
     from ..io.sources import read_video
     from ..io.transforms import preprocess
     from ..runtime import Classifier
@@ -152,10 +153,10 @@ def bench_onnx(
         for _ in range(repeats):
             for name, backend in backends.items():
                 with torch.inference_mode():
-                    seconds, model_logits[name] = _best(lambda: _model_only(backend, x, chunk), 1)
+                    seconds, model_logits[name] = _best(partial(_model_only, backend, x, chunk), 1)
                 best[name]["model"] = min(best[name]["model"], seconds)
             for name, clf in classifiers.items():
-                seconds, result = _best(lambda: clf.classify(video), 1)
+                seconds, result = _best(partial(clf.classify, video), 1)
                 if seconds < best[name]["e2e"]:
                     best[name]["e2e"], best[name]["timings"] = seconds, result.timings
                 results[name] = result

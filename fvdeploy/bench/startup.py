@@ -28,14 +28,10 @@ sys.stderr.write("\\nFVDEPLOY-HEAVY " + ",".join(heavy) + "\\n")
 """
 
 
-def command_lines(group=None, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
-    """``("--help",)``, ``("--version",)`` and ``(SUB, ..., "--help")`` for every command and group."""
-    if group is None:
-        import typer.main
-
-        from ..cli import app
-
-        group = typer.main.get_command(app)
+def command_lines(group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """``("--help",)``, ``("--version",)`` and ``(SUB, ..., "--help")`` for every command and group
+    of ``group`` (the root click group of the CLI, which passes itself: bench never imports cli)."""
+    if not prefix:
         lines: list[tuple[str, ...]] = [("--help",), ("--version",)]
     else:
         lines = [(*prefix, "--help")]
@@ -69,12 +65,12 @@ def wall_seconds(args: tuple[str, ...], repeats: int) -> float:
     return best
 
 
-def bench_startup(repeats: int = 3, quick: bool = False, log=print) -> dict:
-    """Per command: best wall seconds and the heavy modules it imported; ``ok`` when none did.
+def bench_startup(group, repeats: int = 3, quick: bool = False, log=print) -> dict:
+    """``group``: the CLI's root click group. Per command: best wall seconds and the heavy modules it imported; ``ok`` when none did.
     ``quick``: one timed run of ``--help`` only (every command's imports are still checked)."""
     python = _bare_python(repeats)
     commands = {}
-    for args in command_lines():
+    for args in command_lines(group):
         timed = not quick or args == ("--help",)
         entry = {
             "wall_s": round(wall_seconds(args, 1 if quick else repeats), 3) if timed else None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import progress_bar, usage_error
+from .app import progress_bar, usage_error
 
 
 def check_target(path: Path, force: bool) -> None:

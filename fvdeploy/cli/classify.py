@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from . import app, err, guarded, print_error, progress_bar, status, usage_error
+from .app import app, err, guarded, print_error, progress_bar, status, usage_error
 from .choices import BackendName, Decoder, Method, Mode, Precision
+from .report import emit
 
 
 def _visual_path(folder: Path, source: str, used: set[Path]) -> Path:
@@ -267,13 +267,6 @@ def classify(
         raise typer.Exit(1)
 
 
-def partial_line(result) -> str:
-    """The one stderr line of a partial result: its path and its first warning when it has one."""
-    warnings = result.warnings or [f"{result.path}: frames were lost while decoding"]
-    more = f" (+{len(warnings) - 1} more warnings in the result)" if len(warnings) > 1 else ""
-    return f"partial result, {warnings[0]}{more}"
-
-
 def _run(
     inputs,
     writer,
@@ -386,27 +379,6 @@ def _run(
         path = annotate_result(rows[0], annotate, show_progress=show_progress)
         err.print(f"annotated video: {path}", highlight=False, soft_wrap=True, markup=False)
     return failed, partial, rows
-
-
-def emit(path: str, result, error: str | None, writer, as_json: bool, rows: list) -> int:
-    """Report one input, local or from Ray: an error line or a partial-result line on stderr, the
-    record (an error record carries the whole schema, with nulls) to the output and/or stdout.
-    Returns 1 if it failed, else 0."""
-    from ..runtime.results import VideoResult
-
-    if error is not None:
-        print_error(error)
-        record = (result or VideoResult.failed(path, error)).to_dict()
-    else:
-        record = result.to_dict()
-        rows.append(result)
-        if result.partial:
-            print_error(partial_line(result), "warning", "yellow")
-    if writer is not None:
-        writer.write(record)
-    if as_json:
-        typer.echo(json.dumps(record, allow_nan=False))
-    return int(error is not None)
 
 
 def _print_table(results) -> None:

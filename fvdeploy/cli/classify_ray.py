@@ -24,9 +24,9 @@ def classify_on_ray(
     load_kwargs: dict[str, Any],
 ) -> tuple[int, list]:
     """Classify ``inputs`` (``runtime.inputs.Input``; those with an error are reported without
-    running) and report each through ``classify.emit``; returns (failed count, good results)."""
+    running) and report each through ``report.emit``; returns (failed count, good results)."""
     from .. import distributed
-    from .classify import emit
+    from .report import emit
 
     failed, rows = 0, []
     for item in inputs:

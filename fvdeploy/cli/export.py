@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from . import app, err, guarded, progress_bar, usage_error
+from .app import app, err, guarded, progress_bar, usage_error
 from .choices import Precision
 
 

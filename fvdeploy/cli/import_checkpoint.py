@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from . import app, err, guarded, print_error, usage_error
+from .app import app, err, guarded, print_error, usage_error
 from .choices import Method, Mode
 
 

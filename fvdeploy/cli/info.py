@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from . import app, guarded, usage_error
+from .app import app, guarded, usage_error
 
 
 @app.command()

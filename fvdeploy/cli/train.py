@@ -10,7 +10,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from . import app, err, guarded, progress_bar, usage_error
+from .app import app, err, guarded, progress_bar, usage_error
 from .choices import Arch, Method, Mode, Precision
 
 
@@ -236,7 +236,8 @@ def train(
 
     Prints the summary as JSON on stdout; progress and per-epoch lines go to stderr.
     """
-    from fvdeploy.training.loop import TrainConfig, train as run
+    from fvdeploy.training.loop import TrainConfig
+    from fvdeploy.training.loop import train as run
 
     if out is not None and out_dir is not None and out != out_dir:
         raise usage_error("--out is the old spelling of --out-dir; pass one")

@@ -21,7 +21,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from . import app, err, guarded, print_error, usage_error
+from .app import app, err, guarded, print_error, usage_error
 from .choices import BackendName, Method, Precision
 
 
@@ -150,7 +150,7 @@ def watch(
         raise usage_error("--json and --output are alternatives; pick one")
 
     from ..runtime import Classifier
-    from ..watch import WatchOptions, Watcher
+    from ..watch import Watcher, WatchOptions
 
     options = WatchOptions(
         window_s=window,

@@ -136,7 +136,7 @@ def load_converted(model: TSMResNet, converted: Converted, path: Path) -> None:
     """Check every name and shape both ways, then load (fp32). One line names the first misfit."""
     own = model.state_dict()
     arch = model.config.arch
-    for key, value in converted.state.items():
+    for key in converted.state:
         if key not in own:
             raise ModelError(f"{path}: unmatched key {converted.source_key[key]!r}: no {key!r} in fvdeploy's {arch}")
     state = {}

@@ -51,13 +51,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import cv2  # noqa: E402,I001  (after io.video, which quietens FFmpeg)
 import numpy as np
 
 from ..errors import FvdeployError, VideoError
 from .names import DECODERS
 from .video import check_path, frame_fingerprint, open_capture
-
-import cv2  # noqa: E402,I001  (after io.video, which quietens FFmpeg)
 
 log = logging.getLogger(__name__)
 

@@ -20,9 +20,8 @@ import cv2
 import numpy as np
 
 from ..errors import FvdeployError
-from .visualize import palette
-
 from .names import ANNOTATE_EXTENSIONS
+from .visualize import palette
 
 FOURCC = dict(zip(ANNOTATE_EXTENSIONS, ("mp4v", "mp4v", "mp4v", "MJPG", "MJPG")))
 

@@ -16,11 +16,11 @@ import logging
 import os
 import queue
 import time
-from functools import partial
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -34,11 +34,11 @@ from ..config import ModelConfig
 from ..errors import BackendError, FvdeployError, VideoError
 from ..io.sources import FrameBatch, FrameReader, FrameSource, open_source
 from ..io.transforms import preprocess, shrink_in_reader, to_input
+from ..malloc import bound_heap_growth
 from ..ops.clustering import cluster_segments
 from ..ops.halo import rechunk, stream_with_halo
 from ..ops.sampling import segment_bounds, tsm_indices
 from .accumulate import ClusterAccumulator, MemoryBudgetExceeded
-from ..malloc import bound_heap_growth
 from .models import resolve_model_path
 from .names import DECODERS
 from .results import Segment, VideoResult

@@ -128,7 +128,7 @@ def render(rec: TimelineRecorder) -> np.ndarray:
     if len(pts) > 1:
         cv2.polylines(img, [np.array(pts, np.int32)], False, (40, 40, 40), 1, cv2.LINE_AA)
     cv2.rectangle(img, (x0, win_y), (x1, win_y + win_h), (120, 120, 120), 1)
-    for s, e, label, score in rec.events:
+    for s, e, label, _score in rec.events:
         cv2.rectangle(img, (x(s), ev_y), (max(x(s), x(e) - 1), ev_y + ev_h), cols[label], -1)
         name = rec.labels[label]
         if (x(e) - x(s)) > 7 * len(name):

@@ -654,7 +654,7 @@ class Watcher:
             if job is not None:
                 jobs.append(job)
         segment_ends = {id(s) for s, _, m in work if isinstance(m, (Dropped, End))}
-        for s, _, m in work:
+        for s, _, _m in work:
             if id(s) in segment_ends:
                 job = s.stream_job(None, s.pos, flush=True)
                 if job is not None:
@@ -664,7 +664,7 @@ class Watcher:
         # 4. windows: the edge reruns, then the windows that closed
         closing: list[tuple[_Stream, _Window, int]] = []
         edges: list[_Job] = []
-        for s, _, m in work:
+        for s, _, _m in work:
             closing += self._due(s, edges, segment_end=id(s) in segment_ends)
         for job, feats in zip(edges, self._layer1([j.maps for j in edges])):
             if job.kind == "left":

@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 
 from fvdeploy.bundle import load_model
-from fvdeploy.io.transforms import preprocess
 from fvdeploy.io.sources import read_video
+from fvdeploy.io.transforms import preprocess
 from fvdeploy.training.move4 import CLASSES, Move4Spec, render_video, write_mp4
 
 

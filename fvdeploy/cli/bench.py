@@ -12,8 +12,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..cli import app, err, guarded, usage_error
-from ..cli.choices import Arch, Decoder, Precision
+from .app import app, err, guarded, usage_error
+from .choices import Arch, Decoder, Precision
 
 bench_app = typer.Typer(help="Benchmarks: each prints one JSON object as its last line.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
@@ -38,8 +38,8 @@ def memory(
     ] = False,
 ) -> None:
     """Peak memory growth over the loaded model for videos of the same content and different lengths."""
-    from .memory import bench_memory
     from ..backends import resolve_device
+    from ..bench.memory import bench_memory
 
     resolve_device(device)  # a bad device is a one-line error before any clip is written
     lengths = [100, 1000, 3000] if quick else [int(x) for x in frames.split(",")]
@@ -68,7 +68,7 @@ def throughput(
     Decode-only opens the file and reads every frame (no resize); end to end is classify, which
     also resizes (in its decode thread on the CPU: "resize" in the JSON), preprocesses and runs the
     model. ratio = end to end / decode-only; each run's timings are its end-to-end run's."""
-    from .throughput import bench_throughput
+    from ..bench.throughput import bench_throughput
     from ..io.sources import open_source
 
     open_source(str(video)).close()  # one-line error for a bad file before loading anything
@@ -129,7 +129,7 @@ def model_only(
     ] = None,
 ) -> None:
     """Model-only frames/s: full-video model (G clusters) vs TSM-all, plus a plain ResNet's images/s."""
-    from .model import bench_model
+    from ..bench.model import bench_model
 
     if quick:
         arch, frames, size, batch, chunk = Arch.resnet18, 48, 64, 8, 16
@@ -182,10 +182,10 @@ def corpus(
     ] = 1,
 ) -> None:
     """videos/s and frames/s over a folder of clips (the realistic batch job), CPU s/frame, GPU busy."""
-    from .corpus import bench_corpus
+    from ..bench.corpus import bench_corpus
 
     if ray:
-        from .corpus import bench_corpus_ray
+        from ..bench.corpus import bench_corpus_ray
 
         out = bench_corpus_ray(str(folder), str(model) if model else None, ray_address, threads=threads, log=_log)
         typer.echo(json.dumps(out))
@@ -216,7 +216,7 @@ def precision_agreement(
     precision: Annotated[Precision, typer.Option(help="The reduced precision to compare with fp32.")] = Precision.fp16,
 ) -> None:
     """Reduced vs fp32 stem+layer1: top-1 agreement and cluster-boundary shifts over many clips."""
-    from .precision import bench_precision
+    from ..bench.precision import bench_precision
     from ..io.video import find_videos
 
     paths = [str(p) for p in find_videos(folder)] if folder.is_dir() else [str(folder)]
@@ -253,7 +253,7 @@ def onnx_vs_torch(
     ] = None,
 ) -> None:
     """ONNX Runtime vs PyTorch eager, model only and end to end, as ratios (PyTorch s / ONNX Runtime s)."""
-    from .onnx import bench_onnx
+    from ..bench.onnx import bench_onnx
     from ..io.video import probe
 
     if video is not None:
@@ -318,8 +318,8 @@ def watch(
 ) -> None:
     """Stream N real-time 30-fps sources through one device: sustained or not, latency, CPU/GPU use."""
     from ..backends import resolve_device
+    from ..bench.watch import bench_watch
     from ..runtime import Classifier
-    from .watch import bench_watch
 
     resolve_device(device)  # a bad device is a one-line error before any clip is written
     if arch is not None and model is not None:
@@ -376,6 +376,8 @@ def startup(
     ] = False,
 ) -> None:
     """Start-up: wall time of --help, --version and every SUB --help, and the heavy modules each imports."""
-    from .startup import bench_startup
+    import typer.main
 
-    typer.echo(json.dumps(bench_startup(repeats, quick, log=_log)))
+    from ..bench.startup import bench_startup
+
+    typer.echo(json.dumps(bench_startup(typer.main.get_command(app), repeats, quick, log=_log)))

@@ -1,4 +1,5 @@
-"""``MODEL/export/export.json``: what an export bundle holds and how it was made.
+"""``MODEL/export/export.json``: what an export bundle holds and how it was made (the format, and
+its reader; the writer is ``fvdeploy.export``, the readers are the backends).
 
 Backends read the bundle through :func:`open_bundle`, which checks, before any ONNX or TensorRT
 file is parsed, that the record is readable, that every file it names is there with the recorded
