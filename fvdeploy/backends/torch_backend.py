@@ -17,6 +17,7 @@ import copy
 import torch
 from torch import Tensor, nn
 
+from ..errors import BackendError
 from ..models.inference import BLOCK_BYTES, StepBuffers, default_block_frames, fold_batchnorm, frames_blocked, steppable
 from ..models.tsm_resnet import TSMResNet
 from .base import PRECISIONS
@@ -24,6 +25,7 @@ from .base import PRECISIONS
 
 class TorchBackend:
     name = "torch"
+    choice = ""  # set by create_backend("auto", ...): why auto opened it
     provider = "pytorch"
 
     def __init__(
@@ -41,6 +43,11 @@ class TorchBackend:
         reference that parity tests and benchmarks compare the inference graph with.
         ``block_frames``: frames per stem + ``layer1`` step (0: the whole chunk at once); default
         :func:`default_block_frames`."""
+        if "int8" in (precision, features_precision):
+            raise BackendError(
+                "precision int8 runs an export bundle's quantized graphs: --backend openvino or onnxruntime "
+                "(make them with `fvdeploy export MODEL --int8 --calibrate DIR`)"
+            )
         self.dtype = PRECISIONS[precision]
         self.features_precision = features_precision or precision
         self.features_dtype = PRECISIONS[self.features_precision]

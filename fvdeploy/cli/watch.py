@@ -108,7 +108,7 @@ def watch(
         Optional[Path], typer.Option("--model", "-m", help="Model folder; default: the bundled model.")
     ] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
-    backend: Annotated[BackendName, typer.Option(help="Inference backend. No silent fallback.")] = BackendName.torch,
+    backend: Annotated[BackendName, typer.Option(help="Inference backend. No silent fallback.")] = BackendName.auto,
     precision: Annotated[Optional[Precision], typer.Option(help="Default: fp16 on CUDA, fp32 on CPU.")] = None,
     clusters: Annotated[Optional[int], typer.Option(help="Clusters G per window (default: as trained).", min=1)] = None,
     method: Annotated[Optional[Method], typer.Option(help="Clustering method (default: as trained).")] = None,

@@ -149,7 +149,7 @@ class Classifier:
         cls,
         model: str | Path | None = None,
         device: str = "auto",
-        backend: str = "torch",
+        backend: str = "auto",
         *,
         mode: str | None = None,
         segments: int | None = None,
