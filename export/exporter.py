@@ -283,7 +283,7 @@ class Exporter:
             self.model_dir_for_checks = target if in_place else staging
             self.old_timing_cache = _read_if_exists(target / EXPORT_DIR / TIMING_CACHE)
             files = self.export_onnx()
-            self.int8_record = None
+            self.int8_record: dict | None = None
             if opts.int8:
                 files += self.export_int8()
             engines = self.export_tensorrt(trt) if trt is not None else None
