@@ -128,9 +128,23 @@ def bench_model(
         "compiled": compile,
         "block_frames": backend.block_frames,
         "threads": torch.get_num_threads(),
+        # what --backend auto runs for this device and precision (this benchmark runs torch)
+        "auto": _auto(dev, prec),
     }
+    log(f"auto on {dev} {prec}: {out['auto']}")
     log(
         f"{out['arch']} {prec} on {dev}: full-video G={clusters} {out['full_fps']} frames/s, TSM-all "
         f"{out['tsm_all_fps']} frames/s ({out['speedup_vs_tsm_all']}x); stem + layer1 {out['stem_layer1_s']} s; plain {arch} {out['plain_images_per_s']} images/s"
     )
     return out
+
+
+def _auto(device, precision: str) -> str:
+    from ..backends import choose_backend
+    from ..errors import FvdeployError
+
+    try:
+        chosen = choose_backend(device, None, precision)
+    except FvdeployError as e:
+        return str(e)
+    return f"{chosen.backend} {precision}: {chosen.reason}"
