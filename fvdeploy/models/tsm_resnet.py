@@ -160,6 +160,10 @@ class TSMResNet(nn.Module):
         """Cluster means ``[N, G, C, h, w]`` (with gradient) and cluster ids ``[N, T]`` (int64, no
         gradient, -1 beyond ``lengths``) of layer1 features ``[N, T, C, h, w]``; T >= G."""
         g = self.config.num_clusters
+        if self._is_inference_copy and lengths is None and features.device.type == "cpu":
+            from .inference import flat_cluster
+
+            return flat_cluster(features, g, self.config.method)
         with torch.no_grad():
             ids = cluster_ids(features.detach(), g, self.config.method, lengths)
         return aggregate_clusters(features, ids, g, lengths), ids
@@ -223,6 +227,8 @@ class TSMResNet(nn.Module):
         t = frames.shape[1]
         if self._stepper is None or (lengths is not None and bool((lengths < t).any())):
             return self.forward_frames(frames, lengths)
+        if frames.shape[0] == 1:
+            return self._stepper(frames[0])[None]
         return torch.stack([self._stepper(video) for video in frames])
 
     # -- bounded-memory stem + layer1 -----------------------------------------------------------

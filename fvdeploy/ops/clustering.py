@@ -69,6 +69,22 @@ def frame_distances(x: Tensor) -> Tensor:
     return (b[:, 1:] != b[:, :-1]).flatten(2).sum(-1, dtype=torch.long)
 
 
+def sign_changes(a: Tensor, b: Tensor) -> Tensor:
+    """``#(a != b)`` per row of two bool ``[m, K]`` tensors, int64 ``[m]``.
+
+    torch reduces bool to int64 one byte at a time (50 ms for 64 layer1 maps of resnet18, as long
+    as stem + layer1 of 8 frames). Seen as int64 words, 8 flags (bytes 0 or 1) at a time: XOR
+    marks the changes, three shift-adds sum a word's 8 bytes into its low byte (at most 8, so no
+    carry crosses a byte), and the word sums add up. Exact, ~10x faster."""
+    if a.shape[1] % 8 or not (a.is_contiguous() and b.is_contiguous()) or a.device.type != "cpu":
+        return torch.count_nonzero(a != b, dim=1)
+    x = a.view(torch.int64) ^ b.view(torch.int64)
+    x += x >> 32
+    x += x >> 16
+    x += x >> 8
+    return x.bitwise_and_(0xFF).sum(1)
+
+
 def uniform_ids(positions: Tensor, eff_len: Tensor, num_clusters: int) -> Tensor:
     """``floor(i * G / L)`` as a count of thresholds, ``#{k in 1..G-1 : k * L <= i * G}``."""
     k = torch.arange(1, num_clusters, device=positions.device, dtype=torch.long)

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from ..errors import FvdeployError
-from ..ops.clustering import cluster_ids_from_distances
+from ..ops.clustering import cluster_ids_from_distances, sign_changes  # noqa: F401  (re-exported: it moved to ops)
 
 # (start, stop) -> the layer1 maps of frames [start, stop) in order, in chunks: a straddling slot can
 # hold thousands of frames, so it is never materialised whole (nor in float64).
@@ -172,22 +172,6 @@ class ClusterAccumulator:
                     raise RuntimeError(f"recomputing frames [{slot.start}, {slot.stop}) gave {pos - slot.start} frames")
         means = sums / counts.to(device)[:, None]
         return self._unflatten(means.to(torch.float32)), ids
-
-
-def sign_changes(a: Tensor, b: Tensor) -> Tensor:
-    """``#(a != b)`` per row of two bool ``[m, K]`` tensors, int64 ``[m]``.
-
-    torch reduces bool to int64 one byte at a time (50 ms for 64 layer1 maps of resnet18, as long
-    as stem + layer1 of 8 frames). Seen as int64 words, 8 flags (bytes 0 or 1) at a time: XOR
-    marks the changes, three shift-adds sum a word's 8 bytes into its low byte (at most 8, so no
-    carry crosses a byte), and the word sums add up. Exact, ~10x faster."""
-    if a.shape[1] % 8 or not (a.is_contiguous() and b.is_contiguous()) or a.device.type != "cpu":
-        return torch.count_nonzero(a != b, dim=1)
-    x = a.view(torch.int64) ^ b.view(torch.int64)
-    x += x >> 32
-    x += x >> 16
-    x += x >> 8
-    return x.bitwise_and_(0xFF).sum(1)
 
 
 def _chunk_sum(rows: Tensor) -> Tensor:
