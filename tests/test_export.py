@@ -244,7 +244,8 @@ def test_unknown_format(fresh_model):
     with pytest.raises(ExportError, match="unknown export format 'tflite'; choose from onnx, int8, trt"):
         Exporter(fresh_model, ExportOptions(formats=("tflite",)))()
     one_line_error(
-        run("export", fresh_model, "--format", "tflite"), match="unknown export format 'tflite'; choose from onnx, int8, trt"
+        run("export", fresh_model, "--format", "tflite"),
+        match="unknown export format 'tflite'; choose from onnx, int8, trt",
     )
     usage = run("export", fresh_model, "--tflite")
     assert usage.exit_code == 2 and "No such option: --tflite" in usage.output
