@@ -19,6 +19,7 @@ import os
 import pstats
 import time
 
+import fvdeploy  # noqa: F401  (before torch: OMP_WAIT_POLICY=PASSIVE, as the CLI has it)
 import numpy as np
 import torch
 
