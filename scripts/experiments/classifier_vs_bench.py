@@ -19,7 +19,10 @@ import os
 import pstats
 import time
 
+# isort: off
 import fvdeploy  # noqa: F401  (before torch: OMP_WAIT_POLICY=PASSIVE, as the CLI has it)
+
+# isort: on
 import numpy as np
 import torch
 

@@ -18,7 +18,10 @@ import os
 import sys
 import time
 
+# isort: off
 import fvdeploy  # noqa: F401  (before torch: OMP_WAIT_POLICY=PASSIVE, as the CLI has it)
+
+# isort: on
 import numpy as np
 import torch
 import torchvision
