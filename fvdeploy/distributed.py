@@ -267,8 +267,8 @@ class ClassifyActor:
         os._exit(3)
 
     def __call__(self, batch):
+        from .records import VideoResult
         from .runtime.arrow import results_to_table
-        from .runtime.results import VideoResult
 
         if self.load_error is not None:
             raise ActorLoadError(self.load_error)

@@ -109,7 +109,7 @@ def test_bad_inputs_one_line_exit_1(model_dir, clips, name):
     assert r.exit_code == 1
     (rec,) = json_lines(r.stdout)
     # an error record carries the whole schema (nulls, empty lists): a reader of label or partial never gets a KeyError
-    from fvdeploy.runtime.results import VideoResult
+    from fvdeploy.records import VideoResult
 
     assert rec == VideoResult.failed(str(clips[0] / name), rec["error"]).to_dict() and BAD[name] in rec["error"]
     assert rec["label"] is None and rec["partial"] is False and rec["warnings"] == [] and rec["segments"] == []

@@ -18,9 +18,9 @@ from fvdeploy.errors import FvdeployError, VideoError
 from fvdeploy.io import preprocess, read_video
 from fvdeploy.models import create_model
 from fvdeploy.ops import cluster_segments
+from fvdeploy.records import StreamEnd, WindowResult
 from fvdeploy.runtime import Classifier
 from fvdeploy.watch import Watcher, WatchOptions, watch, watch_many
-from fvdeploy.watch.results import StreamEnd, WindowResult
 
 RTOL, ATOL = 1e-3, 1e-4  # DECISIONS.md, fp32
 
@@ -291,7 +291,7 @@ def test_a_backend_without_the_stem_split_gives_the_same_windows(tmp_path):
     from typer.testing import CliRunner
 
     from fvdeploy.cli import app
-    from fvdeploy.watch.stages import InputStages, frame_stages
+    from fvdeploy.engine.stages import InputStages, frame_stages
 
     torch.manual_seed(4)
     model_dir = save_model(create_model(tiny_config()).eval(), tmp_path / "m")

@@ -184,7 +184,7 @@ def test_the_live_view_shows_each_stream_state_label_and_last_events():
     from rich.console import Console
 
     from fvdeploy.cli.watch import LiveView
-    from fvdeploy.watch.results import Event, Gap, StreamEnd, WindowResult
+    from fvdeploy.records import Event, Gap, StreamEnd, WindowResult
 
     view = LiveView()
     view.add(WindowResult("cam1", 0, 0, 30, 0.0, 1.2, "a", 0.91, [("a", 0.91)], False, [], "clock", 0.05))

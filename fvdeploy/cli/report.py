@@ -20,7 +20,7 @@ def emit(path: str, result, error: str | None, writer, as_json: bool, rows: list
     """Report one input, local or from Ray: an error line or a partial-result line on stderr, the
     record (an error record carries the whole schema, with nulls) to the output and/or stdout.
     Returns 1 if it failed, else 0."""
-    from ..runtime.results import VideoResult
+    from ..records import VideoResult
 
     if error is not None:
         print_error(error)

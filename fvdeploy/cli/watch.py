@@ -218,7 +218,7 @@ def _consume(
 ) -> int:
     """Write, show and draw every item; returns how many streams failed. The first Ctrl-C or
     SIGTERM winds the watch down (open events close, outputs finish); a second one stops at once."""
-    from ..watch.results import Event, StreamEnd, WindowResult
+    from ..records import Event, StreamEnd, WindowResult
     from ..watch.timeline import TimelineRecorder, write_timeline
 
     view = LiveView() if live else None
@@ -328,7 +328,7 @@ class LiveView:
         return self._live
 
     def add(self, item) -> None:
-        from ..watch.results import Event, Gap, StreamEnd, WindowResult
+        from ..records import Event, Gap, StreamEnd, WindowResult
 
         row = self.rows.setdefault(
             item.stream, {"state": "watching", "label": "", "frames": 0, "events": [], "t": time.time()}

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from ..errors import FvdeployError
-from .results import VideoResult
+from ..records import VideoResult
 
 WIDTH = 1280
 

@@ -1,7 +1,7 @@
 """Windowed classification of long recordings and live streams (``Classifier.watch``): windows,
 events, gaps and stream ends over any frame source (``fvdeploy.io.sources``)."""
 
-from .results import Event, Gap, StreamEnd, WatchItem, WindowResult
+from ..records import Event, Gap, StreamEnd, WatchItem, WindowResult
 from .watcher import StreamSpec, Watcher, WatchOptions, resolve_sources, watch, watch_many
 
 __all__ = [

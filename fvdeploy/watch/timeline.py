@@ -14,8 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..records import Event, Gap, StreamEnd, WindowResult
 from ..runtime.visualize import nice_step, palette, write_png
-from .results import Event, Gap, StreamEnd, WindowResult
 
 WIDTH = 1280
 MAX_WINDOWS = 20000

@@ -49,15 +49,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..engine.stages import frame_stages
 from ..errors import FvdeployError, VideoError
 from ..io.sources import Dropped, End, FrameBatch, FrameReader, FrameSource, Resumed, is_url, open_source, redact
+from ..io.staging import HostStager
 from ..io.transforms import preprocess, shrink_in_reader, to_input
 from ..io.video import describe_skipped, scan_folder
 from ..ops.clustering import cluster_ids_from_distances, frame_distances
-from ..runtime.staging import HostStager
+from ..records import Event, Gap, StreamEnd, WatchItem, WindowResult
 from .events import EventTracker, WindowSpan
-from .results import Event, Gap, StreamEnd, WatchItem, WindowResult
-from .stages import frame_stages
 
 log = logging.getLogger(__name__)
 

@@ -7,9 +7,8 @@ is per frame: keeping the stem output of the few frames near each window edge le
 rerun just the ``layer1`` blocks for those frames with the window's padding, and the stem still
 runs once per frame.
 
-A backend may offer ``stem_features(frames)`` and ``layer1_features(maps, lengths)`` itself; the eager
-PyTorch backend is split here through its model. Any other backend gets ``InputStages``: the cached "stem output"
-is the preprocessed frame and the edge recompute runs ``frame_features`` (stem included) again on
+The eager PyTorch backend is split here through its model. Any other backend gets ``InputStages``:
+the cached "stem output" is the preprocessed frame and the edge recompute runs ``frame_features`` (stem included) again on
 those few frames, which is exact but runs the stem a second time for 4 x halo frames per window.
 """
 
@@ -73,16 +72,8 @@ class InputStages:
         return torch.stack(rows)
 
 
-class BackendStages:
-    stem_once = True
-
-    def __init__(self, backend) -> None:
-        self.stem, self.layer1 = backend.stem_features, backend.layer1_features
-
-
 def frame_stages(backend: Backend) -> FrameStages:
-    if callable(getattr(backend, "stem_features", None)) and callable(getattr(backend, "layer1_features", None)):
-        return BackendStages(backend)
+    """The split the backend allows: stem once per frame (torch), else the input as the cache."""
     from ..models.tsm_resnet import TSMResNet
 
     if isinstance(getattr(backend, "frames_model", getattr(backend, "model", None)), TSMResNet):
