@@ -24,7 +24,6 @@ own process once, after that video.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import logging
 import os
 import re
@@ -317,9 +316,13 @@ class ClassifyActor:
 
 
 def _load_kwargs(options: dict[str, Any]) -> dict[str, Any]:
-    from .runtime import Classifier
+    from .runtime.classifier import LEGACY_NAMES
+    from .runtime.options import ClassifyOptions
 
-    allowed = set(inspect.signature(Classifier.load).parameters) - {"cls", "model", "device"}
+    allowed = (set(ClassifyOptions.__dataclass_fields__) | set(LEGACY_NAMES) | {"concurrent_finish"}) - {
+        "model",
+        "device",
+    }
     unknown = sorted(set(options) - allowed)
     if unknown:
         raise FvdeployError(

@@ -25,6 +25,7 @@ Per video, with ``L = max(length, G)`` the effective length:
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -64,8 +65,7 @@ def memory_rows(x: Tensor) -> Tensor:
     """``[m, ...]`` -> ``[m, K]`` with each row's elements in memory order: a view, not a copy,
     for a contiguous or ``channels_last`` map (its ``[m, C, h, w]`` view would be strided)."""
     order = sorted(range(1, x.dim()), key=lambda d: (-x.stride(d), d))
-    y = x.permute(0, *order)
-    return y.reshape(x.shape[0], -1)
+    return x.permute(0, *order).reshape(x.shape[0], math.prod(x.shape[1:]))
 
 
 def _tracing() -> bool:
@@ -83,7 +83,7 @@ def sign_changes(a: Tensor, b: Tensor) -> Tensor:
     (bytes 0 or 1) at a time: XOR marks the changes, three shift-adds sum a word's 8 bytes into its
     low byte (at most 8, so no carry crosses a byte), and the word sums add up: ~10x faster."""
     if _tracing() or a.device.type != "cpu":
-        return (a != b).reshape(a.shape[0], -1).sum(1, dtype=torch.long)
+        return (a != b).flatten(1).sum(1, dtype=torch.long)
     a, b = memory_rows(a), memory_rows(b)
     if a.shape[1] % 8 or not (a.is_contiguous() and b.is_contiguous()):
         return (a != b).sum(1, dtype=torch.long)
