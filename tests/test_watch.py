@@ -22,7 +22,7 @@ from fvdeploy.runtime import Classifier
 from fvdeploy.watch import Watcher, WatchOptions, watch, watch_many
 from fvdeploy.watch.results import StreamEnd, WindowResult
 
-RTOL, ATOL = 1e-3, 1e-4  # DECISIONS.md, fp32
+RTOL, ATOL = 1e-3, 1e-4  # docs/design.md#equality, fp32
 
 
 @pytest.fixture(scope="module")
@@ -199,7 +199,7 @@ def test_iterator_and_rgb_sources(clf, frames):
     for x, y, z in zip(a, b, c):
         assert x.label == y.label == z.label and x.clusters == y.clusters == z.clusters
     assert b[0].time_basis == "fps"
-    # DECISIONS rev. 2: an iterator or array without fps has no times (seconds null), in watch as in classify
+    # docs/design.md#time: an iterator or array without fps has no times (seconds null), in watch as in classify
     untimed = windows_of(watch(clf, iter(list(frames[:30])), window_frames=20, stride_frames=10))
     assert untimed[0].time_basis is None and untimed[0].start_s is None
     plain = windows_of(watch(clf, frames[:30], window_frames=20, stride_frames=10))

@@ -50,7 +50,7 @@ DEFAULT_MAX_MEMORY_MIB = {"cpu": 1024, "cuda": 2048}
 DECODE_QUEUE_CHUNKS = 3
 NVDEC_QUEUE_CHUNKS = 2
 MAX_CHUNK = 64
-# Reduced precision -> precision of stem + layer1 where reduced precision broke the DECISIONS.md rule
+# Reduced precision -> precision of stem + layer1 where reduced precision broke docs/design.md#reduced-precision
 # (same top-1, boundaries within one frame on >= 99% of videos). Measured with `fvdeploy bench
 # precision`: bf16 (8-bit mantissa, coarser than fp16's 11) on 200 held-out Move4 videos with the
 # bundled model kept top-1 on 100% and every boundary within one frame (95.5% identical), so
@@ -644,7 +644,7 @@ def default_decode_workers(device: torch.device) -> int:
 
 
 def default_features_precision(precision: str) -> str:
-    """The precision of stem + layer1, whose signs the clustering reads. See DECISIONS.md: reduced
+    """The precision of stem + layer1, whose signs the clustering reads. See docs/design.md#reduced-precision: reduced
     precision must keep top-1 and boundaries (within one frame) on >= 99% of videos, else fp32;
     ``fvdeploy bench precision`` measures it."""
     return FEATURES_PRECISION_RULE.get(precision, precision)

@@ -1,4 +1,4 @@
-"""What classifying one video returns (fields fixed by ``../shared/DECISIONS.md``)."""
+"""What classifying one video returns (fields fixed by docs/design.md#records)."""
 
 from __future__ import annotations
 
