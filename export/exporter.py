@@ -195,7 +195,7 @@ class Exporter:
     ``[N, G, classes]``, cluster ids), the split pair ``frontend.onnx`` / ``backend.onnx``, the
     engines with "trt", and ``export.json`` (every file's size and hash, the checks and their
     figures). Every file is checked (onnx.checker, ONNX Runtime and TensorRT against PyTorch on
-    random frames and on a real clip, within DECISIONS.md tolerances) before the folder appears;
+    random frames and on a real clip, within docs/design.md#equality tolerances) before the folder appears;
     returns an :class:`ExportResult`.
 
     Raises ``ExportError`` for bad options (an unknown format, an option of a format not

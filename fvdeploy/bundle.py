@@ -1,4 +1,4 @@
-"""The one model folder every part reads and writes (see ``../shared/DECISIONS.md``)::
+"""The one model folder every part reads and writes (see docs/design.md#model-folder)::
 
     MODEL/config.json          ModelConfig as JSON
     MODEL/model.safetensors    weights (fp32 or fp16; loaded as fp32)

@@ -118,7 +118,7 @@ def test_bad_inputs_one_line_exit_1(model_dir, clips, name):
 
 def test_truncated_avi_classifies_what_was_decoded(model_dir, clips):
     # Cut at a frame boundary, an AVI decodes cleanly to its cut: nothing tells it from an AVI whose
-    # header overstates its length (a header's count alone never sets partial; DECISIONS rev. 2).
+    # header overstates its length (a header's count alone never sets partial; docs/design.md#partial-and-warnings).
     r = run("classify", clips[0] / "truncated.avi", "--model", model_dir, "--json")
     assert r.exit_code == 0, r.output
     (rec,) = json_lines(r.stdout)

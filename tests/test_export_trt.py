@@ -24,7 +24,7 @@ S = 32
 
 @pytest.fixture(autouse=True)
 def _no_tf32():
-    """fp32 references on CUDA without TF32 (DECISIONS.md)."""
+    """fp32 references on CUDA without TF32 (docs/design.md#equality)."""
     saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     yield

@@ -22,7 +22,7 @@ from fvdeploy.records import StreamEnd, WindowResult
 from fvdeploy.runtime import Classifier
 from fvdeploy.watch import Watcher, WatchOptions, watch, watch_many
 
-RTOL, ATOL = 1e-3, 1e-4  # DECISIONS.md, fp32
+RTOL, ATOL = 1e-3, 1e-4  # docs/design.md#equality, fp32
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +114,9 @@ def test_a_source_shorter_than_a_window_is_one_partial_window(model_dir, clf, nu
     # and it agrees with the public classify() of the same frames
     ref = clf.classify(frames, fps=25.0)
     assert ref.label == wins[0].label and abs(ref.score - wins[0].score) < 1e-4
-    assert [(s.start_frame, s.end_frame) for s in ref.segments] == [(c.start_frame, c.end_frame) for c in wins[0].segments]
+    assert [(s.start_frame, s.end_frame) for s in ref.segments] == [
+        (c.start_frame, c.end_frame) for c in wins[0].segments
+    ]
 
 
 def test_a_file_gives_the_same_windows_as_its_decoded_frames(model_dir, clf, tmp_path):
@@ -170,8 +172,8 @@ def test_many_streams_batched_equal_each_stream_alone(model_dir, clf):
     # streams are told apart by name; arrays are all "<array>", so split by order of their StreamEnds
     wins = windows_of(together)
     assert len(wins) == sum(len(a) for a in alone)
-    got = sorted(((w.start_frame, w.end_frame, w.label, tuple((c.start_frame, c.end_frame, c.label, c.score) for c in w.segments), w.score) for w in wins))
-    want = sorted(((w.start_frame, w.end_frame, w.label, tuple((c.start_frame, c.end_frame, c.label, c.score) for c in w.segments), w.score) for a in alone for w in a))
+    got = sorted(window_key(w) for w in wins)
+    want = sorted(window_key(w) for a in alone for w in a)
     assert [g[:4] for g in got] == [x[:4] for x in want]
     assert all(abs(g[4] - x[4]) < 1e-4 for g, x in zip(got, want))
 
@@ -199,7 +201,7 @@ def test_iterator_and_rgb_sources(clf, frames):
     for x, y, z in zip(a, b, c):
         assert x.label == y.label == z.label and x.segments == y.segments == z.segments
     assert b[0].time_basis == "fps"
-    # DECISIONS rev. 2: an iterator or array without fps has no times (seconds null), in watch as in classify
+    # docs/design.md#time: an iterator or array without fps has no times (seconds null), in watch as in classify
     untimed = windows_of(watch(clf, iter(list(frames[:30])), window_frames=20, stride_frames=10))
     assert untimed[0].time_basis is None and untimed[0].start_s is None
     plain = windows_of(watch(clf, frames[:30], window_frames=20, stride_frames=10))
@@ -308,7 +310,10 @@ def test_a_backend_without_the_stem_split_gives_the_same_windows(tmp_path):
     for a, b in zip(got["torch"], got["onnxruntime"]):
         assert a.label == b.label and (a.start_frame, a.end_frame) == (b.start_frame, b.end_frame)
         torch.testing.assert_close(a.logits, b.logits, rtol=RTOL, atol=ATOL)
-        assert all(abs(x.start_frame - y.start_frame) <= 1 and abs(x.end_frame - y.end_frame) <= 1 for x, y in zip(a.segments, b.segments))
+        assert all(
+            abs(x.start_frame - y.start_frame) <= 1 and abs(x.end_frame - y.end_frame) <= 1
+            for x, y in zip(a.segments, b.segments)
+        )
 
 
 def test_the_end_record_gives_windows_in_seconds_at_the_declared_rate(clf, frames):
@@ -318,3 +323,9 @@ def test_the_end_record_gives_windows_in_seconds_at_the_declared_rate(clf, frame
     wins = windows_of(items)
     assert (end.window_frames, end.stride_frames) == (50, 25)
     assert max(w.end_frame - w.start_frame for w in wins) == 50
+
+
+def window_key(w):
+    """A window as a sortable tuple: frames, label, its segments, score."""
+    segments = tuple((c.start_frame, c.end_frame, c.label, c.score) for c in w.segments)
+    return (w.start_frame, w.end_frame, w.label, segments, w.score)

@@ -10,7 +10,7 @@ interleaved run by run:
 
 Ratios are PyTorch seconds / that backend's seconds: above 1, the backend is faster. Every side runs
 fp32 (the ONNX files are fp32) with the same intra-op thread count. Parity figures per backend
-against PyTorch on the same clip (DECISIONS.md's rules): same top-1, largest score difference,
+against PyTorch on the same clip (docs/design.md#equality): same top-1, largest score difference,
 largest cluster-boundary shift.
 """
 

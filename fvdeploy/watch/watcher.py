@@ -7,7 +7,7 @@ output goes into a ring buffer that holds one window (plus one device step), and
 windows share it. Per window, only the clustering and ``layer2..4`` on G cluster means run.
 
 **A window's result equals classifying that window's frames as a clip** (``Classifier.classify``
-on the same frames, within the tolerances of docs/design.md, Equality). The catch is the temporal shift in
+on the same frames, within the tolerances of docs/design.md#equality). The catch is the temporal shift in
 ``layer1``: in a clip the first and last frames see zero padding, in the stream they see their real
 neighbours. So a frame's stream output is used only where the two agree, at least ``halo`` frames
 (the number of ``layer1`` blocks) inside the window; for the ``halo`` frames at each edge, the
@@ -96,7 +96,11 @@ class _Stream:
         self.W, self.S = window, stride
         o = watcher.options
         # windows in seconds are placed by presentation time (W then only bounds the ring)
-        self.windows = FrameWindows(window, stride) if o.window_frames is not None else TimedWindows(o.window_s, o.stride_s, window)
+        self.windows = (
+            FrameWindows(window, stride)
+            if o.window_frames is not None
+            else TimedWindows(o.window_s, o.stride_s, window)
+        )
         self.fps, self.basis = self.source.fps, self.source.time_basis
         self.color = self.source.color
         self.shrunk = reader.transform is not None  # frames arrive resized and cropped (io.transforms.shrink)

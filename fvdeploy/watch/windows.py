@@ -115,7 +115,8 @@ class TimedWindows:
             self.t0 = t
         ks = self._at(t)
         for k, start in self.starts.items():
-            if k not in self.stops and (k < ks.start or pos - start >= self.cap):  # its time is over, or the ring is full
+            # a window ends when its time is over, or when the ring is full
+            if k not in self.stops and (k < ks.start or pos - start >= self.cap):
                 self.stops[k] = pos
         for k in ks:
             if k not in self.starts and k >= self.next_k:
