@@ -1,0 +1,50 @@
+"""Running the app with uvicorn in this process (``fvdeploy serve``; the tests run it in a thread).
+
+SIGTERM (and Ctrl-C) stop it gracefully: uvicorn stops accepting connections; the service stops
+taking work, winds every stream down so that each listener gets its ``end`` record, lets running
+jobs finish for ``shutdown_grace_s`` and then cancels them; uvicorn waits for the open requests
+(a cancelled synchronous classification answers 503); the process exits 0."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import uvicorn
+
+from .app import create_app
+from .service import Service
+from .settings import ServeSettings
+
+log = logging.getLogger(__name__)
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server whose shutdown first tells the service, so that long-lived event streams
+    end (with their ``end`` records) instead of holding the shutdown until its timeout."""
+
+    def __init__(self, config: uvicorn.Config, service: Service) -> None:
+        super().__init__(config)
+        self.service = service
+
+    async def shutdown(self, sockets: Any = None) -> None:
+        self.service.begin_shutdown()
+        await super().shutdown(sockets=sockets)
+
+
+def build_server(settings: ServeSettings, service: Service, *, log_level: str = "warning") -> Server:
+    """A :class:`Server` for ``settings`` (host, port, timeouts) around ``service``."""
+    config = uvicorn.Config(
+        create_app(settings, service),
+        host=settings.host,
+        port=settings.port,
+        log_level=log_level,
+        access_log=log_level in ("debug", "info"),
+        timeout_keep_alive=max(1, round(settings.idle_timeout_s)),
+        # the service's own grace (jobs), then a margin for the answers to be written
+        timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_s + 5)),
+        lifespan="on",
+        proxy_headers=False,
+        server_header=False,
+    )
+    return Server(config, service)
