@@ -165,12 +165,7 @@ def create_app(settings: ServeSettings, service: Service | None = None) -> FastA
     # -- classify -----------------------------------------------------------------------------------
     async def submit(request: Request, *, listed: bool) -> Job:
         s = svc(request)
-        video, raw = await read_video_request(request, settings)
-        try:
-            options = s.classify_options(raw)
-        except ApiError:
-            video.discard()
-            raise
+        video, options = await read_video_request(request, settings, s.classify_options)
         return s.submit(video, options, listed=listed)
 
     @app.post(

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,9 +88,12 @@ async def read_json(request: Request, settings: ServeSettings) -> dict[str, Any]
     return data
 
 
-async def read_video_request(request: Request, settings: ServeSettings) -> tuple[VideoInput, dict[str, Any]]:
-    """The video of a classify/job request and its options (a dict of the CLI's names; the
-    caller validates them): JSON with ``url`` or ``path``, else the body is the video."""
+async def read_video_request(
+    request: Request, settings: ServeSettings, validate: Callable[[dict[str, Any]], dict[str, Any]]
+) -> tuple[VideoInput, dict[str, Any]]:
+    """The video of a classify/job request and its options, ``validate(options)``d before the
+    video is read or checked (a bad option is a 400 before a 500-MiB upload is received): JSON
+    with ``url`` or ``path``, else the body is the video (options in the query)."""
     query = dict(request.query_params)
     if is_json(request):
         data = await read_json(request, settings)
@@ -98,9 +102,11 @@ async def read_video_request(request: Request, settings: ServeSettings) -> tuple
             raise BadRequest('the JSON body needs exactly one of "url" and "path" (or send the video\'s bytes)')
         options = {**query, **{k: v for k, v in data.items() if k not in SOURCE_KEYS}}
         options.pop("name", None)
+        options = validate(options)
         return await checked_source(given[0], data[given[0]], settings), options
     name = query.pop("name", None) or "upload"
-    return await receive_upload(request, settings, name), query
+    options = validate(query)
+    return await receive_upload(request, settings, name), options
 
 
 async def checked_source(key: str, value: Any, settings: ServeSettings) -> VideoInput:

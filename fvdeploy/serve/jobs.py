@@ -78,6 +78,7 @@ class Job:
         if self.done.is_set():
             return
         self.cancel_reason = why
+        self.error_status = Unavailable.status  # a synchronous request whose job was cancelled: 503
         self.cancelled.set()
         if self.future is not None and self.future.cancel():  # never started
             self._finish("failed", error=why)
@@ -108,8 +109,17 @@ class Job:
         self.status, self.started_s = "running", time.time()
         try:
             result = self.work(self)
-        except JobCancelled:
-            self._finish("failed", error=self.cancel_reason)
+        except Exception as e:
+            if self.cancelled.is_set():  # whatever stopped it after a cancel, it was cancelled
+                self._finish("failed", error=self.cancel_reason)
+            else:
+                self._failed(e)
+        else:
+            self._finish("done", result=result)
+
+    def _failed(self, e: Exception) -> None:
+        try:
+            raise e
         except ApiError as e:
             self.error_status = e.status
             self._finish("failed", error=str(e))
@@ -120,8 +130,6 @@ class Job:
             log.exception("job %s (%s) failed", self.id, self.name)
             self.error_status = 500
             self._finish("failed", error=one_line(f"internal error {type(e).__name__}: {e}"))
-        else:
-            self._finish("done", result=result)
 
 
 class JobQueue:
