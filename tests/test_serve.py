@@ -505,3 +505,13 @@ def test_sigterm_ends_streams_finishes_or_cancels_jobs_and_exits_0(model_dir, lo
         assert "shutting down" in answers[0].json()["error"]
     assert "at shutdown" in err.decode()
     print(f"SIGTERM -> exit 0 in {took:.2f} s; the in-flight request got {answers[0].status_code}")
+
+
+def test_bench_serve_quick_smoke():
+    """``fvdeploy bench serve --quick``: a real server process, clients, a stream, SIGTERM at the end."""
+    r = run_cli("bench", "serve", "--quick", "--device", "cpu")
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["ok"] and out["errors"] == [] and out["server_exit_code"] == 0
+    assert out["events_delivered"] and out["latency_p50_s"] > 0 and out["peak_rss_mib"] > 0
+    assert out["slowest_healthz_s"] is not None and out["healthz_probes"] > 0
