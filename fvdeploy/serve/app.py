@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import time
 from collections.abc import AsyncIterator
 from http.cookies import SimpleCookie
@@ -40,6 +42,8 @@ from .streams import CLIP_SUFFIXES
 log = logging.getLogger(__name__)
 
 COOKIE = "fvdeploy_token"
+# which process answered (several replicas behind Ray Serve's proxy; tests check both answer)
+REPLICA = {"X-Fvdeploy-Replica": f"{socket.gethostname()}:{os.getpid()}"}
 OPEN_PATHS = frozenset({"/healthz"})
 
 VIDEO_BODY = {
@@ -177,7 +181,7 @@ def create_app(settings: ServeSettings, service: Service | None = None) -> FastA
         job = await submit(request, listed=False)
         await wait_for_job(request, job)
         if job.status == "done":  # the record as classify --json prints it (records.dumps)
-            return Response(dumps(job.result), media_type="application/json")
+            return Response(dumps(job.result), media_type="application/json", headers=REPLICA)
         if job.error_status >= 500:
             return JSONResponse({"error": job.error}, status_code=job.error_status)
         raise api_error_of(job)
