@@ -75,13 +75,42 @@ class FileServer:
         self.stop_event = threading.Event()
 
         class Handler(SimpleHTTPRequestHandler):
+            """Range requests answered as every real file server does (FFmpeg seeks with them:
+            without them an MP4 whose index is at the end sometimes failed to open)."""
+
+            left: int | None = None  # bytes of the requested range still to send
+
             def log_message(self, *args: Any) -> None:
                 pass
+
+            def send_head(self) -> Any:
+                spec = self.headers.get("Range", "")
+                path = Path(self.translate_path(self.path))
+                if not spec.startswith("bytes=") or not path.is_file() or "," in spec:
+                    return super().send_head()
+                size = path.stat().st_size
+                first, _, last = spec[6:].partition("-")
+                start = int(first) if first else max(0, size - int(last))
+                end = min(size - 1, int(last)) if first and last else size - 1
+                if start >= size:
+                    self.send_error(416)
+                    return None
+                f = open(path, "rb")
+                f.seek(start)
+                self.send_response(206)
+                self.send_header("Content-Type", self.guess_type(str(path)))
+                self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+                self.send_header("Content-Length", str(end - start + 1))
+                self.send_header("Accept-Ranges", "bytes")
+                self.end_headers()
+                self.left = end - start + 1
+                return f
 
             def copyfile(self, source: Any, outputfile: Any) -> None:
                 sent = 0
                 while not owner.stop_event.is_set():
-                    chunk = source.read(piece)
+                    want = piece if self.left is None else min(piece, self.left - sent)
+                    chunk = source.read(want) if want > 0 else b""
                     if not chunk:
                         return
                     if die_after is not None and sent + len(chunk) > die_after:

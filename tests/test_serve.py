@@ -349,6 +349,7 @@ def secured(model_dir, tmp_path_factory):
         allow_root=[str(root)],
         max_upload_mib=1,
         read_timeout_s=2.0,
+        idle_timeout_s=2.0,
         workers=1,
     )
     with ServiceThread(settings) as s:
@@ -429,6 +430,13 @@ def test_upload_limit_and_read_timeout(secured):
             )
             answer = s.recv(4096)
         assert answer.startswith(b"HTTP/1.1 408"), answer
+        # a client that connects and sends nothing, or sends half its headers, is closed
+        for sent in (b"", b"GET /healthz HTTP/1.1\r\nHost: x\r\n"):
+            with socket.create_connection(("127.0.0.1", secured.settings.port), timeout=30) as s:
+                s.sendall(sent)
+                t0 = time.monotonic()
+                assert s.recv(100) == b""  # closed by the server, well before the client's own 30 s
+                assert time.monotonic() - t0 < 25
         assert c.post("/v1/classify", json={"path": "ok.mp4"}).status_code == 200
 
 

@@ -168,7 +168,9 @@ def bench_serve(
         try:
             while True:
                 if server.poll() is not None:
-                    raise FvdeployError(f"the server did not start: {server.stderr.read().decode()[-500:]}")
+                    raise FvdeployError(
+                        f"the server did not start: {(server.stderr.read() if server.stderr else b'').decode()[-500:]}"
+                    )
                 try:
                     if _request(base, "GET", "/readyz", timeout=5)[0] == 200:
                         break

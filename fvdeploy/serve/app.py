@@ -30,7 +30,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import __version__
 from ..records import SCHEMA_VERSION, dumps
-from .errors import ApiError, BadRequest, NotFound, Unavailable, one_line
+from .errors import ApiError, BadRequest, Forbidden, NotFound, Unavailable, Unprocessable, one_line
 from .inputs import SOURCE_KEYS, checked_source, read_json, read_video_request
 from .jobs import Job
 from .security import token_matches
@@ -180,7 +180,7 @@ def create_app(settings: ServeSettings, service: Service | None = None) -> FastA
     async def classify(request: Request) -> Response:
         job = await submit(request, listed=False)
         await wait_for_job(request, job)
-        if job.status == "done":  # the record as classify --json prints it (records.dumps)
+        if job.status == "done" and job.result is not None:  # the record as classify --json prints it
             return Response(dumps(job.result), media_type="application/json", headers=REPLICA)
         if job.error_status >= 500:
             return JSONResponse({"error": job.error}, status_code=job.error_status)
@@ -320,13 +320,12 @@ async def wait_for_job(request: Request, job: Job) -> None:
 
 
 def api_error_of(job: Job) -> ApiError:
-    for cls in ApiError.__subclasses__():
-        if cls.status == job.error_status:
-            try:
-                return cls(job.error or "failed")
-            except TypeError:  # needs a retry time
-                return cls(job.error or "failed", 5)
-    return ApiError(job.error or "failed")
+    """The answer of a synchronous request whose job failed: its status and one-line error."""
+    message = job.error or "failed"
+    if job.error_status == Unavailable.status:
+        return Unavailable(message)
+    cls = next((c for c in (BadRequest, Forbidden, Unprocessable) if c.status == job.error_status), Unprocessable)
+    return cls(message)
 
 
 class _Asgi:

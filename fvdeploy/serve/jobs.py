@@ -62,7 +62,9 @@ class Job:
         self.result: dict[str, Any] | None = None
         self.error: str | None = None
         self.error_status = 422  # the HTTP status a synchronous request answers a failure with
-        self.created_s, self.started_s, self.finished_s = time.time(), None, None
+        self.created_s = time.time()
+        self.started_s: float | None = None
+        self.finished_s: float | None = None
         self.cancelled = threading.Event()
         self.cancel_reason = "cancelled"
         self.done = threading.Event()

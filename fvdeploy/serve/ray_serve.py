@@ -10,7 +10,8 @@ Jobs and streams are state of the replica that created them: with several replic
 
 from __future__ import annotations
 
-import time
+import signal
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -51,7 +52,7 @@ def deployment(
     class FvdeployIngress:
         pass
 
-    return FvdeployIngress.bind()
+    return FvdeployIngress.bind()  # type: ignore[attr-defined]  # added by @serve.deployment
 
 
 def serve_on_ray(
@@ -81,9 +82,13 @@ def serve_on_ray(
     )
     if not block:
         return
+    stop = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGHUP):  # a clean stop, as without Ray: delete the app, exit 0
+            signal.signal(sig, lambda *_: stop.set())
     try:
-        while True:
-            time.sleep(3600)
+        while not stop.wait(1.0):
+            pass
     except KeyboardInterrupt:
         pass
     finally:

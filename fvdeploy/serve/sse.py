@@ -38,7 +38,7 @@ class EventStream(Response):
         on_close: Callable[[], None],
     ) -> None:
         self.status_code, self.background = 200, None
-        self.raw_headers = []  # written by __call__
+        self.raw_headers: list[tuple[bytes, bytes]] = []  # written by __call__
         self.replay, self.listener = replay, listener
         self.heartbeat_s, self.send_timeout_s, self.on_close = heartbeat_s, send_timeout_s, on_close
 

@@ -155,10 +155,12 @@ class StreamSession:
         clip_field = next((f.name for f in dataclasses.fields(options) if f.name in CLIP_FIELDS), None)
         if clip_field is not None:  # evidence clips (fvdeploy watch --clips) land in the session's folder
             self.clips_dir.mkdir(parents=True, exist_ok=True)
-            options = dataclasses.replace(options, **{clip_field: str(self.clips_dir)})
+            options = dataclasses.replace(options)
+            setattr(options, clip_field, str(self.clips_dir))
         self.options, self.classifier = options, classifier
         self.state = "starting"
-        self.created_s, self.ended_s = time.time(), None
+        self.created_s = time.time()
+        self.ended_s: float | None = None
         self.windows = self.events = self.gaps = 0
         self.events_by_label: dict[str, int] = {}
         self.lag_s: float | None = None
