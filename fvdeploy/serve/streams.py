@@ -193,43 +193,34 @@ class StreamSession:
                 if self.stopping.is_set():
                     self.watcher.finish()
                 self._publish(item)
-        except Exception as e:  # a bug: the listeners still get an end record, with the error
+        except FvdeployError as e:  # the watch could not start (a source the watcher itself reports as an end)
+            self._publish(self._end_record(str(e)))
+        except Exception as e:  # a bug: logged; the listeners still get an end record, with the error
             log.exception("stream %s (%s) failed", self.id, self.name)
-            self._publish(
-                StreamEnd(
-                    self.name,
-                    0,
-                    self.windows,
-                    self.events,
-                    0,
-                    0,
-                    None,
-                    None,
-                    None,
-                    None,
-                    error=f"internal error {type(e).__name__}: {e}",
-                )
-            )
+            self._publish(self._end_record(f"internal error {type(e).__name__}: {e}"))
         finally:
             if items is not None:
                 items.close()  # type: ignore[attr-defined]  # a generator: stops the readers
-            if self.end is None:  # the watcher ended without an end record (it always sends one)
-                self._publish(
-                    StreamEnd(
-                        self.name,
-                        0,
-                        self.windows,
-                        self.events,
-                        0,
-                        0,
-                        None,
-                        None,
-                        None,
-                        None,
-                        error="the stream ended without an end record",
-                    )
-                )
+            if self.end is None:  # the watcher always ends a stream with an end record; never leave listeners waiting
+                self._publish(self._end_record("the stream ended without an end record"))
             self.finished.set()
+
+    def _end_record(self, error: str) -> StreamEnd:
+        """The end of a stream the watcher could not end itself, counted as far as it got."""
+        c = self.counters()
+        return StreamEnd(
+            stream=self.name,
+            frames=c["frames"],
+            windows=self.windows,
+            events=self.events,
+            dropped_frames=c["dropped_frames"],
+            reconnects=0,
+            fps=None,
+            window_frames=None,
+            stride_frames=None,
+            time_basis=None,
+            error=error,
+        )
 
     def _publish(self, item: Any) -> None:
         if isinstance(item, WindowResult):
