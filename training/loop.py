@@ -811,8 +811,7 @@ def evaluate_model(
 ) -> EvalResult:
     """``fvdeploy eval``: a model folder (default: the bundled one) on a list or folder of videos,
     through the same evaluation as the trainer's (whole videos, the runtime's preprocessing)."""
-    from fvdeploy.bundle import load_model
-    from fvdeploy.runtime.models import resolve_model_path
+    from fvdeploy.bundle import load_model, resolve_model_path
 
     path = resolve_model_path(model_path)
     model = load_model(path)

@@ -29,7 +29,7 @@ from torch import Tensor
 
 from ..backends import create_backend, resolve_device, resolve_precision
 from ..backends.base import Backend
-from ..bundle import read_config
+from ..bundle import read_config, resolve_model_path
 from ..engine.clusters import ClusterAccumulator, MemoryBudgetExceeded
 from ..engine.core import Engine
 from ..engine.plan import MemoryPlan
@@ -40,7 +40,6 @@ from ..ops.clustering import cluster_segments
 from ..ops.halo import rechunk, stream_with_halo
 from ..ops.sampling import segment_bounds, tsm_indices
 from ..records import VideoResult
-from .models import resolve_model_path
 from .options import REQUEST_FIELDS as REQUEST_FIELDS_ALLOWED
 from .options import ClassifyOptions
 
@@ -420,7 +419,7 @@ class Classifier:
             t = time.perf_counter()
             if thumbs is not None:
                 thumbs.add(done, chunk, color)
-            x = self.engine.prepare(job.stager, chunk, color, shrunk)
+            x = self.engine.prepare(job.staged, chunk, color, shrunk)
             job.model_seconds += time.perf_counter() - t
             done += len(chunk)
             if progress is not None:
@@ -518,7 +517,7 @@ class Classifier:
 
     def _prepare_one(self, job: _Job, frame, shrunk: bool = False) -> Tensor:
         t = time.perf_counter()
-        x = self.engine.prepare(job.stager, frame[None], job.src.color, shrunk)[0]
+        x = self.engine.prepare(job.staged, frame[None], job.src.color, shrunk)[0]
         job.model_seconds += time.perf_counter() - t
         return x
 
@@ -601,6 +600,12 @@ class _Job:
     memory_path: str = ""
     shrunk: bool = False  # the decode thread resized and cropped the frames (io.transforms.shrink)
     stager: HostStager | None = None  # from the engine's pool while the video computes
+
+    @property
+    def staged(self) -> HostStager:
+        if self.stager is None:
+            raise RuntimeError("frames were uploaded before _finish gave the video its staging buffers")  # a bug
+        return self.stager
 
 
 _DONE = object()
