@@ -190,7 +190,10 @@ class Classifier:
         """This classifier with other per-request options (``ClassifyOptions.REQUEST_FIELDS``:
         mode, segments, clusters, method, top_k), sharing the loaded model: nothing loads again.
         Raises ``OptionsError``/``ModelError`` for values the model cannot take."""
-        opts = ClassifyOptions.from_mapping(fields, allowed=REQUEST_FIELDS_ALLOWED)
+        data = dict(fields)
+        if data.get("segments") is not None and data.get("mode") is None:
+            data["mode"] = self.config.mode  # segments on a model already in mode tsm
+        opts = ClassifyOptions.from_mapping(data, allowed=REQUEST_FIELDS_ALLOWED)
         changes = {
             k: v
             for k, v in dict(
