@@ -344,7 +344,10 @@ class Classifier:
         videos decoding at once; ``share``: videos computing at once (each gets 1/share of the budget)."""
         t0 = time.perf_counter()
         threads = max(1, (os.cpu_count() or 1) // parallel) if parallel > 1 else 0
-        src = self.engine.open(source, fps=fps, color=color, threads=threads)
+        budget = self.engine.budget // share
+        src = self.engine.open(
+            source, budget=budget, whole_frames=visualize is not None, fps=fps, color=color, threads=threads
+        )
         try:
             if src.live:
                 raise VideoError(
@@ -354,7 +357,6 @@ class Classifier:
             src.record = True  # every frame's time (segments' seconds) and checksum (re-reading)
             # the timeline picture wants whole frames for its thumbnails: then the model thread resizes
             shrunk = visualize is None and self.engine.shrinks(src)
-            budget = self.engine.budget // share
             self.engine.check_frames_fit(src, budget, shrunk)
             plan = self.plan(src.frame_bytes or 3 * 1920 * 1080, parallel, share, shrunk)
             reader = self.engine.reader(

@@ -392,7 +392,7 @@ class Watcher:
                 retry_delay_s=o.retry_delay_s,
                 open_timeout_s=o.open_timeout_s,
                 loops=spec.loops,
-                **({} if spec.loops == 1 else {"decoder": "opencv"}),  # benchmarks loop files through OpenCV
+                decoder=self.engine.decoder if spec.loops == 1 else "opencv",  # benchmarks loop files through OpenCV
             )
             source.name = spec.name
             # as in classify: on the CPU the reader thread resizes, so the model thread gets small frames
