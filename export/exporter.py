@@ -281,7 +281,7 @@ class Exporter:
     def _plan_paths(self) -> tuple[Path, Path, bool]:
         """(source model folder, target model folder, whether the export goes inside the source)."""
         from fvdeploy.assets import ASSETS
-        from fvdeploy.runtime.models import resolve_model_path
+        from fvdeploy.bundle import resolve_model_path
 
         source = resolve_model_path(self.model_arg).resolve()
         if not (source / CONFIG_NAME).is_file():

@@ -161,8 +161,7 @@ def _first_line(e: BaseException) -> str:
 def _pack_model(model: str | Path | None) -> tuple[str, dict[str, bytes]]:
     """The model folder's files (relative path -> bytes) and their digest; raises ModelError for a
     folder that is not a model (read here, once, before any actor starts)."""
-    from .bundle import read_config
-    from .runtime.models import resolve_model_path
+    from .bundle import read_config, resolve_model_path
 
     path = resolve_model_path(model)
     read_config(path)

@@ -138,7 +138,7 @@ def test_training_is_unaffected_by_an_inference_backend(tmp_path):
 @pytest.fixture(scope="module")
 def reference_and_optimized():
     """The bundled (trained) model: the runtime on the unfolded reference and on the inference graph."""
-    from fvdeploy.runtime.models import resolve_model_path
+    from fvdeploy.bundle import resolve_model_path
 
     model = load_model(resolve_model_path(None))
     ref = Classifier(TorchBackend(model, torch.device("cpu"), "fp32", optimize=False))

@@ -127,11 +127,12 @@ def serve(
             raise usage_error(f"--autoscaling must be a JSON object ({e})") from None
         if scaling is not None and not isinstance(scaling, dict):
             raise usage_error("--autoscaling must be a JSON object")
+        from .. import distributed
         from ..serve.ray_serve import serve_on_ray
 
+        distributed.connect(ray)  # the cluster classify --ray uses: auto, an address, or local
         serve_on_ray(
             settings,
-            address=ray,
             replicas=replicas,
             autoscaling=scaling,
             num_cpus=ray_cpus_per_replica,

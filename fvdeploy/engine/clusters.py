@@ -50,7 +50,8 @@ class Slot:
 def memory_order(x: Tensor) -> tuple[int, ...]:
     """The permutation of ``x``'s dims that lists them from outermost to innermost in memory
     (``(0, 2, 3, 1)`` for a channels_last map, the identity for a contiguous one)."""
-    return tuple(sorted(range(x.dim()), key=lambda d: (-x.stride(d), d)))
+    strides = x.stride()
+    return tuple(sorted(range(x.dim()), key=lambda d: (-strides[d], d)))
 
 
 class ClusterAccumulator:
@@ -84,6 +85,7 @@ class ClusterAccumulator:
 
     def _unflatten(self, flat: Tensor) -> Tensor:
         """``[G, C*h*w]`` in memory order -> ``[G, C, h, w]`` (in the maps' own layout)."""
+        assert self.order is not None and self.map_shape is not None  # set by the first add()
         shape = [self.map_shape[d - 1] for d in self.order[1:]]
         inverse = [self.order.index(d) for d in range(len(self.order))]
         return flat.reshape(flat.shape[0], *shape).permute(inverse)
@@ -112,7 +114,7 @@ class ClusterAccumulator:
                 raise MemoryBudgetExceeded(
                     "this stream is longer than the memory budget allows for whole-video classification, "
                     "and a stream cannot be read twice; use windowed classification (fvdeploy watch / "
-                    "Classifier.watch) or raise --max-memory"
+                    "fvdeploy.watch.watch) or raise --max-memory"
                 )
             self._to_slots()
         self.slots.append(Slot(start, self.num_frames, chunk_sum(rows)))
@@ -120,7 +122,7 @@ class ClusterAccumulator:
 
     def _to_slots(self) -> None:
         # stored chunks are freed as they become slot sums, so the two budgets are not held at once
-        features, self.features, self.stored = self.features, None, 0
+        features, self.features, self.stored = self.features or [], None, 0
         features.reverse()
         start = 0
         while features:
@@ -149,7 +151,8 @@ class ClusterAccumulator:
         if self.features is None and recompute is None:
             raise MemoryBudgetExceeded("the video outgrew the memory budget and its frames cannot be recomputed")
         device = (self.features[0] if self.features is not None else self.slots[0].total).device
-        sums = torch.zeros((num_clusters, self.prev_signs.numel()), dtype=torch.float64, device=device)
+        width = self.slots[0].total.numel() if self.features is None else self.features[0].shape[1]
+        sums = torch.zeros((num_clusters, width), dtype=torch.float64, device=device)
 
         def add_runs(rows: Tensor, pos: int) -> None:
             # Clusters are runs of consecutive frames: each run in a chunk is one reduction of
@@ -165,7 +168,7 @@ class ClusterAccumulator:
             for rows in self.features:
                 add_runs(rows, pos)
                 pos += rows.shape[0]
-        else:
+        elif recompute is not None:
             for slot in self.slots:
                 first, last = int(ids[slot.start]), int(ids[slot.stop - 1])
                 if first == last:

@@ -20,6 +20,7 @@ import contextlib
 import queue
 from collections.abc import Iterator, Sequence
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -134,10 +135,24 @@ class Engine:
         }
 
     # -- sources ---------------------------------------------------------------------------------
-    def open(self, source: Any, **options: Any) -> FrameSource:
-        """``io.sources.open_source`` with this engine's decoder for files and its GPU."""
+    def open(
+        self, source: Any, *, budget: int | None = None, whole_frames: bool = False, **options: Any
+    ) -> FrameSource:
+        """``io.sources.open_source`` with this engine's decoder for files and its GPU. A decoder
+        that reads a file's frame size first refuses a frame that cannot fit ``budget`` bytes
+        (default: the engine's) before decoding one (``engine.plan.FrameTooLarge``);
+        ``whole_frames``: the frames will not be shrunk where they are decoded."""
         gpu = self.device.index or 0 if self.device.type == "cuda" else 0
         options.setdefault("decoder", self.decoder)
+        shrunk = self.shrink_on_host and not whole_frames
+
+        def frame_check(width: int, height: int, name: str) -> None:
+            check_frame_fits(
+                3 * width * height, self.costs, budget or self.budget, shrunk, width=width, height=height, name=name
+            )
+
+        if isinstance(source, (str, Path, int)) and not isinstance(source, bool):
+            options.setdefault("frame_check", frame_check)
         return open_source(source, gpu_id=gpu, **options)
 
     def shrinks(self, src: FrameSource, threaded: bool | None = None) -> bool:

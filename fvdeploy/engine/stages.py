@@ -14,7 +14,7 @@ those few frames, which is exact but runs the stem a second time for 4 x halo fr
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
@@ -38,9 +38,10 @@ class FrameStages(Protocol):
 class TorchStages:
     stem_once = True
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Any) -> None:
+        """``backend``: the torch backend (its ``frames_model`` runs stem + layer1)."""
         # stem + layer1 may run at their own precision (the clustering reads their signs)
-        self.model = getattr(backend, "frames_model", backend.model)
+        self.model = backend.frames_model
         self.dtype = getattr(backend, "features_dtype", getattr(backend, "dtype", torch.float32))
 
     @torch.inference_mode()

@@ -356,6 +356,7 @@ class OpenCVSource(FrameSource):
         retry_delay_s: float = 1.0,
         open_timeout_s: float = 10.0,
         loops: int = 1,
+        frame_check: Callable[[int, int, str], None] | None = None,
     ) -> None:
         if isinstance(target, int):
             kind, shown = "camera", f"camera:{target}"
@@ -393,12 +394,25 @@ class OpenCVSource(FrameSource):
             and _fourcc(self._cap).upper() in ("MJPG", "MJPEG")
         ):
             self.live = True  # an IP camera's endless multipart JPEG stream over http, not a file
+        if frame_check is not None and self.width and self.height:
+            try:  # before a frame is decoded: a tiny file of huge frames must not grow first
+                frame_check(self.width, self.height, self.describe())
+            except BaseException:
+                self._cap.release()
+                raise
         # Two frames decide the time basis (and prove the source decodes at all).
         self._prefetch = [f for f in (self._read() for _ in range(2)) if f is not None]
         if not self._prefetch:
             self._cap.release()
             raise VideoError(f"{self.describe()}: no frames could be decoded (zero frames, or a corrupt video)")
+        header = (self.width, self.height)
         self.height, self.width = self._prefetch[0][0].shape[:2]
+        if frame_check is not None and header != (self.width, self.height):
+            try:  # the header had no size, or not the decoded one
+                frame_check(self.width, self.height, self.describe())
+            except BaseException:
+                self._cap.release()
+                raise
         self.time_basis = self._choose_basis()
 
     def _open(self) -> cv2.VideoCapture:
@@ -877,7 +891,8 @@ def open_source(
     overrides the declared rate. ``decoder`` applies to files: ``opencv``, ``nvdec`` (an error
     when NVDEC cannot decode it), or ``auto`` (NVDEC where it works, else OpenCV). ``live``: treat
     the source as live (drop when behind, reconnect) whatever its kind. ``capture_options``:
-    ``retries``, ``retry_delay_s``, ``open_timeout_s``, ``loops`` for OpenCV captures.
+    ``retries``, ``retry_delay_s``, ``open_timeout_s``, ``loops`` and ``frame_check`` (called with
+    the frame size and the source's name before any frame is decoded; it raises to refuse it) for OpenCV captures.
     Raises VideoError (one line) for anything that cannot be opened or is malformed."""
     if color not in ("bgr", "rgb"):
         raise VideoError(f"color must be 'bgr' or 'rgb', got {color!r}")

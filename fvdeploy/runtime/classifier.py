@@ -29,7 +29,7 @@ from torch import Tensor
 
 from ..backends import create_backend, resolve_device, resolve_precision
 from ..backends.base import Backend
-from ..bundle import read_config
+from ..bundle import read_config, resolve_model_path
 from ..engine.clusters import ClusterAccumulator, MemoryBudgetExceeded
 from ..engine.core import Engine
 from ..engine.plan import MemoryPlan
@@ -40,7 +40,6 @@ from ..ops.clustering import cluster_segments
 from ..ops.halo import rechunk, stream_with_halo
 from ..ops.sampling import segment_bounds, tsm_indices
 from ..records import VideoResult
-from .models import resolve_model_path
 from .options import REQUEST_FIELDS as REQUEST_FIELDS_ALLOWED
 from .options import ClassifyOptions
 
@@ -191,7 +190,10 @@ class Classifier:
         """This classifier with other per-request options (``ClassifyOptions.REQUEST_FIELDS``:
         mode, segments, clusters, method, top_k), sharing the loaded model: nothing loads again.
         Raises ``OptionsError``/``ModelError`` for values the model cannot take."""
-        opts = ClassifyOptions.from_mapping(fields, allowed=REQUEST_FIELDS_ALLOWED)
+        data = dict(fields)
+        if data.get("segments") is not None and data.get("mode") is None:
+            data["mode"] = self.config.mode  # segments on a model already in mode tsm
+        opts = ClassifyOptions.from_mapping(data, allowed=REQUEST_FIELDS_ALLOWED)
         changes = {
             k: v
             for k, v in dict(
@@ -342,7 +344,10 @@ class Classifier:
         videos decoding at once; ``share``: videos computing at once (each gets 1/share of the budget)."""
         t0 = time.perf_counter()
         threads = max(1, (os.cpu_count() or 1) // parallel) if parallel > 1 else 0
-        src = self.engine.open(source, fps=fps, color=color, threads=threads)
+        budget = self.engine.budget // share
+        src = self.engine.open(
+            source, budget=budget, whole_frames=visualize is not None, fps=fps, color=color, threads=threads
+        )
         try:
             if src.live:
                 raise VideoError(
@@ -352,7 +357,6 @@ class Classifier:
             src.record = True  # every frame's time (segments' seconds) and checksum (re-reading)
             # the timeline picture wants whole frames for its thumbnails: then the model thread resizes
             shrunk = visualize is None and self.engine.shrinks(src)
-            budget = self.engine.budget // share
             self.engine.check_frames_fit(src, budget, shrunk)
             plan = self.plan(src.frame_bytes or 3 * 1920 * 1080, parallel, share, shrunk)
             reader = self.engine.reader(
@@ -420,7 +424,7 @@ class Classifier:
             t = time.perf_counter()
             if thumbs is not None:
                 thumbs.add(done, chunk, color)
-            x = self.engine.prepare(job.stager, chunk, color, shrunk)
+            x = self.engine.prepare(job.staged, chunk, color, shrunk)
             job.model_seconds += time.perf_counter() - t
             done += len(chunk)
             if progress is not None:
@@ -518,7 +522,7 @@ class Classifier:
 
     def _prepare_one(self, job: _Job, frame, shrunk: bool = False) -> Tensor:
         t = time.perf_counter()
-        x = self.engine.prepare(job.stager, frame[None], job.src.color, shrunk)[0]
+        x = self.engine.prepare(job.staged, frame[None], job.src.color, shrunk)[0]
         job.model_seconds += time.perf_counter() - t
         return x
 
@@ -601,6 +605,12 @@ class _Job:
     memory_path: str = ""
     shrunk: bool = False  # the decode thread resized and cropped the frames (io.transforms.shrink)
     stager: HostStager | None = None  # from the engine's pool while the video computes
+
+    @property
+    def staged(self) -> HostStager:
+        if self.stager is None:
+            raise RuntimeError("frames were uploaded before _finish gave the video its staging buffers")  # a bug
+        return self.stager
 
 
 _DONE = object()

@@ -1,5 +1,5 @@
 """``fvdeploy serve --ray ADDRESS``: the same ASGI app as a Ray Serve deployment, on the Ray
-cluster that ``classify --ray`` uses (``fvdeploy.distributed.connect``). Each replica loads the
+cluster that ``classify --ray`` uses (the CLI connects with ``fvdeploy.distributed.connect``). Each replica loads the
 model once (the app's lifespan) and answers every endpoint; Ray Serve's proxy spreads requests
 over the replicas (``--replicas N``, or ``--autoscaling`` passed through as Ray Serve's
 ``autoscaling_config``).
@@ -58,7 +58,6 @@ def deployment(
 def serve_on_ray(
     settings: ServeSettings,
     *,
-    address: str,
     replicas: int,
     autoscaling: dict[str, Any] | None,
     num_cpus: float,
@@ -66,12 +65,10 @@ def serve_on_ray(
     log: Callable[[str], None] = print,
     block: bool = True,
 ) -> None:
-    """Connect to Ray (``auto``, an address, or ``local``), start the deployment with Ray Serve's
-    HTTP proxy on ``settings.host:settings.port``, wait until it answers, and (``block``) keep
-    it running until interrupted; then delete it."""
-    from .. import distributed
-
-    distributed.connect(address)
+    """On the Ray cluster this process is connected to (``fvdeploy.distributed.connect``, as
+    ``classify --ray``; the CLI connects first), start the deployment with Ray Serve's HTTP proxy
+    on ``settings.host:settings.port``, wait until it answers, and (``block``) keep it running
+    until SIGTERM, SIGHUP or Ctrl-C; then delete it."""
     from ray import serve
 
     serve.start(http_options={"host": settings.host, "port": settings.port})

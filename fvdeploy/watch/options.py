@@ -77,7 +77,7 @@ def resolve_sources(sources: Iterable[Any]) -> list[StreamSpec]:
 
 @dataclass
 class WatchOptions:
-    """How to window, when to report, and how to read the sources (see ``Classifier.watch``)."""
+    """How to window, when to report, and how to read the sources (see ``fvdeploy.watch.watch``)."""
 
     window_s: float = 8.0
     stride_s: float = 2.0
@@ -102,7 +102,7 @@ class WatchOptions:
             raise FvdeployError(
                 "give the window and the stride both in frames (window_frames and stride_frames) or both in seconds"
             )
-        if self.window_frames is not None:
+        if self.window_frames is not None and self.stride_frames is not None:
             if self.window_frames < 1 or self.stride_frames < 1:
                 raise FvdeployError(
                     f"window and stride must be at least 1 frame, got {self.window_frames} and {self.stride_frames}"
@@ -128,7 +128,7 @@ class WatchOptions:
         """Window and stride in frames for a source with this frame rate. Windows in seconds are
         placed by the frames' presentation times (see ``_Stream``); the frame counts returned then
         bound them: a window holds at most ``TIME_WINDOW_RATE`` x the declared rate's frames."""
-        if self.window_frames is not None:
+        if self.window_frames is not None and self.stride_frames is not None:
             return self.window_frames, self.stride_frames
         if not fps:
             raise VideoError(

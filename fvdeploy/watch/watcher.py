@@ -220,10 +220,17 @@ class _Stream:
         """Ring rows of positions ``[start, stop)`` as at most two slices (the ring wraps)."""
         if stop <= start:
             return []
-        a, n = start % self.cap, stop - start
+        a, n, ring = start % self.cap, stop - start, self.filled_ring
         if a + n <= self.cap:
-            return [self.ring[a : a + n]]
-        return [self.ring[a:], self.ring[: n - (self.cap - a)]]
+            return [ring[a : a + n]]
+        return [ring[a:], ring[: n - (self.cap - a)]]
+
+    @property
+    def filled_ring(self) -> Tensor:
+        """The ring of ``layer1`` maps (allocated by the first ``emit``, when their shape is known)."""
+        if self.ring is None:
+            raise RuntimeError("a window was read before any layer1 map reached the ring")  # a bug
+        return self.ring
 
 
 class Watcher:
@@ -294,7 +301,7 @@ class Watcher:
     # -- the loop ---------------------------------------------------------------------------------
     def run(self, sources: Iterable, *, raise_errors: bool = False) -> Iterator[WatchItem]:
         """Open the sources now (with ``raise_errors`` a source that cannot be opened raises, for
-        ``Classifier.watch``; else it becomes a StreamEnd with ``error``) and return the generator
+        ``watch()``; else it becomes a StreamEnd with ``error``) and return the generator
         that watches them all until every one has ended. Closing it stops the readers."""
         specs = resolve_sources(sources)
         raise_errors = raise_errors and len(specs) == 1  # a directory's files report their errors as results
@@ -385,7 +392,7 @@ class Watcher:
                 retry_delay_s=o.retry_delay_s,
                 open_timeout_s=o.open_timeout_s,
                 loops=spec.loops,
-                **({} if spec.loops == 1 else {"decoder": "opencv"}),  # benchmarks loop files through OpenCV
+                decoder=self.engine.decoder if spec.loops == 1 else "opencv",  # benchmarks loop files through OpenCV
             )
             source.name = spec.name
             # as in classify: on the CPU the reader thread resizes, so the model thread gets small frames
@@ -397,7 +404,7 @@ class Watcher:
             except FvdeployError:
                 if self.options.window_frames is not None:
                     raise
-                window = max(1, math.ceil(self.options.window_s * source.fps * TIME_WINDOW_RATE_MIN))
+                window = max(1, math.ceil(self.options.window_s * (source.fps or 0) * TIME_WINDOW_RATE_MIN))
                 need, queue = self._reserve(source, window, stride, shrunk)
         except FvdeployError as e:
             if source is not None:
@@ -461,12 +468,12 @@ class Watcher:
         # 2. the stem, once per frame, all streams in one batch
         stems: list[Tensor | None] = [None] * len(pieces)
         framed = [i for i, (_, _, f, _) in enumerate(pieces) if f is not None]
+        stager = self.stager
         if framed:
+            if stager is None:
+                raise RuntimeError("a step ran outside Watcher.run's staging")  # a bug, not bad input
             x = torch.cat(
-                [
-                    self.engine.prepare(self.stager, pieces[i][2], pieces[i][0].color, pieces[i][0].shrunk)
-                    for i in framed
-                ]
+                [self.engine.prepare(stager, pieces[i][2], pieces[i][0].color, pieces[i][0].shrunk) for i in framed]
             )
             self.stem_frames += x.shape[0]
             for i, maps in zip(framed, self.stages.stem(x).split([len(pieces[i][2]) for i in framed])):
@@ -500,12 +507,14 @@ class Watcher:
         for s, _, _m in work:
             closing += self._due(s, edges, segment_end=id(s) in segment_ends)
         for job, feats in zip(edges, self._layer1([j.maps for j in edges])):
+            win = job.window
+            assert win is not None  # edge jobs always belong to a window
             if job.kind == "left":
-                job.window.left = feats[job.keep]
+                win.left = feats[job.keep]
             elif job.kind == "right":
-                job.window.right = feats[job.keep]
+                win.right = feats[job.keep]
             else:
-                job.window.right = feats  # a short window, rerun whole
+                win.right = feats  # a short window, rerun whole
         results = self._classify(closing)
         # 5. results, events, and what the markers say
         by_stream: dict[int, list] = {}
@@ -620,14 +629,16 @@ class Watcher:
         a, n, h, g = win.start, stop - win.start, self.halo, self.g
         if n < self.short:
             feats = win.right  # the whole window (padded to G) rerun from stem maps
+            assert feats is not None  # _due queued its rerun
             d = frame_distances(feats[None])[0]
 
             def parts(lo: int, hi: int) -> list[Tensor]:
                 return [feats[lo:hi]]
 
         else:
-            left, right = win.left, win.right
-            first_inner, last_inner = s.ring[(a + h) % s.cap], s.ring[(stop - h - 1) % s.cap]
+            left, right, ring = win.left, win.right, s.filled_ring
+            assert left is not None and right is not None  # _due queued both edge reruns
+            first_inner, last_inner = ring[(a + h) % s.cap], ring[(stop - h - 1) % s.cap]
             lsig = torch.cat([left, first_inner[None]]) > 0
             rsig = torch.cat([last_inner[None], right]) > 0
             inner = s.dist[torch.arange(a + h + 1, stop - h, device=s.dist.device) % s.cap]
