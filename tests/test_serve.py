@@ -314,6 +314,35 @@ def test_bad_stream_requests(client, body, words):
     assert r.status_code == 400 and words in r.json()["error"], r.text
 
 
+def test_job_and_stream_answers_match_their_schemas(client):
+    """docs/schemas/serve: the service's own records, on real answers (a job's result is a
+    video record, checked against docs/schemas/video.schema.json through the reference)."""
+    import jsonschema
+    from referencing import Registry, Resource
+
+    folder = REPO / "docs" / "schemas"
+    resources = [
+        (p.relative_to(folder).as_posix(), Resource.from_contents(json.loads(p.read_text())))
+        for p in folder.rglob("*.schema.json")
+    ]
+    registry = Registry().with_resources([(f"https://fvdeploy.dev/schemas/{name}", r) for name, r in resources])
+    job = client.post("/v1/jobs", content=SAMPLES[0].read_bytes(), params={"name": "a.mp4"}).json()
+    for _ in range(300):
+        done = client.get(f"/v1/jobs/{job['id']}").json()
+        if done["status"] in ("done", "failed"):
+            break
+        time.sleep(0.1)
+    stream = client.get("/v1/streams").json()["streams"]
+    assert stream, "the earlier tests left streams to list"
+    for kind, records in (("job", [job, done]), ("stream", stream)):
+        schema = json.loads((folder / "serve" / f"{kind}.schema.json").read_text())
+        validator = jsonschema.Draft202012Validator(schema, registry=registry)
+        for record in records:
+            validator.validate(record)
+            assert set(record) <= set(schema["properties"]), set(record) - set(schema["properties"])
+    assert done["status"] == "done" and done["result"]["type"] == "video"
+
+
 def test_metrics_and_openapi(client):
     text = client.get("/metrics").text
     for name in (
