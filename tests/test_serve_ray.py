@@ -37,9 +37,10 @@ def test_two_ray_serve_replicas_answer_as_one_process(tmp_path):
     settings = ServeSettings(classify=options, allow_root=roots, port=port).validate()
     t0 = time.monotonic()
     try:
-        serve_on_ray(
-            settings, address="local", replicas=2, autoscaling=None, num_cpus=0.5, num_gpus=0, log=print, block=False
-        )
+        from fvdeploy import distributed
+
+        distributed.connect("local")  # what fvdeploy serve --ray local does before serve_on_ray
+        serve_on_ray(settings, replicas=2, autoscaling=None, num_cpus=0.5, num_gpus=0, log=print, block=False)
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as ray_client:
             for _ in range(600):
                 try:
