@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -71,22 +72,25 @@ def serve_on_ray(
     until SIGTERM, SIGHUP or Ctrl-C; then delete it."""
     from ray import serve
 
-    serve.start(http_options={"host": settings.host, "port": settings.port})
-    app = deployment(settings, replicas=replicas, autoscaling=autoscaling, num_cpus=num_cpus, num_gpus=num_gpus)
-    serve.run(app, name=APP_NAME, route_prefix="/")
-    log(
-        f"fvdeploy serve on Ray: http://{settings.host}:{settings.port} ({replicas if autoscaling is None else 'autoscaling'} replicas)"
-    )
-    if not block:
-        return
-    stop = threading.Event()
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGHUP):  # a clean stop, as without Ray: delete the app, exit 0
-            signal.signal(sig, lambda *_: stop.set())
+    if block and threading.current_thread() is threading.main_thread():
+        # A clean stop, as without Ray: the app is deleted and the command exits 0. Set before
+        # serve.run (which waits for every replica): Ray's own SIGTERM handler aborts (exit 134).
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, _interrupt)
     try:
-        while not stop.wait(1.0):
-            pass
+        serve.start(http_options={"host": settings.host, "port": settings.port})
+        app = deployment(settings, replicas=replicas, autoscaling=autoscaling, num_cpus=num_cpus, num_gpus=num_gpus)
+        serve.run(app, name=APP_NAME, route_prefix="/")
+        scale = replicas if autoscaling is None else "autoscaling"
+        log(f"fvdeploy serve on Ray: http://{settings.host}:{settings.port} ({scale} replicas)")
+        if not block:
+            return
+        while True:
+            time.sleep(3600)
     except KeyboardInterrupt:
-        pass
-    finally:
+        log("stopping: deleting the Ray Serve application")
         serve.delete(APP_NAME)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt()
