@@ -90,7 +90,7 @@ def serve(
     Server-Sent Events), /metrics, /docs, and a live page at /.
 
     SIGTERM stops it gracefully (listeners get end records, jobs finish or are cancelled within
-    --shutdown-grace) and exits 0."""
+    --shutdown-grace) and exits 143 (SIGHUP: 129), as every command does."""
     from ..runtime.options import ClassifyOptions, OptionsError
     from ..serve.settings import ServeSettings, SettingsError
 
@@ -131,7 +131,7 @@ def serve(
         from ..serve.ray_serve import serve_on_ray
 
         distributed.connect(ray)  # the cluster classify --ray uses: auto, an address, or local
-        serve_on_ray(
+        signum = serve_on_ray(
             settings,
             replicas=replicas,
             autoscaling=scaling,
@@ -139,6 +139,8 @@ def serve(
             num_gpus=ray_gpus_per_replica,
             log=lambda m: err.print(m, highlight=False, markup=False, soft_wrap=True),
         )
+        if signum is not None:
+            raise typer.Exit(128 + signum)
         return
     _serve_here(settings)
 
@@ -154,10 +156,18 @@ def _serve_here(settings) -> None:
         service = Service.load(settings)
     level = logging.getLogger("fvdeploy").getEffectiveLevel()
     server = build_server(settings, service, log_level="info" if level <= logging.INFO else "warning")
-    # uvicorn re-raises the signal that stopped it once it has shut down; a stop that SIGTERM asked
-    # for is a clean stop (exit 0), so its handler afterwards does nothing. SIGHUP stops it the same way.
-    signal.signal(signal.SIGTERM, lambda *_: None)
-    signal.signal(signal.SIGHUP, lambda *_: server.handle_exit(signal.SIGTERM, None))
+    # uvicorn re-raises the signal that stopped it once it has shut down (its graceful stop: no new
+    # work, end records to listeners, jobs finished or cancelled): these handlers then note it, and the
+    # command exits 128 + its number as every command does (docs/design.md#signals). SIGHUP stops it
+    # the same way; Ctrl-C reaches `guarded` as KeyboardInterrupt (130).
+    stopped_by: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, _: stopped_by.append(signum))
+
+    def on_hangup(signum: int, frame: object) -> None:
+        stopped_by.append(signum)
+        server.handle_exit(signal.SIGTERM, None)
+
+    signal.signal(signal.SIGHUP, on_hangup)
     info = service.describe()
     err.print(
         f"fvdeploy serve: http://{settings.host}:{settings.port} ({len(info['labels'])} labels, "
@@ -169,3 +179,7 @@ def _serve_here(settings) -> None:
     server.run()
     if not server.started:
         raise typer.Exit(1)  # uvicorn said why (the port is taken, ...)
+    if stopped_by:
+        name = signal.Signals(stopped_by[0]).name
+        err.print(f"interrupted ({name}): stopped gracefully", highlight=False, markup=False)
+        raise typer.Exit(128 + stopped_by[0])

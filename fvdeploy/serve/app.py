@@ -102,7 +102,7 @@ STREAM_BODY = {
 }
 
 
-def create_app(settings: ServeSettings, service: Service | None = None) -> FastAPI:
+def create_app(settings: ServeSettings, service: Service | None = None) -> _Metered:
     """The ASGI app. ``service``: a loaded :class:`Service` (else it is loaded at startup)."""
 
     @contextlib.asynccontextmanager
@@ -296,7 +296,7 @@ def create_app(settings: ServeSettings, service: Service | None = None) -> FastA
         exporter = exporters.setdefault(id(s), make_asgi_app(registry=s.metrics.registry))
         await exporter(scope, receive, send)
 
-    app.add_route("/metrics", _Asgi(metrics), include_in_schema=False)
+    app.add_route("/metrics", _Asgi(metrics), include_in_schema=False)  # type: ignore[arg-type]  # an ASGI endpoint
 
     return _Metered(_Guard(app, settings.token), app)
 

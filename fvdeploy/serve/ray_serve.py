@@ -65,16 +65,17 @@ def serve_on_ray(
     num_gpus: float,
     log: Callable[[str], None] = print,
     block: bool = True,
-) -> None:
+) -> int | None:
     """On the Ray cluster this process is connected to (``fvdeploy.distributed.connect``, as
     ``classify --ray``; the CLI connects first), start the deployment with Ray Serve's HTTP proxy
     on ``settings.host:settings.port``, wait until it answers, and (``block``) keep it running
-    until SIGTERM, SIGHUP or Ctrl-C; then delete it."""
+    until SIGTERM, SIGHUP or Ctrl-C; then delete it and return the signal's number (None when
+    not ``block``)."""
     from ray import serve
 
     if block and threading.current_thread() is threading.main_thread():
-        # A clean stop, as without Ray: the app is deleted and the command exits 0. Set before
-        # serve.run (which waits for every replica): Ray's own SIGTERM handler aborts (exit 134).
+        # A graceful stop, as without Ray: the app is deleted and the command exits 128 + the signal.
+        # Set before serve.run (which waits for every replica): Ray's own SIGTERM handler aborts (134).
         for sig in (signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, _interrupt)
     try:
@@ -84,13 +85,20 @@ def serve_on_ray(
         scale = replicas if autoscaling is None else "autoscaling"
         log(f"fvdeploy serve on Ray: http://{settings.host}:{settings.port} ({scale} replicas)")
         if not block:
-            return
+            return None
         while True:
             time.sleep(3600)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         log("stopping: deleting the Ray Serve application")
         serve.delete(APP_NAME)
+        return getattr(e, "signum", signal.SIGINT)
+
+
+class _Stopped(KeyboardInterrupt):
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt()
+    raise _Stopped(signum)

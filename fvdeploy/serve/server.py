@@ -3,7 +3,8 @@
 SIGTERM (and Ctrl-C) stop it gracefully: uvicorn stops accepting connections; the service stops
 taking work, winds every stream down so that each listener gets its ``end`` record, lets running
 jobs finish for ``shutdown_grace_s`` and then cancels them; uvicorn waits for the open requests
-(a cancelled synchronous classification answers 503); the process exits 0."""
+(a cancelled synchronous classification answers 503); the command then exits 128 + the signal's
+number (143), as every fvdeploy command does (docs/design.md#signals)."""
 
 from __future__ import annotations
 
