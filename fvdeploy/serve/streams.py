@@ -286,12 +286,9 @@ class StreamSession:
         """Frames read and dropped so far: the end record's once it came, else the live readers'."""
         if self.end is not None:
             return {"frames": self.end.frames, "dropped_frames": self.end.dropped_frames, "lag_s": self.lag_s}
-        frames = dropped = 0
-        # The watcher keeps its per-source state private; its readers count what they delivered and dropped.
-        for s in list(getattr(self.watcher, "_streams", None) or []):
-            reader = getattr(s, "reader", None)
-            frames += getattr(reader, "delivered", 0) + getattr(reader, "dropped", 0)
-            dropped += getattr(reader, "dropped", 0)
+        now = self.watcher.counters() if self.watcher is not None else []
+        frames = sum(c["frames"] for c in now)
+        dropped = sum(c["dropped_frames"] for c in now)
         return {"frames": frames, "dropped_frames": dropped, "lag_s": self.lag_s}
 
     def record(self) -> StreamStatus:
