@@ -61,7 +61,7 @@ class WindowResult(_Item):
 
 @dataclass
 class Event(_Item):
-    """Consecutive windows whose top label agreed above the threshold; emitted when it closed."""
+    """An action: a run of windows that kept one label (fvdeploy.watch.events); emitted when final."""
 
     type = "event"
     stream: str
@@ -73,6 +73,7 @@ class Event(_Item):
     end_frame: int
     windows: int
     time_basis: str | None
+    clip: str | None = None  # with --clips: the file name of its clip in the clips folder
 
 
 @dataclass

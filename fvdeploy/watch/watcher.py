@@ -55,8 +55,11 @@ from ..io.transforms import preprocess, shrink_in_reader, to_input
 from ..io.video import describe_skipped, scan_folder
 from ..ops.clustering import cluster_ids_from_distances, frame_distances
 from ..runtime.staging import HostStager
+from .clips import StreamClips
+from .clips import frame_bytes as clip_frame_bytes
 from .events import EventTracker, WindowSpan
 from .results import Event, Gap, StreamEnd, WatchItem, WindowResult
+from .rules import EventRules
 from .stages import frame_stages
 
 log = logging.getLogger(__name__)
@@ -127,8 +130,12 @@ class WatchOptions:
     stride_s: float = 2.0
     window_frames: int | None = None  # given both, frames win over seconds
     stride_frames: int | None = None
-    threshold: float = 0.5  # a window joins an event when its top score reaches this
-    min_duration_s: float = 0.0  # shorter events are dropped
+    # events (fvdeploy.watch.events.EventRules: hysteresis, merge gap, minimum duration)
+    enter: float = EventRules.enter  # a label's probability that starts an event
+    exit: float | None = EventRules.exit  # ... and that keeps it going (None: 0.5, or enter if lower)
+    merge_gap_s: float = EventRules.merge_gap_s  # runs of a label this close join into one event
+    min_duration_s: float = EventRules.min_duration_s  # shorter events are dropped
+    threshold: float | None = None  # the former name of ``enter`` (given, it sets ``enter``)
     events_only: bool = False
     realtime: bool = False  # pace files (and arrays, iterators) at their frame rate, like a camera
     live: bool | None = None  # None: by kind (rtsp/rtmp/udp/srt URLs and cameras are live); True: any source
@@ -140,6 +147,7 @@ class WatchOptions:
     max_open_files: int = 8  # files (e.g. a directory's) watched at once; live sources always start
     step_frames: int | None = None  # frames per stream per device step; default from the memory budget
     live_step_s: float = 0.25  # live sources only: at most one device step per this many seconds
+    clips: str | Path | None = None  # a folder: each event also as a browser-playable clip (watch.clips)
 
     def validate(self) -> None:
         if (self.window_frames is None) != (self.stride_frames is None):
@@ -153,10 +161,7 @@ class WatchOptions:
                 )
         elif not (self.window_s > 0 and self.stride_s > 0):
             raise FvdeployError(f"window and stride must be positive, got {self.window_s} s and {self.stride_s} s")
-        if not 0.0 <= self.threshold <= 1.0:
-            raise FvdeployError(f"threshold must be in [0, 1], got {self.threshold}")
-        if self.min_duration_s < 0:
-            raise FvdeployError(f"min_duration must be >= 0, got {self.min_duration_s}")
+        self.rules().validate()
         if self.fps is not None and not self.fps > 0:
             raise FvdeployError(f"fps must be positive, got {self.fps}")
         if self.color not in ("bgr", "rgb"):
@@ -167,6 +172,11 @@ class WatchOptions:
             raise FvdeployError(f"live_step_s must be >= 0, got {self.live_step_s}")
         if self.step_frames is not None and self.step_frames < 1:
             raise FvdeployError(f"step_frames must be >= 1, got {self.step_frames}")
+
+    def rules(self) -> EventRules:
+        """The event rules these options give (``threshold``, when given, is ``enter``)."""
+        enter = self.enter if self.threshold is None else self.threshold
+        return EventRules(enter, self.exit, self.merge_gap_s, self.min_duration_s)
 
     def geometry(self, fps: float | None, name: str) -> tuple[int, int]:
         """Window and stride in frames for a source with this frame rate. Windows in seconds are
@@ -235,11 +245,13 @@ class _Stream:
         self.events_done = 0
         self.latency_upto = 0
         self.tracker = self._tracker()
+        clip_args = (self.tracker, self.fps, self.color, self.basis, watcher.clip_frames(self.fps, window, stride))
+        self.clips = None if o.clips is None else StreamClips(o.clips, self.name, *clip_args)
         self._new_segment(0)
 
     def _tracker(self) -> EventTracker:
         o = self.w.options
-        return EventTracker(self.name, o.threshold, o.min_duration_s, self.basis, self.boundary, self.fps)
+        return EventTracker(self.name, o.rules(), self.basis, self.boundary, self.fps, self.w.labels)
 
     def _new_segment(self, start: int) -> None:
         self.seg_start = start
@@ -403,6 +415,7 @@ class Watcher:
                 "mode tsm (load it with mode='full')"
             )
         self.clf, self.options = classifier, options
+        self.rules = options.rules()
         b = classifier.backend
         self.backend, self.device = b, b.device
         self.stages = frame_stages(b)
@@ -451,6 +464,8 @@ class Watcher:
         else:
             queue = max(4, min(2 * k, (64 << 20) // frame_bytes))
         need = (window + k + 1) * feature + (max(self.g, 4 * self.halo) + k) * feature + queue * frame_bytes
+        if self.options.clips is not None:  # frames kept for evidence clips (watch.clips)
+            need += self.clip_frames(reader.fps, window, stride) * clip_frame_bytes(reader.width, reader.height)
         if self.reserved + need > self.budget:
             raise FvdeployError(
                 f"{reader.name}: a window of {window} frames needs {need / 2**20:.0f} MiB for this stream "
@@ -524,6 +539,8 @@ class Watcher:
         finally:
             for s in streams:
                 s.reader.stop()
+                if s.clips is not None:
+                    s.clips.close()
 
     def _fill(self, streams: list["_Stream"]) -> Iterator[WatchItem]:
         """Start waiting files while fewer than ``max_open_files`` are being watched."""
@@ -573,7 +590,8 @@ class Watcher:
             return StreamEnd(spec.name, 0, 0, 0, 0, 0, fps, None, None, basis, error=str(e))
         live = source.live or o.realtime
         # as in classify: on the CPU the reader thread resizes, so the model thread gets small frames
-        shrunk = self.clf.shrink_in_decoder and source.decoder == "opencv"
+        # (not with clips: they are cut from the frames as decoded)
+        shrunk = self.clf.shrink_in_decoder and source.decoder == "opencv" and o.clips is None
         reader = FrameReader(
             source,
             batch_frames=1 if live else FILE_BATCH,
@@ -606,6 +624,8 @@ class Watcher:
             for batch in batches:
                 first = s.pos
                 s.record(batch)
+                if s.clips is not None:
+                    s.clips.feed(first, batch.frames, batch.index, batch.pts)
                 run: list[int] = []
                 for j in range(len(batch.frames)):
                     p = first + j
@@ -685,6 +705,8 @@ class Watcher:
                 out += self._events(s, s.tracker.add(span))
             if isinstance(m, (Dropped, End)):
                 out += self._events(s, s.tracker.close())
+                if s.clips is not None:
+                    s.clips.segment_end()
                 s._new_segment(s.pos)
                 s.drop_at = s.boundary(s.pos, end=True)[0] if s.pos else None
             if isinstance(m, Resumed):
@@ -717,7 +739,16 @@ class Watcher:
 
     def _events(self, s: _Stream, events: list[Event]) -> list[Event]:
         s.events_done += len(events)
+        if s.clips is not None:
+            s.clips.update()
         return events
+
+    def clip_frames(self, fps: float | None, window: int, stride: int) -> int:
+        """Frames a stream's clips may hold undecided (``watch.clips``): the window, the stride and a
+        device step behind the newest frame, plus the merge gap or the minimum duration (while an
+        event may still be joined by a later run of its label)."""
+        r = self.rules
+        return window + stride + self.step_frames + math.ceil(max(r.merge_gap_s, r.min_duration_s) * (fps or 30.0)) + 1
 
     def _layer1(self, rows: list[Tensor]) -> list[Tensor]:
         """``layer1`` on sequences of different lengths in one padded batch (lengths end each)."""
@@ -854,11 +885,12 @@ class Watcher:
             label = int(top.indices[0])
             cluster_probs = torch.softmax(per_cluster.double(), 1)
             n = stop - win.start
-            clusters, hits = [], []
+            clusters, hits, cluster_spans = [], [], []
             for (lo, hi), p in zip(spans, cluster_probs):
                 if lo >= n:  # a cluster of padding alone (a window shorter than G): not reported, as in classify
                     continue
                 hi = min(hi, n)
+                cluster_spans.append((win.start + lo, win.start + hi, tuple(p.tolist())))
                 j = int(p.argmax())
                 clusters.append(
                     (
@@ -868,7 +900,7 @@ class Watcher:
                         round(float(p[j]), 6),
                     )
                 )
-                if j == label and float(p[j]) >= self.options.threshold:
+                if j == label and float(p[j]) >= self.rules.exit_p:
                     hits.append((win.start + lo, win.start + hi))
             start_s, start_frame = s.boundary(win.start, end=False)
             end_s, end_frame = s.boundary(stop, end=True)
@@ -904,6 +936,8 @@ class Watcher:
                         result.score,
                         hits[0][0] if hits else None,
                         hits[-1][1] if hits else None,
+                        probs=tuple(probs.tolist()),
+                        clusters=tuple(cluster_spans),
                     ),
                 )
             )
