@@ -41,7 +41,7 @@ def _av() -> Any:
         import av
     except ImportError:
         raise EncoderMissing(
-            "writing browser-playable video needs PyAV: pip install 'fvdeploy[video]' (or pip install av)"
+            "writing browser-playable video needs PyAV, a dependency of fvdeploy: pip install av"
         ) from None
     return av
 
@@ -49,9 +49,10 @@ def _av() -> Any:
 def even_size(width: int, height: int, max_height: int | None = None) -> tuple[int, int]:
     """``(width, height)`` scaled to at most ``max_height`` rows (aspect kept), each rounded to an
     even number >= 2 (4:2:0 chroma needs even sides)."""
-    if max_height is not None and height > max_height:
-        width, height = width * max_height / height, max_height
-    return max(2, int(round(width / 2)) * 2), max(2, int(round(height / 2)) * 2)
+    w, h = float(width), float(height)
+    if max_height is not None and h > max_height:
+        w, h = w * max_height / h, float(max_height)
+    return max(2, int(round(w / 2)) * 2), max(2, int(round(h / 2)) * 2)
 
 
 def _umask_mode() -> int:

@@ -161,6 +161,8 @@ class WatchOptions:
                 )
         elif not (self.window_s > 0 and self.stride_s > 0):
             raise FvdeployError(f"window and stride must be positive, got {self.window_s} s and {self.stride_s} s")
+        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
+            raise FvdeployError(f"threshold (now called enter) must be in [0, 1], got {self.threshold}")
         self.rules().validate()
         if self.fps is not None and not self.fps > 0:
             raise FvdeployError(f"fps must be positive, got {self.fps}")
@@ -885,12 +887,11 @@ class Watcher:
             label = int(top.indices[0])
             cluster_probs = torch.softmax(per_cluster.double(), 1)
             n = stop - win.start
-            clusters, hits, cluster_spans = [], [], []
+            clusters, hits = [], []
             for (lo, hi), p in zip(spans, cluster_probs):
                 if lo >= n:  # a cluster of padding alone (a window shorter than G): not reported, as in classify
                     continue
                 hi = min(hi, n)
-                cluster_spans.append((win.start + lo, win.start + hi, tuple(p.tolist())))
                 j = int(p.argmax())
                 clusters.append(
                     (
@@ -937,7 +938,6 @@ class Watcher:
                         hits[0][0] if hits else None,
                         hits[-1][1] if hits else None,
                         probs=tuple(probs.tolist()),
-                        clusters=tuple(cluster_spans),
                     ),
                 )
             )
