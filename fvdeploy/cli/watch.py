@@ -157,7 +157,9 @@ def watch(
     ] = False,
     annotate: Annotated[
         Optional[Path],
-        typer.Option(help="One video file only: write it with each window's label and score and a timeline strip."),
+        typer.Option(
+            help="One video file only: write it (.mp4 H.264 or .webm VP9, browser-playable) with each window's label and score and a timeline strip."
+        ),
     ] = None,
     topk_alias: Annotated[Optional[int], typer.Option("--topk", hidden=True, min=1)] = None,
     threshold_alias: Annotated[Optional[float], typer.Option("--threshold", hidden=True, min=0.0, max=1.0)] = None,

@@ -28,7 +28,7 @@ class EventRules:
     enter: float = 0.8
     exit: float | None = None
     merge_gap_s: float = 2.0
-    min_duration_s: float = 2.0
+    min_duration_s: float = 4.0
 
     @property
     def exit_p(self) -> float:

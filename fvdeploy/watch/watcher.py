@@ -748,9 +748,12 @@ class Watcher:
     def clip_frames(self, fps: float | None, window: int, stride: int) -> int:
         """Frames a stream's clips may hold undecided (``watch.clips``): the window, the stride and a
         device step behind the newest frame, plus the merge gap or the minimum duration (while an
-        event may still be joined by a later run of its label)."""
-        r = self.rules
-        return window + stride + self.step_frames + math.ceil(max(r.merge_gap_s, r.min_duration_s) * (fps or 30.0)) + 1
+        event may still be joined by a later run of its label). Windows in seconds: their length at
+        1.25x the declared rate (a faster stream's clips lose frames, with a warning)."""
+        o, r, rate = self.options, self.rules, fps or 30.0
+        if o.window_frames is None:
+            window = min(window, math.ceil(o.window_s * rate * TIME_WINDOW_RATE_MIN))
+        return window + stride + self.step_frames + math.ceil(max(r.merge_gap_s, r.min_duration_s) * rate) + 1
 
     def _layer1(self, rows: list[Tensor]) -> list[Tensor]:
         """``layer1`` on sequences of different lengths in one padded batch (lengths end each)."""
