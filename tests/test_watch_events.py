@@ -271,7 +271,7 @@ def test_a_clip_plays_in_a_real_browser(short_watch):
 
 
 @pytest.mark.slow
-def test_events_on_full_length_recordings():
+def test_events_on_full_length_recordings(tmp_path):
     """The figures in docs/watch.md: eight recordings of four Move4 actions of 10 s each (seeds
     0-7, classes in a random order), and eight distractor-only recordings of 40 s, at the default
     windows (8 s every 2 s) with G = 50 and the default event rules."""
@@ -279,7 +279,7 @@ def test_events_on_full_length_recordings():
     import numpy as np
 
     from fvdeploy.runtime import Classifier
-    from fvdeploy.training.move4 import CLASSES, render_recording
+    from fvdeploy.training.move4 import CLASSES, render_recording, write_recording
     from fvdeploy.watch.results import Event
 
     clf = Classifier.load(default_model_path(), device="cpu", num_clusters=CLUSTERS)
@@ -287,16 +287,15 @@ def test_events_on_full_length_recordings():
     for seed in range(8):
         order = tuple(np.random.default_rng(seed).permutation(CLASSES).tolist()) if seed else CLASSES
         rec = render_recording(order, seed=seed)
-        events = [i.to_dict() for i in watch(clf, rec.frames, fps=rec.fps, events_only=True) if isinstance(i, Event)]
+        path = write_recording(tmp_path / f"actions{seed}.mp4", rec)  # as a user has it: an MP4 file
+        events = [i.to_dict() for i in watch(clf, str(path), events_only=True) if isinstance(i, Event)]
         errs = boundary_errors(events, rec.actions)
         print(f"seed {seed}:", [(e["label"], e["start_s"], e["end_s"]) for e in events])
         if errs is not None:
             found += 1
             errors += errs
-        distractors = render_recording([], gap_s=40.0, seed=seed + 1)
-        false_events += sum(
-            isinstance(i, Event) for i in watch(clf, distractors.frames, fps=distractors.fps, events_only=True)
-        )
+        path = write_recording(tmp_path / f"distractors{seed}.mp4", render_recording([], gap_s=40.0, seed=seed + 1))
+        false_events += sum(isinstance(i, Event) for i in watch(clf, str(path), events_only=True))
     within = sum(abs(e) <= STRIDE for e in errors)
     print(
         f"\nrecordings with one event per action, labels right: {found}/8; boundaries within one stride: "

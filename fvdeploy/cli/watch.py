@@ -190,6 +190,8 @@ def watch(
         if len(sources) != 1 or not Path(sources[0]).is_file():
             raise usage_error("--annotate needs exactly one video file as the source")
         check_target(annotate, force)
+        if events_only:  # the annotated video labels each window: events alone would leave it unwritten
+            raise usage_error("--annotate labels every window; it cannot go with --events-only")
     if as_json and output is not None:
         raise usage_error("--json and --output are alternatives; pick one")
 
