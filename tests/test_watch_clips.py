@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from clips import mp4_boxes, probe_video
 
+from fvdeploy.records import Event
 from fvdeploy.watch.clips import StreamClips
 from fvdeploy.watch.events import EventRules, EventTracker, WindowSpan
-from fvdeploy.watch.results import Event
 
 LABELS = ("a", "b", "c")
 FPS = 10.0

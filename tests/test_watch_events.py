@@ -270,6 +270,58 @@ def test_a_clip_plays_in_a_real_browser(short_watch):
     assert control["readyState"] < 2 and control["error"] is not None, control
 
 
+def short_actions(seed: int = 0):
+    """Four Move4 test clips (32 frames each, one per class; a quarter of each is Move4's own
+    distractor chunk) between stretches of 40-48 distractor frames: actions that start from and end
+    into no action. Truth: each clip's span."""
+    import numpy as np
+
+    from fvdeploy.training.move4 import CLASSES, Move4Spec, render_video
+
+    def distractors(n, key):
+        out, i = [], 0
+        while sum(len(x) for x in out) < n:
+            v = render_video(Move4Spec(frames=96, size=64, chunk=(0.5, 0.5)), key, "test", 1000 + i)
+            out.append(v.frames[[t for t, k in enumerate(v.kinds) if k != "m"]])
+            i += 1
+        return np.concatenate(out)[:n]
+
+    parts, truth, pos = [], [], 0
+    gaps = (40, 48, 40, 48, 40)
+    for j, c in enumerate((0, 2, 3, 1)):
+        parts.append(distractors(gaps[j], seed * 100 + j))
+        pos += gaps[j]
+        parts.append(render_video(Move4Spec(size=64, chunk=(0.25, 0.25)), seed, "test", c, label=c).frames)
+        truth.append((CLASSES[c], pos, pos + 32))
+        pos += 32
+    parts.append(distractors(gaps[-1], seed * 100 + 9))
+    return np.concatenate(parts), truth
+
+
+def test_short_actions_between_distractors_start_and_end_where_their_clusters_vote():
+    """Actions as long as a window (32 frames, windows every 8): the events start and end at the
+    clusters that vote for the label, within one stride of each clip."""
+    model = bundled_model()
+    from fvdeploy.records import Event
+    from fvdeploy.runtime import Classifier
+
+    frames, truth = short_actions(0)
+    clf = Classifier.load(model, device="cpu")
+    rules = dict(enter=0.7, min_duration_s=0.5, merge_gap_s=0.0)
+    events = [
+        i
+        for i in watch(clf, frames, window_frames=32, stride_frames=8, fps=25.0, events_only=True, **rules)
+        if isinstance(i, Event)
+    ]
+    s = 8
+    for label, start, end in truth:
+        mine = [e for e in events if e.label == label and e.start_frame < end + s and e.end_frame > start - s]
+        assert len(mine) == 1, (label, start, end, events)
+        assert abs(mine[0].start_frame - start) <= s and abs(mine[0].end_frame - end) <= s, (label, start, end, mine)
+        others = [e for e in events if e.label != label and min(e.end_frame, end) - max(e.start_frame, start) > s]
+        assert not others, (label, start, end, others)
+
+
 @pytest.mark.slow
 def test_events_on_full_length_recordings(tmp_path):
     """The figures in docs/watch.md: eight recordings of four Move4 actions of 10 s each (seeds
@@ -278,9 +330,9 @@ def test_events_on_full_length_recordings(tmp_path):
     bundled_model()
     import numpy as np
 
+    from fvdeploy.records import Event
     from fvdeploy.runtime import Classifier
     from fvdeploy.training.move4 import CLASSES, render_recording, write_recording
-    from fvdeploy.watch.results import Event
 
     clf = Classifier.load(default_model_path(), device="cpu", num_clusters=CLUSTERS)
     found, errors, false_events = 0, [], 0

@@ -19,10 +19,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..drawing import palette
 from ..errors import FvdeployError
 from ..io.encode import VideoEncoder, even_size
 from .names import ANNOTATE_EXTENSIONS
-from .visualize import palette
 
 
 @dataclass(frozen=True)

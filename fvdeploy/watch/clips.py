@@ -15,14 +15,13 @@ written incrementally. A candidate that is dropped has its temporary file delete
 spans a gap: events end at the end of a segment (a drop), and so does every clip.
 
 Files, in ``DIR``: ``<stream>_<NNNN>_<label>.mp4`` (H.264, index at the front) and beside it
-``.json`` with ``schema_version, stream, source, label, score, start_s, end_s, start_frame,
-end_frame, frames, clip, time_basis``; names already in ``DIR`` are never overwritten (a ``-N``
-suffix is added). The event record's ``clip`` field names the file.
+``.json``: the event record (``records.Event``, its ``clip`` naming the file) plus ``source`` (the
+stream) and ``frames`` (how many the clip holds); names already in ``DIR`` are never overwritten (a
+``-N`` suffix is added).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -34,14 +33,13 @@ import cv2
 import numpy as np
 
 from ..io.encode import VideoEncoder, even_size
+from ..records import Event, dumps
 from .events import WAIT, EventTracker
-from .results import Event
 
 log = logging.getLogger(__name__)
 
 CLIP_HEIGHT = 360  # rows of a clip at most: evidence, not an archive (a 1080p stream's frame: 350 KB here)
 CLIP_SUFFIX = ".mp4"
-SCHEMA_VERSION = 1
 
 
 def _stem(stream: str) -> str:
@@ -161,20 +159,8 @@ class StreamClips:
         path = self._free_name(event)
         writer.close(path)
         event.clip = path.name
-        sidecar = {
-            "schema_version": SCHEMA_VERSION,
-            "stream": self.stream,
-            "source": self.stream,
-            "label": event.label,
-            "score": event.score,
-            "start_s": event.start_s,
-            "end_s": event.end_s,
-            "start_frame": event.start_frame,
-            "end_frame": event.end_frame,
-            "frames": self.written,
-            "clip": path.name,
-            "time_basis": self.time_basis,
-        }
+        # the event record itself (the one serializer), and what the clip holds
+        sidecar = {**event.to_dict(), "source": self.stream, "frames": self.written}
         _write_json(path.with_suffix(".json"), sidecar)
 
     def _free_name(self, event: Event) -> Path:
@@ -201,5 +187,5 @@ class StreamClips:
 
 def _write_json(path: Path, record: dict) -> None:
     tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    tmp.write_text(dumps(record) + "\n")
     os.replace(tmp, path)

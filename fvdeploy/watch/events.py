@@ -26,13 +26,23 @@ after it ended.
 **Where it starts and ends.** Windows overlap, so the union of a run's windows would overshoot by up
 to a window each side. Each window stands for its *share*: the frames nearer its centre than any
 neighbouring window's centre, cut to the window (with a regular stride S, the S frames around its
-centre; the first window of a segment reaches back to its start, the last one to its end). A run
-starts where its first window's share starts and ends where the share of its last window that had
-its label on top ends: a transition is placed where the windows' majority changes, half-way between
-the centres of the last window of one label and the first of the next. Runs, and so events, never
-overlap. (The previous rule placed the ends at the first and last cluster of the edge windows that
-voted for the label: on the recordings of docs/watch.md it put 46 of 64 boundaries within a stride
-against 63 of 64 for the shares, as a cluster of a few frames often votes for another label.)
+centre; the first window of a segment reaches back to its start, the last one to its end).
+
+- Where one label hands over to another (a run ends at the window that starts the next), the
+  boundary is where the windows' majority changed: the end of the share of the last window that had
+  the old label on top, which is where the new run starts.
+- Where a run starts from, or ends into, no action (or a segment's edge), the full-video method
+  says which frames carry the label: each window is split into G clusters of similar consecutive
+  frames and each cluster is classified on its own, so the run starts at the first cluster of its
+  first window that votes for the label (its top label, with at least ``CLUSTER_VOTE``) and ends at
+  the last such cluster of its last window with the label on top; the share where none votes.
+
+The merge gap and the minimum duration measure how long a label *held the floor*: from its first
+window's share to its last top window's share, not the reported span (so that a single window
+whose clusters vote over its whole length does not pass for an action). Runs, and so events, never
+overlap. Measured on the recordings of docs/watch.md: shares alone put 63 of 64 boundaries within a
+stride at 8-s windows but 44 of 64 on short actions between distractors (32-frame windows); the
+first version's clusters alone 46 of 64 and 56 of 64; the two together 64 of 64 and 56 of 64.
 """
 
 from __future__ import annotations
@@ -40,7 +50,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .results import Event
+from ..records import Event
 from .rules import EventRules
 
 
@@ -76,16 +86,24 @@ def shared_boundary(prev: WindowSpan, nxt: WindowSpan) -> tuple[int, int]:
 
 @dataclass
 class _Piece:
-    """A run of one label (open while ``closed`` is False), or several merged."""
+    """A run of one label, or several merged."""
 
     label: str
     start: int  # stream positions, ``stop`` exclusive
     stop: int
     start_at: tuple[float | None, int]  # seconds and source frame of ``start`` (``boundary``), read when
     stop_at: tuple[float | None, int]  # the positions were fresh: the watcher keeps recent times only
+    # how long the label held the floor: from its first window's share to its last top window's share
+    # (what the merge gap and the minimum duration measure; start/stop are where it is reported)
+    held_from: tuple[float | None, int] = (None, 0)
+    held_to: tuple[float | None, int] = (None, 0)
+    held_stop: int = 0
     score_sum: float = 0.0
     windows: int = 0
-    tail: int = 0  # where the run ends if it ends now: the end of the last window that had its label on top
+    tail: int = 0  # the share end of the last window that had the run's label on top
+    tail_hit: int | None = None  # ... and the end of that window's last cluster voting for the label
+    sure: int = 0  # the run surely reaches this far, whatever comes (claim() relies on it)
+    share_start: int = 0  # where its first window's share starts
 
 
 Boundary = Callable[[int, bool], tuple[float | None, int]]
@@ -145,16 +163,16 @@ class EventTracker:
             if (
                 run is not None
                 and run.label == p.label
-                and self._within_gap(p, run.start, run.start_at)
+                and self._within_gap(p, run.share_start, run.held_from)
                 and all(self._short(b) for b in self.between)
-                and pos < run.tail
+                and pos < run.sure
             ):
                 return id(p)
             return WAIT
         if run is not None:
             if pos < run.start:
                 return None
-            return id(run) if pos < run.tail else WAIT
+            return id(run) if pos < run.sure else WAIT
         # no candidate: a later run starts in a later window, after the last run
         earliest = max(self.prev.start + 1 if self.prev is not None else 0, self.last_end or 0)
         return None if pos < earliest else WAIT
@@ -173,39 +191,49 @@ class EventTracker:
         return (b[1] - a[1]) / self.fps if self.fps else None
 
     def _short(self, p: _Piece) -> bool:
-        d = self._seconds(p.start_at, p.stop_at)
+        d = self._seconds(p.held_from, p.held_to)
         return d is not None and d < self.rules.min_duration_s - 1e-9
 
     def _within_gap(self, p: _Piece, start: int, start_at: tuple[float | None, int]) -> bool:
-        """Whether a run starting at ``start`` may join ``p``."""
-        if start <= p.stop:
+        """Whether a run whose label starts holding at ``start`` may join ``p``."""
+        if start <= p.held_stop:
             return True
-        d = self._seconds(p.stop_at, start_at)
+        d = self._seconds(p.held_to, start_at)
         return d is not None and d <= self.rules.merge_gap_s + 1e-9
 
     # -- feeding -------------------------------------------------------------------------------------
     def add(self, w: WindowSpan) -> list[Event]:
         out: list[Event] = []
         prev, start = self.prev, w.start
+        label, score = self._top(w)
+        starts = score >= self.rules.enter
+        handover = False  # a run ends here and another label's starts at once
         if prev is not None:
             prev_end, start = shared_boundary(prev, w)
             run = self.run
             if run is not None:
                 if self._top(prev)[0] == run.label:
                     run.tail = prev_end
+                    run.tail_hit = prev.last_hit if prev.label == run.label else None
+                    run.sure = max(run.sure, min(prev_end, prev_end if run.tail_hit is None else run.tail_hit))
                 if self._prob(w, run.label) < self.rules.exit_p:
-                    out += self._closed(run.tail)
+                    handover = starts
+                    out += self._closed(self._end(run, handover))
         if self.run is not None:
             self.run.score_sum += self._prob(w, self.run.label)
             self.run.windows += 1
-        else:
-            label, score = self._top(w)
-            if score >= self.rules.enter:
-                if self.last_end is not None:
-                    start = max(start, self.last_end)
-                if start < w.stop:  # else the previous run took all of this window
-                    at = self.boundary(start, False)
-                    self.run = _Piece(label, start, start + 1, at, at, score, 1, tail=start)
+        elif starts:
+            share = start
+            if not handover and w.first_hit is not None and w.label == label:
+                start = w.first_hit  # from no action: where the window's clusters start voting for it
+            if self.last_end is not None:
+                start, share = max(start, self.last_end), max(share, self.last_end)
+            if start < w.stop:  # else the previous run took all of this window
+                at = self.boundary(start, False)
+                held = self.boundary(share, False)
+                self.run = _Piece(label, start, start + 1, at, at, held, held, share, score, 1)
+                self.run.tail = self.run.sure = start
+                self.run.share_start = share
         self.prev = w
         out += self._settle(w)
         return out
@@ -216,11 +244,19 @@ class EventTracker:
         if self.run is not None and self.prev is not None:
             if self._top(self.prev)[0] == self.run.label:
                 self.run.tail = self.prev.stop
-            out += self._closed(self.run.tail)
+            out += self._closed(max(self.run.tail, self.run.sure))
         while self.pending is not None:
             out += self._finish()
         self._reset()
         return out
+
+    def _end(self, run: _Piece, handover: bool) -> int:
+        """Where a run that ends now stops: at a handover to another label, where the windows'
+        majority changed (the share); into no action, where the last window with its label on top
+        stopped voting for it (its last such cluster), else the share. Never short of ``sure``."""
+        if handover or run.tail_hit is None:
+            return max(run.tail, run.sure)
+        return max(run.tail_hit, run.sure)
 
     def _top(self, w: WindowSpan) -> tuple[str, float]:
         if w.probs is not None and self.index:
@@ -235,6 +271,8 @@ class EventTracker:
         assert run is not None
         run.stop = max(stop, run.start + 1)
         run.stop_at = self.boundary(run.stop, True)
+        run.held_stop = max(run.tail, run.sure)
+        run.held_to = self.boundary(run.held_stop, True)
         self.last_end = run.stop
         return self._place(run)
 
@@ -246,10 +284,10 @@ class EventTracker:
             return []
         if (
             run.label == p.label
-            and self._within_gap(p, run.start, run.start_at)
+            and self._within_gap(p, run.share_start, run.held_from)
             and all(self._short(b) for b in self.between)
         ):
-            p.stop, p.stop_at = run.stop, run.stop_at
+            p.stop, p.stop_at, p.held_stop, p.held_to = run.stop, run.stop_at, run.held_stop, run.held_to
             p.score_sum, p.windows = p.score_sum + run.score_sum, p.windows + run.windows
             self.between = []
             return []
@@ -270,10 +308,12 @@ class EventTracker:
         run = self.run
         if run is not None:
             if run.label == p.label:
-                return not self._within_gap(p, run.start, run.start_at)
+                return not self._within_gap(p, run.share_start, run.held_from)
             if w is not None:  # the run so far: to the centre of its latest window
                 mid = max(run.start + 1, (w.start + w.stop) // 2)
-                if not self._short(_Piece(run.label, run.start, mid, run.start_at, self.boundary(mid, True))):
+                so_far = _Piece(run.label, run.start, mid, run.start_at, run.start_at, held_from=run.held_from)
+                so_far.held_to = self.boundary(mid, True)
+                if not self._short(so_far):
                     return True
         if w is None:
             return False

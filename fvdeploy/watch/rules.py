@@ -8,7 +8,11 @@ from dataclasses import dataclass
 
 from ..errors import FvdeployError
 
-EXIT = 0.5  # the exit probability when none is given (or enter, if lower)
+EXIT = 0.7  # the exit probability when none is given (or enter, if lower)
+# A cluster votes for a label when that is its own top label with at least this probability; an
+# event that starts or ends in no action starts at the first and ends at the last vote of its edge
+# windows (fvdeploy.watch.events)
+CLUSTER_VOTE = 0.5
 
 
 @dataclass
@@ -18,7 +22,7 @@ class EventRules:
 
     - ``enter``: the probability a window's top label needs to start an event;
     - ``exit``: the probability its label needs in each next window for the event to go on
-      (hysteresis; ``<= enter``; None: 0.5, or ``enter`` if lower);
+      (hysteresis; ``<= enter``; None: 0.7, or ``enter`` if lower);
     - ``merge_gap_s``: seconds: a run of a label that starts at most this long after the previous
       run of that label ended joins it (when nothing in between lasted ``min_duration_s``);
     - ``min_duration_s``: seconds: shorter events are dropped.
