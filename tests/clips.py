@@ -36,3 +36,41 @@ def write_clip(path: str | Path, frames: np.ndarray, fps: float = 25.0, fourcc: 
         writer.write(f)
     writer.release()
     return path
+
+
+def mp4_boxes(path: str | Path) -> list[str]:
+    """The top-level boxes of an MP4 in file order (ISO/IEC 14496-12 §4.2: 32-bit size, type;
+    size 1: a 64-bit size follows; size 0: to the end of the file)."""
+    out, data = [], Path(path).read_bytes()
+    pos = 0
+    while pos + 8 <= len(data):
+        size, kind = int.from_bytes(data[pos : pos + 4], "big"), data[pos + 4 : pos + 8].decode("latin-1")
+        if size == 1:
+            size = int.from_bytes(data[pos + 8 : pos + 16], "big")
+        elif size == 0:
+            size = len(data) - pos
+        out.append(kind)
+        if size < 8:
+            break
+        pos += size
+    return out
+
+
+def probe_video(path: str | Path) -> dict:
+    """What a player sees, read with PyAV (FFmpeg's demuxer and decoder): codec, size, the
+    container's duration in seconds, and the frames decoded with their times."""
+    import av
+
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        times = [float(f.time) for f in c.decode(s)]
+        return {
+            "codec": s.codec_context.name,
+            "width": s.codec_context.width,
+            "height": s.codec_context.height,
+            "pix_fmt": s.codec_context.pix_fmt,
+            "duration": c.duration / 1e6 if c.duration is not None else None,
+            "frames": len(times),
+            "times": times,
+            "format": c.format.name,
+        }

@@ -124,13 +124,15 @@ def test_classify_equals_cli_json_by_upload_path_and_url(client, files, model_di
         assert len(r.json()["topk"]) == 2 and r.json()["run"]["mode"] == "tsm"
 
 
-def test_stream_events_equal_watch_json_by_path_and_url(client, files, model_dir):
+def test_stream_events_equal_watch_json_by_path_and_url(client, files, model_dir, tmp_path):
     p = ASSETS / "faststart.mp4"
     options = {"window_frames": 32, "stride_frames": 16, "threshold": 0.34}
     cli = ("--model", str(model_dir), "--device", "cpu", "--window-frames", "32", "--stride-frames", "16")
-    for source in ({"path": str(p)}, {"url": url_of(files, p)}):
+    for i, source in enumerate(({"path": str(p)}, {"url": url_of(files, p)})):
         name = next(iter(source.values()))
-        expected = cli_records("watch", "--json", *cli, "--threshold", "0.34", name)
+        # the service keeps every event's evidence clip: the CLI with --clips names them the same way
+        clips = ("--clips", str(tmp_path / f"clips{i}"))
+        expected = cli_records("watch", "--json", *cli, *clips, "--threshold", "0.34", name)
         r = client.post("/v1/streams", json={**source, **options})
         assert r.status_code == 201, r.text
         stream = r.json()
