@@ -20,7 +20,16 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
-from live_servers import FolderServer, HlsProducer, RtspServer, StallingHttpServer, make_clip  # noqa: E402
+from live_servers import (  # noqa: E402
+    FolderServer,
+    HlsProducer,
+    RtspServer,
+    StallingHttpServer,
+    audio_first_clip,
+    ffprobe,
+    framemd5,
+    make_clip,
+)
 
 FVDEPLOY = os.environ.get("FVDEPLOY", str(REPO / ".venv" / "bin" / "fvdeploy"))
 
@@ -173,25 +182,8 @@ def case_hls(tmp: Path) -> None:
     windows_summary(recs)
 
 
-def ffprobe(path: Path, entries: str) -> dict:
-    out = subprocess.run(
-        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", entries, "-of", "json", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    ).stdout
-    return json.loads(out)
-
-
 def case_audio(tmp: Path) -> None:
-    clip = tmp / "audio_first.mp4"
-    subprocess.run(
-        ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "sine=frequency=440:duration=8",
-         "-f", "lavfi", "-i", "testsrc=size=160x120:rate=25:duration=4", "-map", "0:a", "-map", "1:v",
-         "-filter:v", "setpts=PTS-STARTPTS+3.023/TB", "-fps_mode", "passthrough", "-c:v", "libx264",
-         "-preset", "ultrafast", "-c:a", "aac", str(clip)],
-        check=True, timeout=120,
-    )  # fmt: skip
+    clip = audio_first_clip(tmp / "audio_first.mp4")
     start = float(ffprobe(clip, "format=start_time")["format"]["start_time"])
     pts = [float(f["pts_time"]) for f in ffprobe(clip, "frame=pts_time")["frames"]]
     rc, el, recs, err = run(["classify", str(clip), "--json"], 120)
@@ -210,19 +202,6 @@ def case_audio(tmp: Path) -> None:
                 f"   ffmpeg -ss {seg['start_s']} -to {seg['end_s']}: frames {got[0] if got else None}-"
                 f"{got[-1] + 1 if got else None} ({len(cut)}); segment frames {seg['start_frame']}-{seg['end_frame']}"
             )
-
-
-def framemd5(clip: Path, *cut: str) -> list[str]:
-    """The MD5 of each video frame of ``ffmpeg [cut] -i clip`` (a user's cut keeps the audio: ffmpeg's
-    default mapping puts the video first, stream 0)."""
-    out = subprocess.run(
-        ["ffmpeg", "-nostdin", "-v", "error", *cut, "-i", str(clip), "-f", "framemd5", "-"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    ).stdout
-    rows = [line.split(",") for line in out.splitlines() if line and not line.startswith("#")]
-    return [row[-1].strip() for row in rows if row[0].strip() == "0"]
 
 
 def case_dash(tmp: Path) -> None:

@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import functools
-import os
+import json
 import shutil
 import signal
 import socket
@@ -262,5 +262,44 @@ def make_clip(path: Path, *args: str, frames: int = 250, fps: int = 25, size: st
     return path
 
 
-def env_without_proxy() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+def audio_first_clip(path: Path, video_start: float = 3.023) -> Path:
+    """8 s of audio from 0 s, 4 s of 25-fps video from ``video_start`` (an MP4: the first video
+    frame's pts is ``video_start`` rounded to the frame grid, the container starts at 0)."""
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "sine=frequency=440:duration=8",
+         "-f", "lavfi", "-i", "testsrc=size=160x120:rate=25:duration=4", "-map", "0:a", "-map", "1:v",
+         "-filter:v", f"setpts=PTS-STARTPTS+{video_start}/TB", "-fps_mode", "passthrough", "-c:v", "libx264",
+         "-preset", "ultrafast", "-c:a", "aac", str(path)],
+        check=True, timeout=120,
+    )  # fmt: skip
+    return path
+
+
+def ffprobe(path: Path, entries: str) -> dict:
+    """``ffprobe -select_streams v:0 -show_entries ENTRIES`` as JSON."""
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", entries, "-of", "json", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    return json.loads(out)
+
+
+def framemd5(clip: Path, *cut: str) -> list[str]:
+    """The MD5 of each video frame of ``ffmpeg [cut] -i clip`` (as a user cuts it, audio kept: ffmpeg's
+    default mapping puts the video first, output stream 0)."""
+    out = subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", *cut, "-i", str(clip), "-f", "framemd5", "-"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    rows = [line.split(",") for line in out.splitlines() if line and not line.startswith("#")]
+    return [row[-1].strip() for row in rows if row[0].strip() == "0"]
+
+
+def cut_frames(clip: Path, start_s: float, end_s: float) -> list[int]:
+    """Which frames of ``clip`` ``ffmpeg -ss START -to END -i clip`` gives (matched by their MD5)."""
+    full = framemd5(clip)
+    return [full.index(h) for h in framemd5(clip, "-ss", str(start_s), "-to", str(end_s)) if h in full]

@@ -790,7 +790,7 @@ def why_unopened(url: str, error: BaseException | None = None) -> str:
         )
     # urllib takes no credentials in the URL: move them to a Basic header (never into a message)
     parts = urllib.parse.urlsplit(url)
-    headers = {"Range": "bytes=0-0"}
+    headers = {"Range": "bytes=0-1023"}
     if parts.username is not None:
         token = base64.b64encode(
             f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}".encode()
@@ -802,10 +802,14 @@ def why_unopened(url: str, error: BaseException | None = None) -> str:
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
             status, ranges = response.status, response.headers.get("Accept-Ranges", "")
+            kind = response.headers.get("Content-Type", "").lower()
+            head = response.read(1024)
     except urllib.error.HTTPError as e:
         return f"the server answered HTTP {e.code}"
     except (urllib.error.URLError, OSError, ValueError) as e:
         return f"unreachable: {getattr(e, 'reason', e)}"
+    if "dash+xml" in kind or b"<MPD" in head:  # a manifest without .mpd in its URL
+        return "it is a DASH manifest; DASH is not supported: give the stream's HLS playlist (.m3u8), an RTSP URL or a video file"
     if status != 206 and "bytes" not in ranges.lower():
         return (
             "the server does not serve byte ranges, which this file needs (its index is not at the start); "

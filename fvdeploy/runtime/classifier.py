@@ -344,10 +344,10 @@ class Classifier:
             )
         src.record = True  # every frame's time (segments' seconds) and checksum (re-reading)
         # the timeline picture wants whole frames for its thumbnails: then the model thread resizes
-        shrunk = self.shrink_in_decoder and src.decoder == "opencv" and visualize is None
+        shrunk = self.shrink_in_decoder and src.decoded_on_host and visualize is None
         plan = self.plan(src.frame_bytes or 3 * 1920 * 1080, parallel, share, shrunk)
-        if src.decoder in ("opencv", "nvdec"):  # NVDEC's chunks are already on the GPU: keep fewer waiting
-            chunks = DECODE_QUEUE_CHUNKS if src.decoder == "opencv" else NVDEC_QUEUE_CHUNKS
+        if src.decoded_on_host or src.decoded_on_device:  # NVDEC's chunks are already on the GPU: keep fewer waiting
+            chunks = DECODE_QUEUE_CHUNKS if src.decoded_on_host else NVDEC_QUEUE_CHUNKS
             decoded: FrameReader | _Inline = FrameReader(
                 src,
                 batch_frames=plan.decode_frames,

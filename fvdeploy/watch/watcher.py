@@ -573,7 +573,7 @@ class Watcher:
             return StreamEnd(spec.name, 0, 0, 0, 0, 0, fps, None, None, basis, error=str(e))
         live = source.live or o.realtime
         # as in classify: on the CPU the reader thread resizes, so the model thread gets small frames
-        shrunk = self.clf.shrink_in_decoder and source.decoder == "opencv"
+        shrunk = self.clf.shrink_in_decoder and source.decoded_on_host
         reader = FrameReader(
             source,
             batch_frames=1 if live else FILE_BATCH,
