@@ -31,7 +31,7 @@ from live_servers import (
 
 from fvdeploy.errors import VideoError
 from fvdeploy.io import FrameBatch, PyAVSource, open_source
-from fvdeploy.io.sources import Dropped
+from fvdeploy.io.sources import Dropped, open_for_writing
 from fvdeploy.runtime import Classifier
 from fvdeploy.watch import watch
 from fvdeploy.watch.results import Gap, StreamEnd, WindowResult
@@ -304,3 +304,19 @@ def test_a_file_that_grows_while_it_is_read_is_not_called_complete(tmp_path, clf
         rf"{src.frames_read} frames read, the rest is not in this result",
         src.warnings[0],
     )
+    assert not clf.classify(str(clip)).partial  # the same file, finished
+
+
+@needs_ffmpeg
+@pytest.mark.skipif(open_for_writing(__file__) is None, reason="needs Linux file leases (fcntl F_SETLEASE)")
+def test_a_file_a_recorder_still_holds_open_is_not_called_complete(tmp_path, clf):
+    # a recorder writes in bursts (ffmpeg's TS muxer: 256 KiB at a time), so the size may not move
+    # while we read: what tells is that another process has the file open for writing
+    clip = make_clip(tmp_path / "recording.ts", "-c:v", "libx264", "-preset", "ultrafast", frames=50)
+    with open(clip, "ab"):
+        result = clf.classify(str(clip))
+    assert result.partial and result.num_frames == 50
+    assert result.warnings == [
+        f"{clip}: the file is open for writing by another process (still being written?): 50 frames read, "
+        "the rest is not in this result"
+    ]

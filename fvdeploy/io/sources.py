@@ -45,6 +45,7 @@ live one drops the frames that find the queue full, and counts them.
 from __future__ import annotations
 
 import base64
+import errno
 import logging
 import math
 import os
@@ -604,18 +605,21 @@ class OpenCVSource(FrameSource):
                 self.warn(self._hdr)
 
     def _check_growth(self, frames: int) -> None:
-        """A file that changed while it was read (still being written): what was read is not the
-        whole file, so the result is marked incomplete (partial) with a warning."""
+        """A file still being written when its end was reached (another process has it open for
+        writing, or its size or time changed while it was read): what was read is not the whole
+        file, so the result is marked incomplete (partial) with a warning."""
         if self._size0 is None:
             return
         now = _size_and_mtime(str(self.target))
         if now is not None and now != self._size0:
-            self.incomplete = True
             grew = f"grew from {self._size0[0]} to {now[0]} bytes" if now[0] != self._size0[0] else "changed"
-            self.warn(
-                f"{self.describe()}: the file {grew} while it was read (still being written?): "
-                f"{frames} frames read, the rest is not in this result"
-            )
+            what = f"the file {grew} while it was read (still being written?)"
+        elif open_for_writing(str(self.target)):
+            what = "the file is open for writing by another process (still being written?)"
+        else:
+            return
+        self.incomplete = True
+        self.warn(f"{self.describe()}: {what}: {frames} frames read, the rest is not in this result")
 
     def _time(
         self, index: int, raw: float, arrived: float, offset: float, conn_pts0: float | None, conn_at: float
@@ -769,6 +773,29 @@ def _next_matching(cap: cv2.VideoCapture, fingerprint: int) -> tuple[np.ndarray 
 def _fourcc(cap: cv2.VideoCapture) -> str:
     v = int(cap.get(cv2.CAP_PROP_FOURCC))
     return "".join(chr((v >> (8 * i)) & 0xFF) for i in range(4)).strip("\x00 ")
+
+
+def open_for_writing(path: str) -> bool | None:
+    """Whether another process has ``path`` open for writing (a recorder still writing it), by
+    asking Linux for a read lease, which it refuses (EAGAIN) exactly then; None where that cannot be
+    asked (not Linux, a file system without leases, a file owned by another user without CAP_LEASE)."""
+    import fcntl
+
+    if not hasattr(fcntl, "F_SETLEASE"):
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+    except OSError as e:
+        return True if e.errno == errno.EAGAIN else None
+    else:
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+        return False
+    finally:
+        os.close(fd)
 
 
 def _size_and_mtime(path: str) -> tuple[int, int] | None:
