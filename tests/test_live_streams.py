@@ -255,6 +255,11 @@ def test_a_dash_manifest_is_a_one_line_error_naming_dash(tmp_path):
         open_source(str(local))
 
 
+def test_a_protocol_ffmpeg_lacks_is_a_one_line_error():
+    with pytest.raises(VideoError, match=r"srt:// is not supported: the FFmpeg in PyAV's wheel has no srt protocol"):
+        open_source("srt://127.0.0.1:9/cam")
+
+
 @needs_ffmpeg
 def test_a_dash_manifest_found_by_its_content_is_refused_too(tmp_path):
     folder = tmp_path / "dash"

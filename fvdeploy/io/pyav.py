@@ -197,6 +197,12 @@ class PyAVSource(FrameSource):
                 f"{self.name}: cannot open {'the stream' if self.live else 'this URL'} "
                 f"(no answer within {self.open_timeout_s:g} s)"
             ) from None
+        except av.error.ProtocolNotFoundError:
+            scheme = self.target.split("://", 1)[0].lower()
+            raise VideoError(
+                f"{self.name}: cannot open the stream ({scheme}:// is not supported: the FFmpeg in PyAV's wheel "
+                f"has no {scheme} protocol)"
+            ) from None
         except (av.error.FFmpegError, OSError, ValueError) as e:
             if time.perf_counter() - t0 >= 0.95 * self.open_timeout_s:  # interrupted: FFmpeg's error says less
                 raise VideoError(
