@@ -1,5 +1,5 @@
 """Every way frames come in: the frame source (files, URLs, cameras, arrays, iterators), the OpenCV
-and NVDEC decoders behind it, and preprocessing.
+(files, cameras), PyAV (network URLs) and NVDEC decoders behind it, and preprocessing.
 
 Names import lazily (OpenCV and torch load with the first use); ``io.names`` is free of both."""
 
