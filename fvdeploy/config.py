@@ -1,4 +1,4 @@
-"""Typed configuration saved beside the weights as ``config.json`` (see ``../shared/DECISIONS.md``)."""
+"""Typed configuration saved beside the weights as ``config.json`` (see docs/design.md#model-folder)."""
 
 from __future__ import annotations
 

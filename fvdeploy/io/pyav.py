@@ -35,7 +35,7 @@ import logging
 import math
 import time
 import urllib.parse
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 import numpy as np
@@ -85,12 +85,14 @@ class PyAVSource(FrameSource):
     decoding threads (0: FFmpeg's choice); ``retries``/``retry_delay_s``: reconnection of a live
     source (delays doubling, at most 10 s); ``open_timeout_s``: opening (and, for a finite URL,
     reading) timeout; ``stall_timeout_s``: a live stream silent this long has stalled (default
-    ``LIVE_STALL_S``). Batches are BGR ``uint8 [k, H, W, 3]``. Raises ``VideoError`` (one line) when
+    ``LIVE_STALL_S``); ``frame_check(width, height, name)`` raises to refuse a frame size before
+    a frame is decoded (the engine's memory budget). Batches are BGR ``uint8 [k, H, W, 3]``. Raises ``VideoError`` (one line) when
     the URL cannot be opened (why: the server's status, unreachable, no byte ranges), is a DASH
     manifest, has no video, or no frame decodes."""
 
     decoder = "pyav"
     kind = "url"
+    threaded = True  # PyAV releases the GIL while it demuxes and decodes
 
     def __init__(
         self,
@@ -105,6 +107,7 @@ class PyAVSource(FrameSource):
         open_timeout_s: float = 10.0,
         stall_timeout_s: float | None = None,
         loops: int = 1,  # files only (benchmarks); a URL is read once
+        frame_check: Callable[[int, int, str], None] | None = None,
     ) -> None:
         import av  # noqa: F401  (a core dependency; imported here so that files never load it)
 
@@ -124,8 +127,6 @@ class PyAVSource(FrameSource):
             stall_timeout_s = HLS_READ_S if self.hls else LIVE_STALL_S if self.live else open_timeout_s
         self.stall_timeout_s = stall_timeout_s
         self.clock0 = time.perf_counter()
-        self._container: Any = None
-        self._frames_it: Iterator | None = None
         self._open()
         container, stream = self._container, self._stream
         if container.format.name == "dash" or "dash" in container.format.name.split(","):
@@ -139,13 +140,19 @@ class PyAVSource(FrameSource):
             # an IP camera's endless multipart JPEG stream, or a live playlist (no end, no duration)
             self.live = self.no_pts or (self.hls and container.duration is None)
         self.width, self.height = stream.codec_context.width, stream.codec_context.height
+        if frame_check is not None and self.width and self.height:
+            try:  # before a frame is decoded: a stream of huge frames is refused from its header
+                frame_check(self.width, self.height, self.describe())
+            except BaseException:
+                self.close()
+                raise
         self.origin = container.start_time / 1e6 if container.start_time is not None else None
         self._hdr = hdr_warning(self.describe(), stream.codec_context.color_trc, stream.codec_context.color_primaries)
         # The first frames prove the source decodes and decide the time basis.
         self._prefetch: list[tuple[np.ndarray, float, float]] = []
         try:
             for _ in range(2):
-                self._prefetch.append(next(self._frames_it))  # type: ignore[arg-type]
+                self._prefetch.append(next(self._frames_it))
         except StopIteration:
             pass
         except _Ended as e:
@@ -158,7 +165,14 @@ class PyAVSource(FrameSource):
                     f"{self.describe()}: the source stalled before its first frame (no data for {self.stall_timeout_s:g} s)"
                 )
             raise VideoError(f"{self.describe()}: no frames could be decoded (zero frames, or a corrupt video)")
+        header = (self.width, self.height)
         self.height, self.width = self._prefetch[0][0].shape[:2]
+        if frame_check is not None and header != (self.width, self.height):
+            try:  # the header had no size, or not the displayed one (rotation)
+                frame_check(self.width, self.height, self.describe())
+            except BaseException:
+                self.close()
+                raise
         has_pts = any(math.isfinite(p[1]) for p in self._prefetch) and not self.no_pts
         if has_pts:
             self.time_basis = "stream"
@@ -264,6 +278,9 @@ class PyAVSource(FrameSource):
         return image, seconds, time.perf_counter()
 
     # -- reading ---------------------------------------------------------------------------------
+    _container: Any = None  # the open connection (av.container.InputContainer), None when closed
+    _stream: Any = None
+    _frames_it: Any = None  # this connection's frames (see _decode)
     _damaged = 0
     _pending_end: _Ended | None = None
 
@@ -294,7 +311,7 @@ class PyAVSource(FrameSource):
                     elif self._pending_end is not None:
                         raise self._pending_end
                     else:
-                        item = next(self._frames_it)  # type: ignore[arg-type]
+                        item = next(self._frames_it)
                 except (StopIteration, _Ended) as e:
                     ended = e if isinstance(e, _Ended) else _Ended("eof")
                     self._pending_end = None
@@ -412,7 +429,7 @@ class PyAVSource(FrameSource):
                 continue
             first = None
             try:
-                for item in self._frames_it:  # type: ignore[union-attr]
+                for item in self._frames_it:
                     if self.stopping.is_set():
                         return None
                     if item[1] > replay_until or math.isnan(item[1]):

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Union
 
 from ..errors import BackendError
-from .results import VideoResult
+from ..records import VideoResult
 
 RAY_EXTRA = "pip install 'fvdeploy[ray]'"
 
