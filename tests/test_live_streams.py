@@ -32,10 +32,10 @@ from live_servers import (
 from fvdeploy.errors import VideoError
 from fvdeploy.io import FrameBatch, PyAVSource, open_source
 from fvdeploy.io.sources import Dropped, open_for_writing
+from fvdeploy.records import Gap, StreamEnd, WindowResult
 from fvdeploy.runtime import Classifier
 from fvdeploy.watch import watch
-from fvdeploy.watch.results import Gap, StreamEnd, WindowResult
-from fvdeploy.watch.watcher import StreamSpec
+from fvdeploy.watch.options import StreamSpec
 
 needs_ffmpeg = pytest.mark.skipif(missing_ffmpeg() is not None, reason=missing_ffmpeg() or "")
 needs_rtsp = pytest.mark.skipif(missing_rtsp() is not None, reason=missing_rtsp() or "")
