@@ -239,13 +239,15 @@ def case_growing(tmp: Path) -> None:
          "-t", "20", "-c:v", "libx264", "-preset", "ultrafast", "-f", "mpegts", str(clip)],
     )  # fmt: skip
     try:
-        time.sleep(4)
+        deadline = time.monotonic() + 30  # ffmpeg's TS output lands in 256 KiB bursts: wait for the first
+        while (not clip.exists() or clip.stat().st_size == 0) and time.monotonic() < deadline:
+            time.sleep(0.2)
         rc, el, recs, err = run(["classify", str(clip), "--json"], 60)
     finally:
         writer.kill()
         writer.wait()
     show(
-        "8c. a file still being written (ffmpeg -re, 20 s; read after 4 s)",
+        "8c. a file still being written (ffmpeg -re, 20 s; read once its first bytes landed)",
         rc,
         el,
         [{k: r.get(k) for k in ("num_frames", "duration_s", "partial", "warnings")} for r in recs],

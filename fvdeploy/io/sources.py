@@ -447,7 +447,7 @@ class OpenCVSource(FrameSource):
         # OpenCV counts a file's times from its video stream's start: shift them to the container's
         # start (ffmpeg -ss's origin); and what OpenCV does not say: HDR, a file still being written
         self._shift, self._hdr = container_facts(str(target)) if kind == "file" else (0.0, None)
-        self._size0 = _size_and_mtime(str(target)) if kind == "file" else None
+        self._size0 = _size_and_mtime(str(target)) if kind == "file" else None  # None: nothing to check
         announced = self._cap.get(cv2.CAP_PROP_FPS)
         self.fps = fps or (
             float(announced) if announced and math.isfinite(announced) and 0 < announced < 1000 else None
@@ -540,6 +540,7 @@ class OpenCVSource(FrameSource):
         arrival: list[float] = []
         shape = self._prefetch[0][0].shape
         failed_at: int | None = None  # frames delivered when the current run of failed reads began
+        eof_wall = 0.0  # wall-clock time of that run's first failed read (a file's end, at the last run)
         fails = 0
         last_raw = -math.inf
         damage: _Damage | None = None  # a damaged stretch whose lost frames are being counted
@@ -550,7 +551,7 @@ class OpenCVSource(FrameSource):
                 if item is None:
                     fails += 1
                     if failed_at is None:
-                        failed_at = index
+                        failed_at, eof_wall = index, time.time()
                     if fails <= (3 if self.live else DAMAGE_RETRIES):
                         continue  # damage or a passing glitch: ffmpeg reads on past it
                     if frames:
@@ -572,7 +573,7 @@ class OpenCVSource(FrameSource):
                         self._cap = self._open()
                         fails, failed_at, last_raw = 0, None, -math.inf
                         continue
-                    self._check_growth(index)
+                    self._check_growth(index, eof_wall)
                     return
                 frame, raw, arrived = item
                 if frame.shape != shape:  # OpenCV itself rescales a size change; a camera may not
@@ -618,18 +619,20 @@ class OpenCVSource(FrameSource):
             if self._hdr is not None and self._hdr not in self.warnings:
                 self.warn(self._hdr)
 
-    def _check_growth(self, frames: int) -> None:
-        """A file still being written when its end was reached (another process has it open for
-        writing, or its size or time changed while it was read): what was read is not the whole
-        file, so the result is marked incomplete (partial) with a warning."""
+    def _check_growth(self, frames: int, eof_wall: float) -> None:
+        """A file still being written when its end was read: another process has it open for
+        writing, or it was modified after its end was reached (``eof_wall``, wall-clock seconds).
+        What was read is then not the whole file: incomplete (partial), with a warning. A file that
+        grew while it was read and was finished before its end was reached was read whole (FFmpeg
+        reads on to the end there is), so it is not flagged."""
         if self._size0 is None:
             return
+        writing = open_for_writing(str(self.target))
         now = _size_and_mtime(str(self.target))
-        if now is not None and now != self._size0:
-            grew = f"grew from {self._size0[0]} to {now[0]} bytes" if now[0] != self._size0[0] else "changed"
-            what = f"the file {grew} while it was read (still being written?)"
-        elif open_for_writing(str(self.target)):
+        if writing:
             what = "the file is open for writing by another process (still being written?)"
+        elif now is not None and now[1] / 1e9 >= eof_wall:
+            what = "the file changed after its end was read (still being written?)"
         else:
             return
         self.incomplete = True
