@@ -236,7 +236,7 @@ def case_growing(tmp: Path) -> None:
     clip = tmp / "growing.ts"
     writer = subprocess.Popen(
         ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-re", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=25",
-         "-t", "20", "-c:v", "libx264", "-preset", "ultrafast", "-f", "mpegts", str(clip)],
+         "-t", "90", "-c:v", "libx264", "-preset", "ultrafast", "-f", "mpegts", str(clip)],
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 30  # ffmpeg's TS output lands in 256 KiB bursts: wait for the first
@@ -247,7 +247,7 @@ def case_growing(tmp: Path) -> None:
         writer.kill()
         writer.wait()
     show(
-        "8c. a file still being written (ffmpeg -re, 20 s; read once its first bytes landed)",
+        "8c. a file still being written (ffmpeg -re, 90 s; read once its first bytes landed)",
         rc,
         el,
         [{k: r.get(k) for k in ("num_frames", "duration_s", "partial", "warnings")} for r in recs],
