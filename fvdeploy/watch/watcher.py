@@ -323,6 +323,21 @@ class Watcher:
             raise
         return self._loop(streams, initial)
 
+    def counters(self) -> list[dict[str, Any]]:
+        """What each stream being watched has done so far (safe to read from another thread):
+        ``stream``, ``frames`` read (delivered to the watcher or dropped), ``dropped_frames``
+        (live frames dropped before the model), ``windows`` and ``events`` reported."""
+        return [
+            {
+                "stream": s.name,
+                "frames": s.reader.delivered + s.reader.dropped,
+                "dropped_frames": s.reader.dropped,
+                "windows": s.windows_done,
+                "events": s.events_done,
+            }
+            for s in list(self._streams)
+        ]
+
     def finish(self) -> None:
         """Wind the watch down (Ctrl-C in the CLI): every source stops reading, what it delivered is
         classified, partial windows and open events close, each stream ends; waiting files never start."""
