@@ -170,17 +170,17 @@ def set_ffmpeg_log_level(level: int = AV_LOG_QUIET) -> bool:
     own lines (``[h264 @ 0x...] Invalid NAL unit size``) on its terminal. We report damage as one
     warning per file instead, so we call ``av_log_set_level`` of the libavutil already loaded in
     this process (found in /proc/self/maps; OpenCV has no API for it). Hand-written: False where
-    that library cannot be found (the environment variable then still applies)."""
-    path = next(
-        (line.split()[-1] for line in _maps() if "libavutil" in line and line.split()[-1].startswith("/")), None
-    )
-    if path is None:
-        return False
-    try:
-        ctypes.CDLL(path).av_log_set_level(ctypes.c_int(level))
-    except (OSError, AttributeError):
-        return False
-    return True
+    that library cannot be found (the environment variable then still applies). Every libavutil
+    loaded is set: PyAV's wheel carries its own FFmpeg (network streams), which may be loaded too."""
+    paths = {line.split()[-1] for line in _maps() if "libavutil" in line and line.split()[-1].startswith("/")}
+    done = False
+    for path in sorted(paths):
+        try:
+            ctypes.CDLL(path).av_log_set_level(ctypes.c_int(level))
+            done = True
+        except (OSError, AttributeError):
+            continue
+    return done
 
 
 def _maps() -> list[str]:
