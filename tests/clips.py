@@ -36,3 +36,42 @@ def write_clip(path: str | Path, frames: np.ndarray, fps: float = 25.0, fourcc: 
         writer.write(f)
     writer.release()
     return path
+
+
+def write_h264(path: str | Path, width: int, height: int, frames: int = 3, fps: int = 25) -> Path:
+    """An H.264 file (libx264, ultrafast, one grey colour) of ``frames`` frames of ``width`` x
+    ``height``: tiny on disk whatever the size (8192x8192, 3 frames: 198 KB), so it is the memory
+    bomb of issue 24 (one decoded 8192x8192 frame is 192 MiB as BGR). Needs ffmpeg with libx264 on
+    the PATH: raises FileNotFoundError without ffmpeg and CalledProcessError when it fails."""
+    import shutil
+    import subprocess
+
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        raise FileNotFoundError("ffmpeg is not installed (apt-get install ffmpeg)")
+    path = Path(path)
+    subprocess.run(
+        [
+            ffmpeg,
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            f"color=c=gray:s={width}x{height}:r={fps}",
+            "-frames:v",
+            str(frames),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            str(path),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    return path
