@@ -155,12 +155,25 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def check_finite(state: dict[str, torch.Tensor], where: str | Path) -> None:
-    """Every floating tensor of ``state`` is finite, else ModelError naming it and the count (one
-    pass over the weights: see ``scripts/experiments/model_checks_cost.py`` for what it costs)."""
+    """Every floating tensor of ``state`` is finite, else ModelError naming it and the count.
+
+    One float64 sum per tensor in numpy (a NaN or an infinity makes the sum non-finite, and
+    float64 cannot overflow on fp32/fp16 weights); only a non-finite sum is looked at closely.
+    Measured under load 13 on this 2-core machine: 34-70 ms for the bundled ResNet-18 and a
+    ResNet-50, where ``torch.isfinite(t).all()`` per tensor took 1.0-2.5 s (its two OpenMP threads
+    wait for each other on a busy CPU); ``scripts/experiments/model_checks_cost.py``."""
+    import numpy as np
+
     for key, value in state.items():
-        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
-            bad = int((~torch.isfinite(value)).sum())
-            raise ModelError(f"{where}: {key} holds {bad} NaN or infinite value(s) of {value.numel()}")
+        if not value.is_floating_point():
+            continue
+        flat = value.detach().reshape(-1)
+        arr = (flat.float() if flat.dtype == torch.bfloat16 else flat).numpy()  # numpy has no bf16
+        if np.isfinite(np.add.reduce(arr, dtype=np.float64)):
+            continue
+        bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+        if bad:  # else the sum of finite float64 weights overflowed: they are fine
+            raise ModelError(f"{where}: {key} holds {bad} NaN or infinite value(s) of {arr.size}")
 
 
 def load_state(model: TSMResNet, state: dict[str, torch.Tensor], where: str) -> None:

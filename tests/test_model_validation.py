@@ -171,11 +171,18 @@ def _one_inf(state):
     return state
 
 
+def _bf16_one_nan(state):
+    state = {k: (v.to(torch.bfloat16) if v.is_floating_point() else v) for k, v in state.items()}
+    state["fc.bias"][0] = math.nan
+    return state
+
+
 WEIGHT_FAULTS = {
     "int32": (_all(torch.int32), "is I32; it must be floating point (F16, BF16, F32, F64)"),
     "bool": (_all(torch.bool), "is BOOL; it must be floating point"),
     "all NaN": (_nan, "NaN or infinite value(s)"),
     "one infinity": (_one_inf, "holds 1 NaN or infinite value(s)"),
+    "bf16 with one NaN": (_bf16_one_nan, "fc.bias holds 1 NaN or infinite value(s) of 3"),
     "counter as float": (
         lambda s: {k: (v.float() if k.endswith("num_batches_tracked") else v) for k, v in s.items()},
         "it must be an integer",
