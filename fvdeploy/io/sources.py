@@ -39,7 +39,6 @@ from __future__ import annotations
 import base64
 import logging
 import math
-import re
 import threading
 import time
 import urllib.error
@@ -56,28 +55,14 @@ import numpy as np
 
 from ..errors import FvdeployError, VideoError
 from .names import DECODERS
+from .urls import LIVE_SCHEMES, URL_PATTERN, is_live_url, is_url, redact  # noqa: F401 (moved; still importable here)
 from .video import check_path, frame_fingerprint, open_capture
 
 log = logging.getLogger(__name__)
 
-LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "rtp", "udp", "srt", "tcp")
-URL_PATTERN = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 DAMAGE_RETRIES = 64  # failed reads in a row before a finite source counts as ended
 SKIP_FRAMES = 4  # a jump of this many frame durations in a constant-rate stream is a damaged stretch
 TIME_BASES = ("stream", "fps", "clock")
-
-
-def redact(url: str) -> str:
-    """A URL without its password (``rtsp://user:secret@host`` -> ``rtsp://user:***@host``)."""
-    return re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://[^/@:]*):[^/@]*@", r"\1:***@", url)
-
-
-def is_url(text: str) -> bool:
-    return URL_PATTERN.match(text) is not None
-
-
-def is_live_url(text: str) -> bool:
-    return is_url(text) and text.split("://", 1)[0].lower() in LIVE_SCHEMES
 
 
 # -- what a source hands over ----------------------------------------------------------------------
@@ -818,7 +803,13 @@ class IteratorSource(FrameSource):
         index = 0
         while not self.stopping.is_set():
             asked = time.perf_counter()
-            frame = next(self.it, None)
+            try:
+                frame = next(self.it, None)
+            except Exception as e:  # the caller's iterator failed: a VideoError saying where
+                first = str(e).splitlines()[0] if str(e) else ""
+                raise VideoError(
+                    f"{self.name}: the frame iterator raised {type(e).__name__} at frame {index}: {first}"
+                ) from e
             if frame is None:
                 break
             waited = time.perf_counter() - asked
