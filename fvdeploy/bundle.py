@@ -56,8 +56,8 @@ def inside(folder: str | Path, name: str | Path, what: str = "model folder") -> 
 
 
 def read_json(path: Path, limit: int = MAX_CONFIG_BYTES) -> object:
-    """A JSON file of at most ``limit`` bytes; ValueError with the reason otherwise (too large,
-    not UTF-8, not JSON, nested past what a parser can follow)."""
+    """A JSON file of at most ``limit`` bytes. ValueError whose text says what is wrong (too
+    large, nested past what a parser follows, not JSON) and reads after ``FILE: ``; OSError."""
     size = path.stat().st_size
     if size > limit:
         raise ValueError(f"{size} bytes, more than the {limit >> 20} MiB a config can need")
@@ -67,7 +67,7 @@ def read_json(path: Path, limit: int = MAX_CONFIG_BYTES) -> object:
     except RecursionError:
         raise ValueError("nested too deep to be a config (thousands of levels)") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(str(e)) from None
+        raise ValueError(f"not valid JSON ({e})") from None
 
 
 def read_config(path: str | Path) -> ModelConfig:
@@ -85,7 +85,7 @@ def read_config(path: str | Path) -> ModelConfig:
     except OSError as e:
         raise ModelError(f"{cfg_path}: cannot read ({e.strerror or e})") from None
     except ValueError as e:
-        raise ModelError(f"{cfg_path}: not valid JSON ({e})") from None
+        raise ModelError(f"{cfg_path}: {e}") from None
     try:
         config = ModelConfig.from_dict(data)  # type: ignore[arg-type]
     except ModelError as e:

@@ -91,8 +91,10 @@ def open_bundle(model_dir: str | Path, check_weights: bool = True, export_dir: P
         )
     try:
         record = read_json(record_path, MAX_RECORD_BYTES)
-    except (OSError, ValueError) as e:
-        raise BackendError(f"{record_path}: not a readable export record ({e}); {REEXPORT}") from None
+    except OSError as e:
+        raise BackendError(f"{record_path}: cannot read ({e.strerror or e}); {REEXPORT}") from None
+    except ValueError as e:
+        raise BackendError(f"{record_path}: not a readable export record: {e}; {REEXPORT}") from None
     if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
         raise BackendError(f"{record_path}: not an fvdeploy export record; {REEXPORT}")
     if json_depth(record) > MAX_RECORD_DEPTH:
