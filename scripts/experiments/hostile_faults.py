@@ -449,7 +449,12 @@ def parquet_sigkill_resume(ctx):
     for p in out.parent.glob("*"):
         p.unlink()
     p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(t_full * 0.6)
+    # killed once 4 rows are on disk; a format that shows none until it ends: at 60% of a whole run
+    t0 = time.monotonic()
+    _wait_for(lambda: isinstance(_partial_rows(out), int) and _partial_rows(out) >= 4, timeout=t_full)
+    if not (isinstance(_partial_rows(out), int) and _partial_rows(out) >= 4):
+        time.sleep(max(0.0, t_full * 0.6 - (time.monotonic() - t0)))
+    killed_after = time.monotonic() - t0
     p.kill()
     p.wait()
     kept_before = _partial_rows(out)
@@ -464,8 +469,10 @@ def parquet_sigkill_resume(ctx):
     try:
         import pyarrow.parquet as pq
 
-        rows = pq.read_table(out).to_pylist()
-    except Exception:  # noqa: BLE001
+        from fvdeploy.runtime.arrow import row_to_result
+
+        rows = [row_to_result(r).to_dict() for r in pq.read_table(out).to_pylist()]
+    except Exception:  # noqa: BLE001  (an unreadable file: no rows)
         pass
     paths = [row["path"] for row in rows]
     by_path = {row["path"]: row for row in rows}
@@ -473,7 +480,7 @@ def parquet_sigkill_resume(ctx):
     return {
         "full_run_rc": full.returncode,
         "full_run_s": round(t_full, 2),
-        "killed_after_s": round(t_full * 0.6, 2),
+        "killed_after_s": round(killed_after, 2),
         "partial_rows_after_kill": kept_before,
         "resume_rc": r.returncode,
         **summary(r.stderr),
@@ -657,7 +664,7 @@ def redact_spellings(ctx):
 @case
 def failing_url_record(ctx):
     url = f"http://admin:{SECRET}@127.0.0.1:9/v.mp4"
-    p = subprocess.run(fv("classify", url, "-m", ctx.tiny, "--json", "-v"), capture_output=True, text=True, timeout=120)
+    p = subprocess.run(fv("-v", "classify", url, "-m", ctx.tiny, "--json"), capture_output=True, text=True, timeout=120)
     leaked = [part for part in ("w:rd", "ss/w", "%2F", "P@ss") if part in p.stdout + p.stderr]
     rec = json.loads(p.stdout.splitlines()[0]) if p.stdout.strip() else {}
     return {"rc": p.returncode, **summary(p.stderr), "record_path": rec.get("path"), "leaked": leaked}
@@ -667,7 +674,7 @@ def failing_url_record(ctx):
 def watch_failing_url(ctx):
     url = f"rtsp://admin:{SECRET}@127.0.0.1:9/stream"
     p = subprocess.run(
-        fv("watch", url, "-m", ctx.tiny, "--json", "--retries", 0, "-v"), capture_output=True, text=True, timeout=120
+        fv("-v", "watch", url, "-m", ctx.tiny, "--json", "--retries", 0), capture_output=True, text=True, timeout=120
     )
     leaked = [part for part in ("w:rd", "ss/w", "%2F", "P@ss") if part in p.stdout + p.stderr]
     return {"rc": p.returncode, **summary(p.stderr), "stdout": p.stdout[:600], "leaked": leaked}
