@@ -1,4 +1,4 @@
-"""The one model folder every part reads and writes (see ``../shared/DECISIONS.md``)::
+"""The one model folder every part reads and writes (see docs/design.md#model-folder)::
 
     MODEL/config.json          ModelConfig as JSON
     MODEL/model.safetensors    weights (fp32 or fp16; loaded as fp32)
@@ -258,3 +258,16 @@ def sha256_file(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def resolve_model_path(model: str | Path | None) -> Path:
+    """The model folder to use: ``model``, or the bundled default model when None (a
+    ``ModelError`` when this install ships none)."""
+    if model is not None:
+        return Path(model)
+    from .assets import default_model_path
+
+    path = default_model_path()
+    if path is None:
+        raise ModelError("no bundled default model in this install; pass --model MODEL_DIR")
+    return path

@@ -1,4 +1,4 @@
-"""Typed configuration saved beside the weights as ``config.json`` (see ``../shared/DECISIONS.md``).
+"""Typed configuration saved beside the weights as ``config.json`` (see docs/design.md#model-folder).
 
 A config is checked field by field before anything it sizes is allocated (issue 24): types,
 ranges with upper bounds (``LIMITS``, each with its reason), finite ``mean`` and ``std > 0``,

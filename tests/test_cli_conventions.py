@@ -151,7 +151,7 @@ def test_fp16_alias_is_precision_fp16(model_dir):
 # -- usage errors, partial results ---------------------------------------------------------------------
 def test_segments_without_mode_tsm_is_a_usage_error(model_dir, clips):
     r = run("classify", clips["a"], "-m", model_dir, "--segments", 4)
-    assert r.exit_code == 2 and "--segments applies to --mode tsm" in r.output
+    assert r.exit_code == 2 and "segments applies to mode tsm" in r.output
     r = run("classify", clips["a"], "-m", model_dir, "--segments", 4, "--mode", "full")
     assert r.exit_code == 2
     assert run("classify", clips["a"], "-m", model_dir, "--segments", 4, "--mode", "tsm", "-q").exit_code == 0

@@ -59,7 +59,7 @@ def test_watch_writes_one_json_line_per_window_and_a_stream_end(model_dir, clip,
     recs = records(r.stdout)
     wins = [x for x in recs if x["type"] == "window"]
     assert [(w["start_frame"], w["end_frame"]) for w in wins] == [(0, 30), (15, 45), (30, 60), (45, 75), (60, 90)]
-    assert all(w["stream"] == str(clip) and w["time_basis"] == "stream" and len(w["clusters"]) == 4 for w in wins)
+    assert all(w["stream"] == str(clip) and w["time_basis"] == "stream" and len(w["segments"]) == 4 for w in wins)
     assert wins[1]["start_s"] == pytest.approx(0.6) and len(wins[0]["topk"]) == 3
     # threshold 0: every window counts, so runs of equal labels make events, in order, never overlapping
     events = [x for x in recs if x["type"] == "event"]
@@ -185,7 +185,7 @@ def test_the_live_view_shows_each_stream_state_label_and_last_events():
     from rich.console import Console
 
     from fvdeploy.cli.watch import LiveView
-    from fvdeploy.watch.results import Event, Gap, StreamEnd, WindowResult
+    from fvdeploy.records import Event, Gap, StreamEnd, WindowResult
 
     view = LiveView()
     view.add(WindowResult("cam1", 0, 0, 30, 0.0, 1.2, "a", 0.91, [("a", 0.91)], False, [], "clock", 0.05))

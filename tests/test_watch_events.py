@@ -107,8 +107,8 @@ def test_events_on_a_recording_of_known_actions_are_placed_within_one_stride():
     if model is None:
         pytest.skip("no bundled default model in this install (fvdeploy/assets/default_model)")
     pytest.importorskip("fvdeploy.training.move4", reason="the Move4 generator (fvdeploy.training) is not installed")
+    from fvdeploy.records import Event
     from fvdeploy.runtime import Classifier
-    from fvdeploy.watch.results import Event
 
     frames, truth = recording(0)
     clf = Classifier.load(model, device="cpu")
@@ -137,8 +137,8 @@ def test_event_placement_over_many_recordings():
     model = default_model_path()
     if model is None:
         pytest.skip("no bundled default model in this install (fvdeploy/assets/default_model)")
+    from fvdeploy.records import Event
     from fvdeploy.runtime import Classifier
-    from fvdeploy.watch.results import Event
 
     clf = Classifier.load(model, device="cpu")
     found = within = extra = 0

@@ -13,7 +13,6 @@ Inputs and outputs are torch tensors on ``backend.device`` (a backend that runs 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol
 
 import torch
@@ -26,7 +25,7 @@ from .names import BACKENDS, PRECISION_NAMES
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 PRECISIONS = {name: _DTYPES[name] for name in PRECISION_NAMES}
 
-__all__ = ["BACKENDS", "PRECISIONS", "Backend", "DeviceSpec", "resolve_device", "resolve_precision"]
+__all__ = ["BACKENDS", "PRECISIONS", "Backend", "resolve_device", "resolve_precision"]
 
 
 class Backend(Protocol):
@@ -43,12 +42,6 @@ class Backend(Protocol):
     def frame_features(self, frames: Tensor) -> Tensor: ...
 
     def clip_logits(self, maps: Tensor) -> Tensor: ...
-
-
-@dataclass
-class DeviceSpec:
-    device: torch.device
-    precision: str
 
 
 def resolve_device(device: str = "auto") -> torch.device:

@@ -57,7 +57,7 @@ def compile_graph(path: Path, device: str = "auto", threads: int | None = None):
     ov = openvino_module()
     core = ov.Core()
     target = openvino_device(device, list(core.available_devices))
-    config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
+    config: dict[str, str | int] = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
     if threads:
         config["INFERENCE_NUM_THREADS"] = int(threads)
     try:

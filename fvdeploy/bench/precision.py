@@ -5,7 +5,7 @@ from __future__ import annotations
 
 def bench_precision(paths: list[str], model: str | None, device: str, precision: str, log=print) -> dict:
     """How often reduced-precision stem + layer1 changes top-1 or moves a cluster boundary by more
-    than one frame, against fp32 on the same frames (DECISIONS.md: >= 99% of videos must keep
+    than one frame, against fp32 on the same frames (docs/design.md#reduced-precision: >= 99% of videos must keep
     top-1 and boundaries within +-1 frame, else the clustering reads fp32)."""
     import torch
 

@@ -9,7 +9,6 @@ the open events, finishes the output and the pictures, and exits 0 unless a sour
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -218,7 +217,7 @@ def _consume(
 ) -> int:
     """Write, show and draw every item; returns how many streams failed. The first Ctrl-C, SIGTERM
     or SIGHUP winds the watch down (open events close, outputs finish); a second one stops at once."""
-    from ..watch.results import Event, StreamEnd, WindowResult
+    from ..records import Event, StreamEnd, WindowResult, dumps
     from ..watch.timeline import TimelineRecorder, write_timeline
 
     view = LiveView() if live else None
@@ -246,7 +245,7 @@ def _consume(
                         writer.write(record)
                     if to_stdout:
                         try:
-                            sys.stdout.write(json.dumps(record) + "\n")
+                            sys.stdout.write(dumps(record) + "\n")
                             sys.stdout.flush()
                         except BrokenPipeError:  # the reader went away (| head): stop quietly
                             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -328,7 +327,7 @@ class LiveView:
         return self._live
 
     def add(self, item) -> None:
-        from ..watch.results import Event, Gap, StreamEnd, WindowResult
+        from ..records import Event, Gap, StreamEnd, WindowResult
 
         row = self.rows.setdefault(
             item.stream, {"state": "watching", "label": "", "frames": 0, "events": [], "t": time.time()}

@@ -162,9 +162,13 @@ class FrameSource:
     ``VideoError`` when no frame decodes at all."""
 
     kind = ""  # file | url | camera | array | iterator
-    decoder = ""  # opencv | nvdec | array | iterator
+    decoder = ""  # opencv | nvdec | array | iterator (reported in results; consumers read the properties below)
     color = "bgr"
     rereadable = False
+    # How consumers read this source (FrameReader, the engine), so none of them switches on names:
+    threaded = False  # decoding runs in a thread of its own (it releases the GIL: OpenCV, NVDEC)
+    host_frames = True  # batches are numpy arrays in host memory (NVDEC's are CUDA tensors)
+    queue_batches = 3  # decoded batches that may wait for the model
 
     def __init__(self, name: str, *, fps: float | None = None, live: bool = False) -> None:
         self.name = name
@@ -323,6 +327,7 @@ class OpenCVSource(FrameSource):
     the URL or camera cannot be opened, or the first frames do not decode."""
 
     decoder = "opencv"
+    threaded = True
 
     def __init__(
         self,
@@ -336,6 +341,7 @@ class OpenCVSource(FrameSource):
         retry_delay_s: float = 1.0,
         open_timeout_s: float = 10.0,
         loops: int = 1,
+        frame_check: Callable[[int, int, str], None] | None = None,
     ) -> None:
         if isinstance(target, int):
             kind, shown = "camera", f"camera:{target}"
@@ -373,12 +379,25 @@ class OpenCVSource(FrameSource):
             and _fourcc(self._cap).upper() in ("MJPG", "MJPEG")
         ):
             self.live = True  # an IP camera's endless multipart JPEG stream over http, not a file
+        if frame_check is not None and self.width and self.height:
+            try:  # before a frame is decoded: a tiny file of huge frames must not grow first
+                frame_check(self.width, self.height, self.describe())
+            except BaseException:
+                self._cap.release()
+                raise
         # Two frames decide the time basis (and prove the source decodes at all).
         self._prefetch = [f for f in (self._read() for _ in range(2)) if f is not None]
         if not self._prefetch:
             self._cap.release()
             raise VideoError(f"{self.describe()}: no frames could be decoded (zero frames, or a corrupt video)")
+        header = (self.width, self.height)
         self.height, self.width = self._prefetch[0][0].shape[:2]
+        if frame_check is not None and header != (self.width, self.height):
+            try:  # the header had no size, or not the decoded one
+                frame_check(self.width, self.height, self.describe())
+            except BaseException:
+                self._cap.release()
+                raise
         self.time_basis = self._choose_basis()
 
     def _open(self) -> cv2.VideoCapture:
@@ -710,6 +729,9 @@ class NvdecSource(FrameSource):
     kind = "file"
     color = "rgb"
     rereadable = True
+    threaded = True
+    host_frames = False
+    queue_batches = 2  # its batches already hold GPU memory: keep fewer waiting
 
     def __init__(self, path: str | Path, gpu_id: int) -> None:
         from .nvdec import NvdecReader
@@ -860,7 +882,8 @@ def open_source(
     overrides the declared rate. ``decoder`` applies to files: ``opencv``, ``nvdec`` (an error
     when NVDEC cannot decode it), or ``auto`` (NVDEC where it works, else OpenCV). ``live``: treat
     the source as live (drop when behind, reconnect) whatever its kind. ``capture_options``:
-    ``retries``, ``retry_delay_s``, ``open_timeout_s``, ``loops`` for OpenCV captures.
+    ``retries``, ``retry_delay_s``, ``open_timeout_s``, ``loops`` and ``frame_check`` (called with
+    the frame size and the source's name before any frame is decoded; it raises to refuse it) for OpenCV captures.
     Raises VideoError (one line) for anything that cannot be opened or is malformed."""
     if color not in ("bgr", "rgb"):
         raise VideoError(f"color must be 'bgr' or 'rgb', got {color!r}")
@@ -922,7 +945,10 @@ class FrameReader:
     ``VideoError``, is raised here, in the consumer's thread). ``batch_frames``/``queue_frames``
     count frames; ``dropped`` and ``delivered`` count frames too. ``transform`` (frames -> frames,
     e.g. ``io.transforms.shrink``) runs on each batch in the reader thread, so the consumer
-    receives frames already made small; it must keep the frame count."""
+    receives frames already made small; it must keep the frame count.
+
+    ``threaded`` (default: ``source.threaded``): False reads the source in the consumer's thread
+    when it iterates (arrays and iterators need no thread); ``take()`` always needs the thread."""
 
     def __init__(
         self,
@@ -934,8 +960,11 @@ class FrameReader:
         pace: bool = False,
         wake: threading.Event | None = None,
         transform: Callable[[Any], Any] | None = None,
+        threaded: bool | None = None,
     ) -> None:
         self.source, self.batch_frames, self.queue_frames = source, batch_frames, max(1, queue_frames)
+        self.threaded = source.threaded if threaded is None else threaded
+        self._inline: Iterator | None = None
         self.transform = transform
         self.drop = source.live if drop is None else drop
         self.pace = pace
@@ -950,7 +979,7 @@ class FrameReader:
 
     # -- control ---------------------------------------------------------------------------------
     def start(self) -> "FrameReader":
-        if self._thread is None:
+        if self._thread is None and self.threaded:
             self._thread = threading.Thread(
                 target=self._run, daemon=True, name=f"fvdeploy-read:{self.source.name}"[:60]
             )
@@ -963,6 +992,8 @@ class FrameReader:
 
     def stop(self) -> None:
         """Stop now and join the thread (queued frames are dropped)."""
+        if self._inline is not None:
+            self._inline.close()  # type: ignore[attr-defined]  # a generator
         self._stop.set()
         self.source.stopping.set()
         with self._lock:
@@ -1070,6 +1101,18 @@ class FrameReader:
         return out, marker
 
     def __iter__(self) -> Iterator[FrameBatch]:
+        if not self.threaded:
+            self._inline = self._read_inline()
+            return self._inline
+        return self._read_queue()
+
+    def _read_inline(self) -> Iterator[FrameBatch]:
+        for item in self.source.batches(self.batch_frames):
+            if isinstance(item, FrameBatch):
+                self.delivered += len(item)
+                yield item if self.transform is None else replace(item, frames=self.transform(item.frames))
+
+    def _read_queue(self) -> Iterator[FrameBatch]:
         self.start()
         while True:
             with self._lock:

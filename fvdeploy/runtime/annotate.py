@@ -19,9 +19,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..drawing import palette
 from ..errors import FvdeployError
 from .names import ANNOTATE_EXTENSIONS
-from .visualize import palette
 
 FOURCC = dict(zip(ANNOTATE_EXTENSIONS, ("mp4v", "mp4v", "mp4v", "MJPG", "MJPG")))
 

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any, Union
 
 from ..errors import BackendError
+from ..records import VideoResult, dumps
 from .jsonl import JsonlWriter, OutputExists, iter_records
-from .results import VideoResult
 
 RAY_EXTRA = "pip install 'fvdeploy[ray]'"
 
@@ -168,7 +168,7 @@ class ParquetWriter(JsonlWriter):
         except (pa.ArrowInvalid, OSError) as e:
             raise OutputExists(f"{self.path}: cannot read it as Parquet ({e}); --force starts over") from None
         records = (row_to_result(r).to_dict() for r in table.to_pylist())
-        return [(json.dumps(rec, allow_nan=False), rec) for rec in records]
+        return [(dumps(rec), rec) for rec in records]
 
     def write(self, record: dict[str, Any] | VideoResult) -> None:
         super().write(record.to_dict() if isinstance(record, VideoResult) else record)

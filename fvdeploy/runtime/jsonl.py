@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FvdeployError
+from ..records import dumps
 
 
 class OutputExists(Exception):
@@ -200,7 +201,7 @@ class JsonlWriter:
     def write(self, record: dict[str, Any]) -> None:
         """One record as one flushed line; OutputError (naming FILE) when it cannot be written."""
         try:
-            self._f.write(json.dumps(record, allow_nan=False) + "\n")
+            self._f.write(dumps(record) + "\n")
             self._f.flush()
         except OSError as e:
             raise os_error(self.path, e) from None

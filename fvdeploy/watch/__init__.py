@@ -1,8 +1,9 @@
-"""Windowed classification of long recordings and live streams (``Classifier.watch``): windows,
-events, gaps and stream ends over any frame source (``fvdeploy.io.sources``)."""
+"""Windowed classification of long recordings and live streams: windows, events, gaps and stream
+ends over any frame source (``fvdeploy.io.sources``), on the engine (``fvdeploy.engine``)."""
 
-from .results import Event, Gap, StreamEnd, WatchItem, WindowResult
-from .watcher import StreamSpec, Watcher, WatchOptions, resolve_sources, watch, watch_many
+from ..records import Event, Gap, StreamEnd, WatchItem, WindowResult
+from .options import StreamSpec, WatchOptions, resolve_sources
+from .watcher import Watcher, watch, watch_many
 
 __all__ = [
     "Event",

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .results import Event
+from ..records import Event
 
 
 @dataclass
@@ -112,6 +112,7 @@ class EventTracker:
 
     def _close(self, stop: int) -> list[Event]:
         o, self.open = self.open, None
+        assert o is not None  # only called with an event open
         stop = max(stop, o.start + 1)
         self.last_end = stop
         start_s, start_frame = self.open_start_s, self.open_start_frame
