@@ -213,3 +213,41 @@ def test_a_full_disk_is_one_line_and_leaves_the_earlier_file_intact(model_dir, c
     assert out.read_bytes() == earlier
     assert not side(out, ".lock").exists()
     assert not [p for p in tiny_fs.iterdir() if p.name.endswith(".tmp")]  # no half-written Parquet left
+
+
+def test_openvino_leaves_the_signal_stack_it_found(tmp_path):
+    """OpenVINO's CPU plugin swaps the thread's alternate signal stack and unmaps its own when it
+    unloads; without ``sigstack.kept_signal_stack`` the next Ctrl-C or SIGTERM was a SIGSEGV."""
+    import gc
+    import importlib.util
+
+    if importlib.util.find_spec("openvino") is None:
+        pytest.skip("needs the openvino package (pip install 'fvdeploy[openvino]')")
+    import onnx
+    from onnx import TensorProto, helper
+
+    from fvdeploy.backends.openvino_backend import compile_graph
+    from fvdeploy.cli.signals import Interrupted, interruptible
+    from fvdeploy.sigstack import current
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+    )
+    path = tmp_path / "relu.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    before = current()
+    compiled, _ = compile_graph(path, "cpu")
+    del compiled
+    gc.collect()  # the plugin may unload here, unmapping its stack
+    assert current() == before
+
+    @interruptible
+    def job():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+
+    with pytest.raises(Interrupted):  # delivered on the stack Python expects, not a SIGSEGV
+        job()

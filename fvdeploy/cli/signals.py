@@ -1,4 +1,4 @@
-"""SIGTERM and SIGHUP behave as SIGINT (DECISIONS.md, revision 3): what Kubernetes, Slurm and Ray
+"""SIGTERM and SIGHUP behave as SIGINT (docs/design.md#signals): what Kubernetes, Slurm and Ray
 send to stop a job, and what a closed terminal sends, wind a command down the way Ctrl-C does.
 
 :func:`interruptible` wraps a command: while it runs, SIGTERM and SIGHUP raise :class:`Interrupted`
