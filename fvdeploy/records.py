@@ -154,8 +154,9 @@ class WindowResult(Record):
 
 @dataclass
 class Event(Record):
-    """An action: consecutive windows that agreed on a label (see ``watch.events``); emitted when
-    it closed. ``score``: the mean score of its windows."""
+    """An action: a run of windows that kept one label (``watch.events``: hysteresis, merge gap,
+    minimum duration); emitted when final. ``score``: the mean probability of its label over its
+    windows; ``clip``: its evidence clip's file name (``watch --clips``), else None."""
 
     type: ClassVar[str] = "event"
     stream: str
@@ -167,6 +168,7 @@ class Event(Record):
     end_frame: int
     windows: int
     time_basis: str | None
+    clip: str | None = None  # with watch --clips: the file name of its clip in the clips folder
 
 
 @dataclass

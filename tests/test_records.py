@@ -54,7 +54,17 @@ def test_classify_json_records_match_the_schema(tmp_path):
 
 def test_watch_json_records_match_the_schema():
     r = run_cli(
-        "watch", SAMPLES / "move_right.mp4", "--json", "--device", "cpu", "--window-frames", 16, "--stride-frames", 8
+        "watch",
+        SAMPLES / "move_right.mp4",
+        "--json",
+        "--device",
+        "cpu",
+        "--window-frames",
+        16,
+        "--stride-frames",
+        8,
+        "--min-duration",
+        0,  # the sample lasts less than the default minimum duration of an event
     )
     assert r.returncode == 0, r.stderr
     records = lines(r.stdout)

@@ -52,6 +52,8 @@ def test_watch_writes_one_json_line_per_window_and_a_stream_end(model_dir, clip,
         15,
         "--threshold",
         0.0,
+        "--min-duration",
+        0,
         "--visualize",
         tmp_path / "vis",
     )
@@ -61,7 +63,7 @@ def test_watch_writes_one_json_line_per_window_and_a_stream_end(model_dir, clip,
     assert [(w["start_frame"], w["end_frame"]) for w in wins] == [(0, 30), (15, 45), (30, 60), (45, 75), (60, 90)]
     assert all(w["stream"] == str(clip) and w["time_basis"] == "stream" and len(w["segments"]) == 4 for w in wins)
     assert wins[1]["start_s"] == pytest.approx(0.6) and len(wins[0]["topk"]) == 3
-    # threshold 0: every window counts, so runs of equal labels make events, in order, never overlapping
+    # threshold (enter) 0 and so exit 0: every window counts; events in order, never overlapping
     events = [x for x in recs if x["type"] == "event"]
     assert events and 0 <= events[0]["start_frame"] and events[-1]["end_frame"] <= 90
     assert all(a["end_frame"] <= b["start_frame"] for a, b in zip(events, events[1:]))
@@ -86,6 +88,8 @@ def test_output_file_is_renamed_at_the_end_and_never_overwritten(model_dir, clip
         "--events-only",
         "--threshold",
         0.0,
+        "--min-duration",
+        0,
         "--output",
         out,
     )
@@ -108,6 +112,13 @@ def test_usage_errors_and_bad_sources(model_dir, clip, tmp_path):
     assert r.exit_code == 2 and "--stride-frames" in r.stderr
     r = run("watch", clip, "--stride", 0)
     assert r.exit_code == 2
+    r = run("watch", clip, "--enter", 0.6, "--exit", 0.7)
+    assert r.exit_code == 2 and "--exit 0.7 exceeds --enter 0.6" in r.stderr and "Traceback" not in r.stderr
+    r = run("watch", clip, "--merge-gap", -1)
+    assert r.exit_code == 2
+    (tmp_path / "a file").write_text("mine")
+    r = run("watch", clip, "--clips", tmp_path / "a file")
+    assert r.exit_code == 2 and "is a file" in r.stderr and (tmp_path / "a file").read_text() == "mine"
     # a missing file among good ones: one line for it, the others are watched, exit 1
     r = run("watch", tmp_path / "missing.mp4", clip, "--model", model_dir, "--window-frames", 45, "--stride-frames", 45)
     assert r.exit_code == 1
@@ -142,6 +153,8 @@ def test_sigterm_and_sighup_wind_the_watch_down_cleanly(model_dir, tmp_path, sig
             "10",
             "--threshold",
             "0",
+            "--min-duration",
+            "0",  # the stop comes after a few windows: the open event is short, and must still close
             "--output",
             str(out),
         ],

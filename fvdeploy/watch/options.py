@@ -16,6 +16,7 @@ import numpy as np
 from ..errors import FvdeployError, VideoError
 from ..io.sources import is_url, redact
 from ..io.video import describe_skipped, scan_folder
+from .rules import EventRules
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +84,12 @@ class WatchOptions:
     stride_s: float = 2.0
     window_frames: int | None = None  # given both, frames win over seconds
     stride_frames: int | None = None
-    threshold: float = 0.5  # a window joins an event when its top score reaches this
-    min_duration_s: float = 0.0  # shorter events are dropped
+    # events (fvdeploy.watch.rules.EventRules: hysteresis, merge gap, minimum duration)
+    enter: float = EventRules.enter  # a label's probability that starts an event
+    exit: float | None = EventRules.exit  # ... and that keeps it going (None: 0.7, or enter if lower)
+    merge_gap_s: float = EventRules.merge_gap_s  # runs of a label this close join into one event
+    min_duration_s: float = EventRules.min_duration_s  # shorter events are dropped
+    threshold: float | None = None  # the former name of ``enter`` (given, it sets ``enter``)
     events_only: bool = False
     realtime: bool = False  # pace files (and arrays, iterators) at their frame rate, like a camera
     live: bool | None = None  # None: by kind (rtsp/rtmp/udp/srt URLs and cameras are live); True: any source
@@ -96,6 +101,7 @@ class WatchOptions:
     max_open_files: int = 8  # files (e.g. a directory's) watched at once; live sources always start
     step_frames: int | None = None  # frames per stream per device step; default from the memory budget
     live_step_s: float = 0.25  # live sources only: at most one device step per this many seconds
+    clips: str | Path | None = None  # a folder: each event also as a browser-playable clip (watch.clips)
 
     def validate(self) -> None:
         if (self.window_frames is None) != (self.stride_frames is None):
@@ -109,10 +115,9 @@ class WatchOptions:
                 )
         elif not (self.window_s > 0 and self.stride_s > 0):
             raise FvdeployError(f"window and stride must be positive, got {self.window_s} s and {self.stride_s} s")
-        if not 0.0 <= self.threshold <= 1.0:
-            raise FvdeployError(f"threshold must be in [0, 1], got {self.threshold}")
-        if self.min_duration_s < 0:
-            raise FvdeployError(f"min_duration must be >= 0, got {self.min_duration_s}")
+        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
+            raise FvdeployError(f"threshold (now called enter) must be in [0, 1], got {self.threshold}")
+        self.rules().validate()
         if self.fps is not None and not self.fps > 0:
             raise FvdeployError(f"fps must be positive, got {self.fps}")
         if self.color not in ("bgr", "rgb"):
@@ -123,6 +128,11 @@ class WatchOptions:
             raise FvdeployError(f"live_step_s must be >= 0, got {self.live_step_s}")
         if self.step_frames is not None and self.step_frames < 1:
             raise FvdeployError(f"step_frames must be >= 1, got {self.step_frames}")
+
+    def rules(self) -> EventRules:
+        """The event rules these options give (``threshold``, when given, is ``enter``)."""
+        enter = self.enter if self.threshold is None else self.threshold
+        return EventRules(enter, self.exit, self.merge_gap_s, self.min_duration_s)
 
     def geometry(self, fps: float | None, name: str) -> tuple[int, int]:
         """Window and stride in frames for a source with this frame rate. Windows in seconds are

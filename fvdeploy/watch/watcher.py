@@ -55,8 +55,11 @@ from ..io.sources import Dropped, End, FrameBatch, FrameReader, Resumed
 from ..io.staging import HostStager
 from ..ops.clustering import cluster_ids_from_distances, frame_distances, sign_changes
 from ..records import Event, Gap, StreamEnd, WatchItem, WindowResult
+from .clips import StreamClips
+from .clips import frame_bytes as clip_frame_bytes
 from .events import EventTracker, WindowSpan
 from .options import TIME_WINDOW_RATE_MIN, StreamSpec, WatchOptions, resolve_sources
+from .rules import CLUSTER_VOTE
 from .windows import FrameWindows, TimedWindows
 
 log = logging.getLogger(__name__)
@@ -121,11 +124,13 @@ class _Stream:
         self.events_done = 0
         self.latency_upto = 0
         self.tracker = self._tracker()
+        clip_args = (self.tracker, self.fps, self.color, self.basis, watcher.clip_frames(self.fps, window, stride))
+        self.clips = None if o.clips is None else StreamClips(o.clips, self.name, *clip_args)
         self._new_segment(0)
 
     def _tracker(self) -> EventTracker:
         o = self.w.options
-        return EventTracker(self.name, o.threshold, o.min_duration_s, self.basis, self.boundary, self.fps)
+        return EventTracker(self.name, o.rules(), self.basis, self.boundary, self.fps, self.w.labels)
 
     def _new_segment(self, start: int) -> None:
         self.seg_start = start
@@ -249,6 +254,7 @@ class Watcher:
                 "mode tsm (load it with mode='full')"
             )
         self.engine, self.options = engine, options
+        self.rules = options.rules()
         self.backend, self.device = engine.backend, engine.device
         self.stages = engine.stages
         self.stager: HostStager | None = None  # the engine's, while the watch runs
@@ -289,6 +295,8 @@ class Watcher:
             queue = max(4, min(2 * k, (64 << 20) // waiting))
         decoded = batch * frame_bytes + queue * waiting
         need = (window + k + 1) * costs.feature + (max(self.g, 4 * self.halo) + k) * costs.feature + decoded
+        if self.options.clips is not None:  # frames kept for evidence clips (watch.clips)
+            need += self.clip_frames(source.fps, window, stride) * clip_frame_bytes(source.width, source.height)
         if self.reserved + need > self.budget:
             raise FvdeployError(
                 f"{source.name}: a window of {window} frames needs {need / 2**20:.0f} MiB for this stream "
@@ -322,6 +330,21 @@ class Watcher:
                 s.reader.stop()
             raise
         return self._loop(streams, initial)
+
+    def counters(self) -> list[dict[str, Any]]:
+        """What each stream being watched has done so far (safe to read from another thread):
+        ``stream``, ``frames`` read (delivered to the watcher or dropped), ``dropped_frames``
+        (live frames dropped before the model), ``windows`` and ``events`` reported."""
+        return [
+            {
+                "stream": s.name,
+                "frames": s.reader.delivered + s.reader.dropped,
+                "dropped_frames": s.reader.dropped,
+                "windows": s.windows_done,
+                "events": s.events_done,
+            }
+            for s in list(self._streams)
+        ]
 
     def finish(self) -> None:
         """Wind the watch down (Ctrl-C in the CLI): every source stops reading, what it delivered is
@@ -366,6 +389,8 @@ class Watcher:
         finally:
             for s in streams:
                 s.reader.stop()
+                if s.clips is not None:
+                    s.clips.close()
 
     def _fill(self, streams: list["_Stream"]) -> Iterator[WatchItem]:
         """Start waiting files while fewer than ``max_open_files`` are being watched."""
@@ -396,7 +421,8 @@ class Watcher:
             )
             source.name = spec.name
             # as in classify: on the CPU the reader thread resizes, so the model thread gets small frames
-            shrunk = self.engine.shrinks(source, threaded=True)
+            # (not with clips: they are cut from the frames as decoded)
+            shrunk = self.engine.shrinks(source, threaded=True) and o.clips is None
             self.engine.check_frames_fit(source, shrunk=shrunk)
             window, stride = self.options.geometry(source.fps, spec.name)
             try:
@@ -448,6 +474,8 @@ class Watcher:
             for batch in batches:
                 first = s.pos
                 s.record(batch)
+                if s.clips is not None:
+                    s.clips.feed(first, batch.frames, batch.index, batch.pts)
                 run: list[int] = []
                 for j in range(len(batch.frames)):
                     p = first + j
@@ -527,6 +555,8 @@ class Watcher:
                 out += self._events(s, s.tracker.add(span))
             if isinstance(m, (Dropped, End)):
                 out += self._events(s, s.tracker.close())
+                if s.clips is not None:
+                    s.clips.segment_end()
                 s._new_segment(s.pos)
                 s.drop_at = s.boundary(s.pos, end=True)[0] if s.pos else None
             if isinstance(m, Resumed):
@@ -558,7 +588,19 @@ class Watcher:
 
     def _events(self, s: _Stream, events: list[Event]) -> list[Event]:
         s.events_done += len(events)
+        if s.clips is not None:
+            s.clips.update()
         return events
+
+    def clip_frames(self, fps: float | None, window: int, stride: int) -> int:
+        """Frames a stream's clips may hold undecided (``watch.clips``): the window, the stride and a
+        device step behind the newest frame, plus the merge gap or the minimum duration (while an
+        event may still be joined by a later run of its label). Windows in seconds: their length at
+        1.25x the declared rate (a faster stream's clips lose frames, with a warning)."""
+        o, r, rate = self.options, self.rules, fps or 30.0
+        if o.window_frames is None:
+            window = min(window, math.ceil(o.window_s * rate * TIME_WINDOW_RATE_MIN))
+        return window + stride + self.step_frames + math.ceil(max(r.merge_gap_s, r.min_duration_s) * rate) + 1
 
     def _layer1(self, rows: list[Tensor]) -> list[Tensor]:
         """``layer1`` on sequences of different lengths in one padded batch (lengths end each)."""
@@ -663,7 +705,7 @@ class Watcher:
         cluster_logits = self.engine.logits(torch.stack([m for m, _ in prepared]))
         now = time.perf_counter()
         results = []
-        threshold = self.options.threshold
+        threshold = CLUSTER_VOTE
         for (s, win, stop), (_, spans), per_cluster in zip(closing, prepared, cluster_logits):
             n = stop - win.start
             # a cluster of padding alone (a window shorter than G) is not reported, as in classify
@@ -702,6 +744,7 @@ class Watcher:
                 result.score,
                 hits[0][0] if hits else None,
                 hits[-1][1] if hits else None,
+                probs=tuple(scored.probs.tolist()),
             )
             results.append((result, span))
             s.windows_done += 1
