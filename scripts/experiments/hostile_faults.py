@@ -9,7 +9,7 @@ Run it before and after a change and compare the two JSON files (the issue's clo
 
 Everything it reads it makes first (a tiny model, clips, broken copies of the bundled model, a
 tmpfs for the disk-full cases when run as root, H.264 files of 8192x8192 and 12000x12000 frames
-with ffmpeg). Each case prints one JSON line as it ends; ``--out`` gets the whole list.
+with PyAV's libx264). Each case prints one JSON line as it ends; ``--out`` gets the whole list.
 """
 
 from __future__ import annotations
