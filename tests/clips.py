@@ -38,6 +38,29 @@ def write_clip(path: str | Path, frames: np.ndarray, fps: float = 25.0, fourcc: 
     return path
 
 
+def write_h264(path: str | Path, width: int, height: int, frames: int = 3, fps: int = 25) -> Path:
+    """An H.264 MP4 (libx264 through PyAV, ultrafast, one grey colour) of ``frames`` frames of
+    ``width`` x ``height``: tiny on disk whatever the size (8192x8192, 3 frames: about 200 KB), so
+    it is the memory bomb of issue 24 (one decoded 8192x8192 frame is 192 MiB as BGR). PyAV's
+    wheels carry libx264, so no ffmpeg program is needed; encoding holds one grey frame (64 MiB at
+    8192x8192) and its yuv420p copy."""
+    import av
+    import numpy as np
+
+    path = Path(path)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps, options={"preset": "ultrafast"})
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        grey = av.VideoFrame.from_ndarray(np.full((height, width), 128, np.uint8), format="gray")
+        for i in range(frames):
+            grey.pts = i
+            for packet in stream.encode(grey):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
 def mp4_boxes(path: str | Path) -> list[str]:
     """The top-level boxes of an MP4 in file order (ISO/IEC 14496-12 §4.2: 32-bit size, type;
     size 1: a 64-bit size follows; size 0: to the end of the file)."""

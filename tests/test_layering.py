@@ -17,7 +17,7 @@ from conftest import REPO
 # Lowest first. A room is a subpackage of fvdeploy (or a top-level module of it).
 LEVELS: list[set[str]] = [
     {"_lazy", "errors"},
-    {"records", "malloc", "ops", "assets", "drawing"},  # no model, no frames
+    {"records", "malloc", "sigstack", "ops", "assets", "drawing"},  # no model, no frames
     {"config"},  # reads ops.names (the closed set of methods)
     {"models", "io"},
     {"bundle"},  # the model folder: builds models

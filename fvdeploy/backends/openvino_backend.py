@@ -22,6 +22,7 @@ from torch import Tensor
 
 from ..config import ModelConfig
 from ..errors import BackendError
+from ..sigstack import kept_signal_stack
 
 # No square brackets in messages: the CLI prints them with rich markup.
 OPENVINO_INSTALL = "pip install openvino (fvdeploy's openvino extra)"
@@ -54,6 +55,11 @@ def openvino_device(device: str, available: list[str]) -> str:
 
 def compile_graph(path: Path, device: str = "auto", threads: int | None = None):
     """An OpenVINO CompiledModel of the ONNX file ``path`` on the requested device, in fp32."""
+    with kept_signal_stack():  # OpenVINO's CPU plugin swaps it and unmaps its own later (sigstack.py)
+        return _compile_graph(path, device, threads)
+
+
+def _compile_graph(path: Path, device: str, threads: int | None):
     ov = openvino_module()
     core = ov.Core()
     target = openvino_device(device, list(core.available_devices))

@@ -10,7 +10,9 @@ import typer
 
 from .app import app, err, guarded, print_error, progress_bar, status, usage_error
 from .choices import BackendName, Decoder, Method, Mode, Precision
+from .output import open_output, still_to_do
 from .report import emit
+from .signals import interruptible
 
 
 def _visual_path(folder: Path, source: str, used: set[Path]) -> Path:
@@ -25,6 +27,7 @@ def _visual_path(folder: Path, source: str, used: set[Path]) -> Path:
 
 @app.command()
 @guarded
+@interruptible  # SIGTERM and SIGHUP behave as Ctrl-C (exit 143, 129)
 def classify(
     paths: Annotated[
         Optional[list[str]],
@@ -155,9 +158,8 @@ def classify(
 
     Exit status: 0 when every input was classified (a partial result, frames lost, adds one
     stderr line; --strict makes it 1), 1 when any input failed or the model could not load,
-    2 for usage errors, 130 when interrupted."""
+    2 for usage errors, 130 when interrupted (Ctrl-C), 143 on SIGTERM, 129 on SIGHUP."""
     from ..runtime.inputs import Input, expand_inputs, parse_shard, read_manifest, take_shard
-    from ..runtime.jsonl import JsonlWriter, OutputExists
     from ..runtime.options import ClassifyOptions, OptionsError
 
     names = list(paths or [])
@@ -225,20 +227,8 @@ def classify(
             raise usage_error(f"--annotate writes one video; got {len(inputs)} inputs")
         check_target(annotate, force)
 
-    writer = None
-    if output is not None:
-        try:
-            if output.suffix.lower() == ".parquet":
-                from ..runtime.arrow import ParquetWriter
-
-                writer = ParquetWriter(output, force=force, resume=resume)
-            else:
-                writer = JsonlWriter(output, force=force, resume=resume)
-        except OutputExists as e:
-            raise usage_error(str(e)) from None
-        except OSError as e:
-            raise usage_error(f"{output}: cannot write ({e.strerror or e})") from None
-        inputs = [i for i in inputs if i.path not in writer.done]
+    writer = open_output(output, force=force, resume=resume)  # JSONL or Parquet: one set of guarantees
+    inputs = still_to_do(inputs, writer)
     try:
         failed, partial, rows = _run(
             inputs,

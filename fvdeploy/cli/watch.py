@@ -3,7 +3,7 @@ cameras and network streams, several at once on one device.
 
 Output: one JSON line per window, event, gap and stream end (flushed as it happens) to ``--output``
 or, when stdout is not a terminal (or with ``--json``), to stdout. On a terminal, a live view on
-stderr shows each stream's current label and last events. Stopping with Ctrl-C or SIGTERM closes
+stderr shows each stream's current label and last events. Stopping with Ctrl-C, SIGTERM or SIGHUP closes
 the open events, finishes the output and the pictures, and exits 0 unless a source failed (1).
 """
 
@@ -264,8 +264,8 @@ def _consume(
     visualize: Path | None,
     windows: list | None = None,
 ) -> int:
-    """Write, show and draw every item; returns how many streams failed. The first Ctrl-C or
-    SIGTERM winds the watch down (open events close, outputs finish); a second one stops at once."""
+    """Write, show and draw every item; returns how many streams failed. The first Ctrl-C, SIGTERM
+    or SIGHUP winds the watch down (open events close, outputs finish); a second one stops at once."""
     from ..records import Event, StreamEnd, WindowResult, dumps
     from ..watch.timeline import TimelineRecorder, write_timeline
 
@@ -282,7 +282,7 @@ def _consume(
         err.print("stopping: finishing the open windows and events (again to stop at once)", highlight=False)
         watcher.finish()
 
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     for sig in previous:
         signal.signal(sig, on_signal)
     try:

@@ -50,11 +50,10 @@ from .sources import (
     Resumed,
     _Clock,
     hdr_warning,
-    is_live_url,
     not_dash,
-    redact,
     why_unopened,
 )
+from .urls import is_live_url, redact
 
 log = logging.getLogger(__name__)
 

@@ -49,7 +49,6 @@ import errno
 import logging
 import math
 import os
-import re
 import threading
 import time
 import urllib.error
@@ -66,36 +65,17 @@ import numpy as np
 
 from ..errors import FvdeployError, VideoError
 from .names import DECODERS
+from .urls import LIVE_SCHEMES, URL_PATTERN, is_live_url, is_network_url, is_url, redact  # noqa: F401 (moved; still importable here)
 from .video import check_path, frame_fingerprint, open_capture
 
 log = logging.getLogger(__name__)
 
-LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "rtp", "udp", "srt", "tcp")
-URL_PATTERN = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 DAMAGE_RETRIES = 64  # failed reads in a row before a finite source counts as ended
 SKIP_FRAMES = 4  # a jump of this many frame durations in a constant-rate stream is a damaged stretch
 TIME_BASES = ("stream", "fps", "clock")
 # FFmpeg's AVColorTransferCharacteristic / AVColorPrimaries codes (libavutil/pixfmt.h) that mark HDR video
 HDR_TRANSFERS = {16: "PQ (SMPTE 2084)", 18: "HLG (ARIB STD-B67)"}
 BT2020_PRIMARIES = 9
-
-
-def redact(url: str) -> str:
-    """A URL without its password (``rtsp://user:secret@host`` -> ``rtsp://user:***@host``)."""
-    return re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://[^/@:]*):[^/@]*@", r"\1:***@", url)
-
-
-def is_url(text: str) -> bool:
-    return URL_PATTERN.match(text) is not None
-
-
-def is_live_url(text: str) -> bool:
-    return is_url(text) and text.split("://", 1)[0].lower() in LIVE_SCHEMES
-
-
-def is_network_url(text: str) -> bool:
-    """A URL FFmpeg reads over the network (every scheme but ``file://``): read with PyAV."""
-    return is_url(text) and text.split("://", 1)[0].lower() != "file"
 
 
 def not_dash(target: str, shown: str) -> None:
@@ -972,7 +952,13 @@ class IteratorSource(FrameSource):
         index = 0
         while not self.stopping.is_set():
             asked = time.perf_counter()
-            frame = next(self.it, None)
+            try:
+                frame = next(self.it, None)
+            except Exception as e:  # the caller's iterator failed: a VideoError saying where
+                first = str(e).splitlines()[0] if str(e) else ""
+                raise VideoError(
+                    f"{self.name}: the frame iterator raised {type(e).__name__} at frame {index}: {first}"
+                ) from e
             if frame is None:
                 break
             waited = time.perf_counter() - asked

@@ -33,9 +33,10 @@ from ..bundle import read_config, resolve_model_path
 from ..engine.clusters import ClusterAccumulator, MemoryBudgetExceeded
 from ..engine.core import Engine
 from ..engine.plan import MemoryPlan
-from ..errors import FvdeployError, ModelError, VideoError
+from ..errors import FvdeployError, InputError, ModelError, VideoError
 from ..io.sources import FrameReader, FrameSource
 from ..io.staging import HostStager
+from ..io.urls import redact
 from ..ops.clustering import cluster_segments
 from ..ops.halo import rechunk, stream_with_halo
 from ..ops.sampling import segment_bounds, tsm_indices
@@ -275,17 +276,28 @@ class Classifier:
         :meth:`classify`; ``visualize`` may be a callable ``source -> png path``.
 
         A generator: one :class:`VideoResult` per source as it finishes; it never raises for a
-        bad input (the result's ``error`` holds the one-line message). Stopping early (``break``)
-        stops the decoding of what was not read."""
+        bad input (the result's ``error`` holds the one-line message; an internal error in one
+        item is that item's ``internal error ...`` record, logged in one line, with the traceback
+        at debug level only). Stopping early (``break``) stops the decoding of what was not read.
+        Raises ``InputError`` (also a ``TypeError``) at once when ``sources`` is not iterable."""
         if isinstance(sources, (str, Path)):  # one path is one input, not an iterable of characters
             sources = [sources]
+        try:
+            it = iter(sources)
+        except TypeError:
+            raise InputError(
+                f"classify_many takes an iterable of sources (paths, URLs, arrays, frame iterators), "
+                f"not a {type(sources).__name__}"
+            ) from None
+        return self._classify_many(it, decode_workers=decode_workers, **kwargs)
+
+    def _classify_many(self, it: Iterator, *, decode_workers: int | None = None, **kwargs) -> Iterator[VideoResult]:
         workers = decode_workers or self.decode_workers
         concurrent = workers if self.concurrent_finish else 1
         pending: deque = deque()  # (name, _Job | VideoResult | Future), in input order
-        it = iter(sources)
 
         def start(source):
-            name = str(source) if isinstance(source, (str, Path)) else None
+            name = redact(str(source)) if isinstance(source, (str, Path)) else None
             args = dict(kwargs)
             if callable(args.get("visualize")):
                 args["visualize"] = args["visualize"](source)
@@ -294,8 +306,7 @@ class Classifier:
             except FvdeployError as e:
                 return name, VideoResult.failed(name, str(e))
             except Exception as e:  # a bug must not stop a batch of thousands; it is logged
-                log.exception("internal error on %s", name)
-                return name, VideoResult.failed(name, f"internal error {type(e).__name__}: {e}")
+                return name, _internal_error(name, e)
 
         def finish(name, job) -> VideoResult:
             if pool is not None and self.backend.device.type == "cuda":
@@ -305,8 +316,7 @@ class Classifier:
             except FvdeployError as e:
                 return VideoResult.failed(name, str(e))
             except Exception as e:
-                log.exception("internal error on %s", name)
-                return VideoResult.failed(name, f"internal error {type(e).__name__}: {e}")
+                return _internal_error(name, e)
 
         pool = ThreadPoolExecutor(concurrent, thread_name_prefix="fvdeploy-video") if concurrent > 1 else None
         try:
@@ -614,6 +624,15 @@ class _Job:
 
 
 _DONE = object()
+
+
+def _internal_error(name: str | None, e: Exception) -> VideoResult:
+    """A bug met on one input of ``classify_many``: that input's error record and one log line;
+    the traceback only at debug level (a batch of thousands must not fill the log with them)."""
+    first = str(e).splitlines()[0] if str(e) else ""
+    log.error("internal error on %s: %s: %s", name or "an input", type(e).__name__, first)
+    log.debug("the internal error on %s", name or "an input", exc_info=True)
+    return VideoResult.failed(name, f"internal error {type(e).__name__}: {first}")
 
 
 def default_decode_workers(device: torch.device) -> int:

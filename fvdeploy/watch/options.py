@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import FvdeployError, VideoError
-from ..io.sources import is_url, redact
+from ..io.urls import is_url, redact
 from ..io.video import describe_skipped, scan_folder
 from .rules import EventRules
 
