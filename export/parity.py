@@ -1,6 +1,6 @@
 """Same input through two implementations: how far apart are they, and is that within tolerance?
 
-Tolerances are DECISIONS.md's. Logits: max abs difference <= 1e-3 and ``allclose(rtol=1e-3,
+Tolerances are those of docs/design.md#equality. Logits: max abs difference <= 1e-3 and ``allclose(rtol=1e-3,
 atol=1e-4)`` in fp32. Cluster ids: identical where both sides run the op on the same input; across
 backends a sign test on a near-zero activation may flip with the summation order, so there the
 rule is every cluster boundary within +-1 frame (the count of differing ids is reported). Reduced

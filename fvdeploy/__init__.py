@@ -34,8 +34,9 @@ _EXPORTS = {
     "create_model": ".models",
     "list_models": ".models",
     "Classifier": ".runtime",
-    "Segment": ".runtime",
-    "VideoResult": ".runtime",
+    "ClassifyOptions": ".runtime",
+    "Segment": ".records",
+    "VideoResult": ".records",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
@@ -44,11 +45,13 @@ if TYPE_CHECKING:
     from .config import InputSpec, ModelConfig
     from .errors import BackendError, ExportError, FvdeployError, ModelError, VideoError
     from .models import create_model, list_models
-    from .runtime import Classifier, Segment, VideoResult
+    from .records import Segment, VideoResult
+    from .runtime import Classifier, ClassifyOptions
 
 __all__ = [
     "BackendError",
     "Classifier",
+    "ClassifyOptions",
     "Segment",
     "VideoResult",
     "ExportError",

@@ -24,7 +24,6 @@ own process once, after that video.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import logging
 import os
 import re
@@ -162,8 +161,7 @@ def _first_line(e: BaseException) -> str:
 def _pack_model(model: str | Path | None) -> tuple[str, dict[str, bytes]]:
     """The model folder's files (relative path -> bytes) and their digest; raises ModelError for a
     folder that is not a model (read here, once, before any actor starts)."""
-    from .bundle import read_config
-    from .runtime.models import resolve_model_path
+    from .bundle import read_config, resolve_model_path
 
     path = resolve_model_path(model)
     read_config(path)
@@ -267,8 +265,8 @@ class ClassifyActor:
         os._exit(3)
 
     def __call__(self, batch):
+        from .records import VideoResult
         from .runtime.arrow import results_to_table
-        from .runtime.results import VideoResult
 
         if self.load_error is not None:
             raise ActorLoadError(self.load_error)
@@ -317,9 +315,13 @@ class ClassifyActor:
 
 
 def _load_kwargs(options: dict[str, Any]) -> dict[str, Any]:
-    from .runtime import Classifier
+    from .runtime.classifier import LEGACY_NAMES
+    from .runtime.options import ClassifyOptions
 
-    allowed = set(inspect.signature(Classifier.load).parameters) - {"cls", "model", "device"}
+    allowed = (set(ClassifyOptions.__dataclass_fields__) | set(LEGACY_NAMES) | {"concurrent_finish"}) - {
+        "model",
+        "device",
+    }
     unknown = sorted(set(options) - allowed)
     if unknown:
         raise FvdeployError(

@@ -20,3 +20,8 @@ class BackendError(FvdeployError):
 
 class ExportError(FvdeployError):
     """An export failed or did not validate."""
+
+
+class InputError(FvdeployError, TypeError):
+    """An argument of the wrong kind (``classify_many`` of something that is not an iterable of
+    sources); a ``TypeError`` too, so code that catches that still does."""

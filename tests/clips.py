@@ -36,3 +36,64 @@ def write_clip(path: str | Path, frames: np.ndarray, fps: float = 25.0, fourcc: 
         writer.write(f)
     writer.release()
     return path
+
+
+def write_h264(path: str | Path, width: int, height: int, frames: int = 3, fps: int = 25) -> Path:
+    """An H.264 MP4 (libx264 through PyAV, ultrafast, one grey colour) of ``frames`` frames of
+    ``width`` x ``height``: tiny on disk whatever the size (8192x8192, 3 frames: about 200 KB), so
+    it is the memory bomb of issue 24 (one decoded 8192x8192 frame is 192 MiB as BGR). PyAV's
+    wheels carry libx264, so no ffmpeg program is needed; encoding holds one grey frame (64 MiB at
+    8192x8192) and its yuv420p copy."""
+    import av
+    import numpy as np
+
+    path = Path(path)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps, options={"preset": "ultrafast"})
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        grey = av.VideoFrame.from_ndarray(np.full((height, width), 128, np.uint8), format="gray")
+        for i in range(frames):
+            grey.pts = i
+            for packet in stream.encode(grey):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def mp4_boxes(path: str | Path) -> list[str]:
+    """The top-level boxes of an MP4 in file order (ISO/IEC 14496-12 §4.2: 32-bit size, type;
+    size 1: a 64-bit size follows; size 0: to the end of the file)."""
+    out, data = [], Path(path).read_bytes()
+    pos = 0
+    while pos + 8 <= len(data):
+        size, kind = int.from_bytes(data[pos : pos + 4], "big"), data[pos + 4 : pos + 8].decode("latin-1")
+        if size == 1:
+            size = int.from_bytes(data[pos + 8 : pos + 16], "big")
+        elif size == 0:
+            size = len(data) - pos
+        out.append(kind)
+        if size < 8:
+            break
+        pos += size
+    return out
+
+
+def probe_video(path: str | Path) -> dict:
+    """What a player sees, read with PyAV (FFmpeg's demuxer and decoder): codec, size, the
+    container's duration in seconds, and the frames decoded with their times."""
+    import av
+
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        times = [float(f.time) for f in c.decode(s)]
+        return {
+            "codec": s.codec_context.name,
+            "width": s.codec_context.width,
+            "height": s.codec_context.height,
+            "pix_fmt": s.codec_context.pix_fmt,
+            "duration": c.duration / 1e6 if c.duration is not None else None,
+            "frames": len(times),
+            "times": times,
+            "format": c.format.name,
+        }

@@ -82,7 +82,7 @@ CASES = {
     "no config": "no config.json",
     "no weights": "no model.safetensors",
     "bad json": "not valid JSON",
-    "unknown arch": "unknown arch 'vgg99'",
+    "unknown arch": "config.json: arch: unknown 'vgg99'",
     "corrupt weights": "corrupt safetensors",
     "truncated weights": "corrupt safetensors",
     "mismatch": "config/weights mismatch",

@@ -109,7 +109,7 @@ def test_bad_inputs_one_line_exit_1(model_dir, clips, name):
     assert r.exit_code == 1
     (rec,) = json_lines(r.stdout)
     # an error record carries the whole schema (nulls, empty lists): a reader of label or partial never gets a KeyError
-    from fvdeploy.runtime.results import VideoResult
+    from fvdeploy.records import VideoResult
 
     assert rec == VideoResult.failed(str(clips[0] / name), rec["error"]).to_dict() and BAD[name] in rec["error"]
     assert rec["label"] is None and rec["partial"] is False and rec["warnings"] == [] and rec["segments"] == []
@@ -118,7 +118,7 @@ def test_bad_inputs_one_line_exit_1(model_dir, clips, name):
 
 def test_truncated_avi_classifies_what_was_decoded(model_dir, clips):
     # Cut at a frame boundary, an AVI decodes cleanly to its cut: nothing tells it from an AVI whose
-    # header overstates its length (a header's count alone never sets partial; DECISIONS rev. 2).
+    # header overstates its length (a header's count alone never sets partial; docs/design.md#partial-and-warnings).
     r = run("classify", clips[0] / "truncated.avi", "--model", model_dir, "--json")
     assert r.exit_code == 0, r.output
     (rec,) = json_lines(r.stdout)

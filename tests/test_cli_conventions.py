@@ -21,7 +21,7 @@ from pathlib import Path
 import cv2
 import pytest
 import typer.main
-from clips import synthetic_frames, write_clip
+from clips import mp4_boxes, probe_video, synthetic_frames, write_clip
 from conftest import save_tiny_model
 from typer.testing import CliRunner
 
@@ -151,7 +151,7 @@ def test_fp16_alias_is_precision_fp16(model_dir):
 # -- usage errors, partial results ---------------------------------------------------------------------
 def test_segments_without_mode_tsm_is_a_usage_error(model_dir, clips):
     r = run("classify", clips["a"], "-m", model_dir, "--segments", 4)
-    assert r.exit_code == 2 and "--segments applies to --mode tsm" in r.output
+    assert r.exit_code == 2 and "segments applies to mode tsm" in r.output
     r = run("classify", clips["a"], "-m", model_dir, "--segments", 4, "--mode", "full")
     assert r.exit_code == 2
     assert run("classify", clips["a"], "-m", model_dir, "--segments", 4, "--mode", "tsm", "-q").exit_code == 0
@@ -258,6 +258,11 @@ def test_annotate_writes_a_playable_video_with_every_frame(model_dir, clips, tmp
     ok, frame = cap.read()
     cap.release()
     assert ok and frame.shape == (48, 64, 3)
+    # browser-playable: H.264 (not MPEG-4 Part 2) with the index before the media data
+    info = probe_video(out)
+    assert info["codec"] == "h264" and info["pix_fmt"] == "yuv420p" and info["frames"] == 40
+    boxes = mp4_boxes(out)
+    assert boxes.index("moov") < boxes.index("mdat"), boxes
     r = run("classify", clips["a"], "-m", model_dir, "--annotate", out, "-q")
     assert r.exit_code == 2 and "exists" in r.output
     assert run("classify", clips["a"], "-m", model_dir, "--annotate", out, "--force", "-q").exit_code == 0
@@ -283,6 +288,18 @@ def test_watch_annotate_labels_windows(model_dir, clips, tmp_path):
     )
     assert r.exit_code == 0, r.output
     assert _count_frames(out) == 40
+
+
+def test_annotate_writes_vp9_webm_and_refuses_containers_browsers_do_not_play(model_dir, clips, tmp_path):
+    out = tmp_path / "ann.webm"
+    r = run("classify", clips["a"], "-m", model_dir, "--annotate", out, "-q")
+    assert r.exit_code == 0, r.output
+    info = probe_video(out)
+    assert info["codec"] == "vp9" and info["format"] == "matroska,webm" and info["frames"] == 40
+    for name in ("a.avi", "a.mkv", "a.mov"):
+        r = run("classify", clips["a"], "-m", model_dir, "--annotate", tmp_path / name, "-q")
+        assert r.exit_code == 2 and ".mp4" in r.output and ".webm" in r.output, r.output
+        assert not (tmp_path / name).exists()
 
 
 def test_annotate_pieces_let_a_later_window_take_over():

@@ -183,7 +183,7 @@ def test_fp16_checkpoint_is_stored_at_half_size_and_gives_the_same_bits(tmp_path
 
 @pytest.mark.slow
 def test_bundled_model_exports_to_about_its_checkpoint_size(tmp_path):
-    from fvdeploy.runtime.models import resolve_model_path
+    from fvdeploy.bundle import resolve_model_path
 
     result = run("export", "--out", tmp_path / "default")
     assert result.exit_code == 0, result.output

@@ -11,13 +11,13 @@ from clips import synthetic_frames, write_clip
 from conftest import tiny_config
 
 from fvdeploy.bundle import save_model
+from fvdeploy.engine import MemoryPlan
 from fvdeploy.export import Exporter, ExportOptions
 from fvdeploy.export.onnx import export_whole
 from fvdeploy.export.parity import ATOL, MAX_ABS, RTOL, cluster_starts, torch_reference
 from fvdeploy.io.sources import read_video
 from fvdeploy.models import create_model
 from fvdeploy.runtime import Classifier
-from fvdeploy.runtime.classifier import MemoryPlan
 
 ort = pytest.importorskip("onnxruntime")
 

@@ -24,7 +24,7 @@ S = 32
 
 @pytest.fixture(autouse=True)
 def _no_tf32():
-    """fp32 references on CUDA without TF32 (DECISIONS.md)."""
+    """fp32 references on CUDA without TF32 (docs/design.md#equality)."""
     saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     yield
@@ -70,7 +70,7 @@ def test_tensorrt_backend_matches_torch_on_2000_frames(trt_model, long_clip):
     clf = Classifier.load(trt_model, device="cuda", backend="tensorrt", precision="fp32")
     assert clf.run_info["backend"] == "tensorrt" and clf.run_info["provider"].startswith("TensorRT")
     for chunk in (None, 300):  # 300: above the frontend engine's profile, split with halos inside the backend
-        clf.chunk_size = chunk
+        clf.engine.chunk_size = chunk
         got = clf.classify(long_clip)
         assert got.label == ref.label and got.num_frames == 2000
         shifts = [abs(a.start_frame - b.start_frame) for a, b in zip(ref.segments, got.segments)]

@@ -1,5 +1,5 @@
 """The inference graph (BatchNorm folded, channels_last, copy-free shift, stem + layer1 a few frames
-at a time on CPU) gives today's answers: DECISIONS.md's fp32 tolerances against the unfolded
+at a time on CPU) gives today's answers: the fp32 tolerances of docs/design.md#equality against the unfolded
 model, and identical cluster ids on the test clips; training never sees the folded copy."""
 
 from __future__ import annotations
@@ -172,7 +172,7 @@ def test_training_is_unaffected_by_an_inference_backend(tmp_path):
 @pytest.fixture(scope="module")
 def reference_and_optimized():
     """The bundled (trained) model: the runtime on the unfolded reference and on the inference graph."""
-    from fvdeploy.runtime.models import resolve_model_path
+    from fvdeploy.bundle import resolve_model_path
 
     model = load_model(resolve_model_path(None))
     ref = Classifier(TorchBackend(model, torch.device("cpu"), "fp32", optimize=False))
@@ -257,7 +257,7 @@ def test_whole_network_ids_are_identical_on_a_real_clip(reference_and_optimized,
 
 @pytest.mark.gpu
 def test_folded_channels_last_on_cuda_matches_the_unfolded_model(reference_and_optimized, test_clips):
-    """The same parity on CUDA (fp32, TF32 off as DECISIONS.md asks of fp32 tests)."""
+    """The same parity on CUDA (fp32, TF32 off as docs/design.md#equality asks of fp32 tests)."""
     tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     try:

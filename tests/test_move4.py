@@ -214,3 +214,31 @@ def test_action_frames_option_is_bounded_and_reaches_the_cli(tmp_path):
         for line in (tmp_path / "s" / "train_frames.jsonl").read_text().splitlines()
     )
     assert json.loads((tmp_path / "s" / "move4.json").read_text())["spec"]["action_frames"] == 3
+
+
+def test_recordings_of_known_actions(tmp_path):
+    from fvdeploy.training.move4 import Move4Error, render_recording, write_recording
+
+    rec = render_recording(("move_left", "move_up"), action_s=2.0, gap_s=1.0, fps=25.0, seed=3)
+    # 1 s of distractors, 2 s of each action, 1 s between and after: 7 s
+    assert rec.frames.shape == (175, 64, 64, 3) and len(rec.kinds) == 175
+    assert rec.actions == [("move_left", 25, 75), ("move_up", 100, 150)]
+    assert rec.spans_s() == [("move_left", 1.0, 3.0), ("move_up", 4.0, 6.0)]
+    inside = {i for _, a, b in rec.actions for i in range(a, b)}
+    # motion only inside the actions; every clip of an action also has Move4's distractor chunk
+    assert all(i in inside for i, k in enumerate(rec.kinds) if k == KINDS["motion"])
+    assert all(KINDS["motion"] in rec.kinds[a:b] and set(rec.kinds[a:b]) > {KINDS["motion"]} for _, a, b in rec.actions)
+    assert np.array_equal(
+        rec.frames, render_recording(("move_left", "move_up"), action_s=2.0, gap_s=1.0, seed=3).frames
+    )
+    only = render_recording([], gap_s=3.0, seed=3)
+    assert only.actions == [] and len(only.frames) == 75 and KINDS["motion"] not in only.kinds
+    assert set(only.kinds) == {KINDS["black"], KINDS["background"], KINDS["distractor"]}
+    with pytest.raises(Move4Error, match="unknown Move4 classes"):
+        render_recording(("jump",))
+    with pytest.raises(Move4Error):
+        render_recording([])  # nothing at all
+    path = write_recording(tmp_path / "r.mp4", rec)
+    truth = json.loads(path.with_suffix(".mp4.json").read_text())
+    assert truth["frames"] == 175 and truth["actions"][1] == ["move_up", 100, 150, 4.0, 6.0]
+    assert len(read_video(path)) == 175

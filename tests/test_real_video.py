@@ -239,7 +239,7 @@ def test_classify_many_takes_one_path_as_one_input(clf):
 
 
 def test_results_are_strict_json():
-    from fvdeploy.runtime.results import Segment, VideoResult
+    from fvdeploy.records import Segment, VideoResult
 
     r = VideoResult(
         "x",

@@ -11,12 +11,12 @@ import torch
 from clips import synthetic_frames, write_clip
 from conftest import save_tiny_model
 
+from fvdeploy.engine import MemoryPlan
 from fvdeploy.errors import VideoError
 from fvdeploy.io import preprocess, read_video
 from fvdeploy.ops import cluster_segments, tsm_indices
+from fvdeploy.ops.clustering import sign_changes
 from fvdeploy.runtime import Classifier
-from fvdeploy.runtime.accumulate import sign_changes
-from fvdeploy.runtime.classifier import MemoryPlan
 
 
 @pytest.fixture(scope="session")
@@ -246,9 +246,9 @@ def test_shrink_is_uint8_within_one_level_of_the_float_resize_rounded(bigbuckbun
 def test_resizing_in_the_decode_thread_changes_nothing(bigbuckbunny):
     """The decode thread shrinks frames on the CPU; the model thread doing it gives the same bits."""
     clf = Classifier.load(device="cpu")
-    assert clf.shrink_in_decoder
+    assert clf.engine.shrink_on_host
     a = clf.classify(bigbuckbunny)
-    clf.shrink_in_decoder = False
+    clf.engine.shrink_on_host = False
     b = clf.classify(bigbuckbunny)
     assert (a.label, a.topk, a.segments, a.num_frames) == (b.label, b.topk, b.segments, b.num_frames)
 

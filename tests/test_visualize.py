@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from fvdeploy.runtime.results import Segment, VideoResult
+from fvdeploy.records import Segment, VideoResult
 from fvdeploy.runtime.visualize import WIDTH, palette, plot_timeline
 from fvdeploy.watch.timeline import TimelineRecorder, write_timeline
 

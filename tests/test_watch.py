@@ -18,11 +18,11 @@ from fvdeploy.errors import FvdeployError, VideoError
 from fvdeploy.io import preprocess, read_video
 from fvdeploy.models import create_model
 from fvdeploy.ops import cluster_segments
+from fvdeploy.records import StreamEnd, WindowResult
 from fvdeploy.runtime import Classifier
 from fvdeploy.watch import Watcher, WatchOptions, watch, watch_many
-from fvdeploy.watch.results import StreamEnd, WindowResult
 
-RTOL, ATOL = 1e-3, 1e-4  # DECISIONS.md, fp32
+RTOL, ATOL = 1e-3, 1e-4  # docs/design.md#equality, fp32
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def assert_window_is_clip(w: WindowResult, model, frames_bgr, labels):
     logits, spans = clip_reference(model, frames_bgr[w.start_frame : w.end_frame])
     assert w.label == labels[int(logits.argmax())]
     torch.testing.assert_close(w.logits, logits, rtol=RTOL, atol=ATOL)
-    got = [(c[0] - w.start_frame, c[1] - w.start_frame) for c in w.clusters]
+    got = [(c.start_frame - w.start_frame, c.end_frame - w.start_frame) for c in w.segments]
     assert len(got) == len(spans)
     assert all(abs(a - b) <= 1 for g, r in zip(got, spans) for a, b in zip(g, r)), (got, spans)
 
@@ -110,11 +110,13 @@ def test_a_source_shorter_than_a_window_is_one_partial_window(model_dir, clf, nu
     wins = windows_of(watch(clf, frames, window_frames=16, stride_frames=4, fps=25.0))
     assert [(w.start_frame, w.end_frame, w.partial) for w in wins] == [(0, num_frames, True)]
     assert_window_is_clip(wins[0], load_model(model_dir), frames, clf.config.labels)
-    assert len(wins[0].clusters) == min(num_frames, clf.config.num_clusters)  # each real frame once
+    assert len(wins[0].segments) == min(num_frames, clf.config.num_clusters)  # each real frame once
     # and it agrees with the public classify() of the same frames
     ref = clf.classify(frames, fps=25.0)
     assert ref.label == wins[0].label and abs(ref.score - wins[0].score) < 1e-4
-    assert [(s.start_frame, s.end_frame) for s in ref.segments] == [(c[0], c[1]) for c in wins[0].clusters]
+    assert [(s.start_frame, s.end_frame) for s in ref.segments] == [
+        (c.start_frame, c.end_frame) for c in wins[0].segments
+    ]
 
 
 def test_a_file_gives_the_same_windows_as_its_decoded_frames(model_dir, clf, tmp_path):
@@ -127,7 +129,7 @@ def test_a_file_gives_the_same_windows_as_its_decoded_frames(model_dir, clf, tmp
     wf, wa = windows_of(from_file), windows_of(from_array)
     assert [(w.start_frame, w.end_frame) for w in wf] == [(w.start_frame, w.end_frame) for w in wa]
     for a, b in zip(wf, wa):
-        assert a.label == b.label and a.clusters == b.clusters
+        assert a.label == b.label and a.segments == b.segments
         torch.testing.assert_close(a.logits, b.logits, rtol=RTOL, atol=ATOL)
         assert_window_is_clip(a, model, frames, clf.config.labels)
     assert wf[0].time_basis == "stream" and wa[0].time_basis == "fps"
@@ -170,8 +172,8 @@ def test_many_streams_batched_equal_each_stream_alone(model_dir, clf):
     # streams are told apart by name; arrays are all "<array>", so split by order of their StreamEnds
     wins = windows_of(together)
     assert len(wins) == sum(len(a) for a in alone)
-    got = sorted(((w.start_frame, w.end_frame, w.label, tuple(w.clusters), w.score) for w in wins))
-    want = sorted(((w.start_frame, w.end_frame, w.label, tuple(w.clusters), w.score) for a in alone for w in a))
+    got = sorted(window_key(w) for w in wins)
+    want = sorted(window_key(w) for a in alone for w in a)
     assert [g[:4] for g in got] == [x[:4] for x in want]
     assert all(abs(g[4] - x[4]) < 1e-4 for g, x in zip(got, want))
 
@@ -197,9 +199,9 @@ def test_iterator_and_rgb_sources(clf, frames):
         watch(clf, frames[:50, :, :, ::-1].copy(), window_frames=20, stride_frames=10, fps=25.0, color="rgb")
     )
     for x, y, z in zip(a, b, c):
-        assert x.label == y.label == z.label and x.clusters == y.clusters == z.clusters
+        assert x.label == y.label == z.label and x.segments == y.segments == z.segments
     assert b[0].time_basis == "fps"
-    # DECISIONS rev. 2: an iterator or array without fps has no times (seconds null), in watch as in classify
+    # docs/design.md#time: an iterator or array without fps has no times (seconds null), in watch as in classify
     untimed = windows_of(watch(clf, iter(list(frames[:30])), window_frames=20, stride_frames=10))
     assert untimed[0].time_basis is None and untimed[0].start_s is None
     plain = windows_of(watch(clf, frames[:30], window_frames=20, stride_frames=10))
@@ -291,7 +293,7 @@ def test_a_backend_without_the_stem_split_gives_the_same_windows(tmp_path):
     from typer.testing import CliRunner
 
     from fvdeploy.cli import app
-    from fvdeploy.watch.stages import InputStages, frame_stages
+    from fvdeploy.engine.stages import InputStages, frame_stages
 
     torch.manual_seed(4)
     model_dir = save_model(create_model(tiny_config()).eval(), tmp_path / "m")
@@ -308,7 +310,10 @@ def test_a_backend_without_the_stem_split_gives_the_same_windows(tmp_path):
     for a, b in zip(got["torch"], got["onnxruntime"]):
         assert a.label == b.label and (a.start_frame, a.end_frame) == (b.start_frame, b.end_frame)
         torch.testing.assert_close(a.logits, b.logits, rtol=RTOL, atol=ATOL)
-        assert all(abs(x[0] - y[0]) <= 1 and abs(x[1] - y[1]) <= 1 for x, y in zip(a.clusters, b.clusters))
+        assert all(
+            abs(x.start_frame - y.start_frame) <= 1 and abs(x.end_frame - y.end_frame) <= 1
+            for x, y in zip(a.segments, b.segments)
+        )
 
 
 def test_the_end_record_gives_windows_in_seconds_at_the_declared_rate(clf, frames):
@@ -318,3 +323,9 @@ def test_the_end_record_gives_windows_in_seconds_at_the_declared_rate(clf, frame
     wins = windows_of(items)
     assert (end.window_frames, end.stride_frames) == (50, 25)
     assert max(w.end_frame - w.start_frame for w in wins) == 50
+
+
+def window_key(w):
+    """A window as a sortable tuple: frames, label, its segments, score."""
+    segments = tuple((c.start_frame, c.end_frame, c.label, c.score) for c in w.segments)
+    return (w.start_frame, w.end_frame, w.label, segments, w.score)

@@ -52,6 +52,8 @@ def test_watch_writes_one_json_line_per_window_and_a_stream_end(model_dir, clip,
         15,
         "--threshold",
         0.0,
+        "--min-duration",
+        0,
         "--visualize",
         tmp_path / "vis",
     )
@@ -59,9 +61,9 @@ def test_watch_writes_one_json_line_per_window_and_a_stream_end(model_dir, clip,
     recs = records(r.stdout)
     wins = [x for x in recs if x["type"] == "window"]
     assert [(w["start_frame"], w["end_frame"]) for w in wins] == [(0, 30), (15, 45), (30, 60), (45, 75), (60, 90)]
-    assert all(w["stream"] == str(clip) and w["time_basis"] == "stream" and len(w["clusters"]) == 4 for w in wins)
+    assert all(w["stream"] == str(clip) and w["time_basis"] == "stream" and len(w["segments"]) == 4 for w in wins)
     assert wins[1]["start_s"] == pytest.approx(0.6) and len(wins[0]["topk"]) == 3
-    # threshold 0: every window counts, so runs of equal labels make events, in order, never overlapping
+    # threshold (enter) 0 and so exit 0: every window counts; events in order, never overlapping
     events = [x for x in recs if x["type"] == "event"]
     assert events and 0 <= events[0]["start_frame"] and events[-1]["end_frame"] <= 90
     assert all(a["end_frame"] <= b["start_frame"] for a, b in zip(events, events[1:]))
@@ -86,6 +88,8 @@ def test_output_file_is_renamed_at_the_end_and_never_overwritten(model_dir, clip
         "--events-only",
         "--threshold",
         0.0,
+        "--min-duration",
+        0,
         "--output",
         out,
     )
@@ -108,6 +112,13 @@ def test_usage_errors_and_bad_sources(model_dir, clip, tmp_path):
     assert r.exit_code == 2 and "--stride-frames" in r.stderr
     r = run("watch", clip, "--stride", 0)
     assert r.exit_code == 2
+    r = run("watch", clip, "--enter", 0.6, "--exit", 0.7)
+    assert r.exit_code == 2 and "--exit 0.7 exceeds --enter 0.6" in r.stderr and "Traceback" not in r.stderr
+    r = run("watch", clip, "--merge-gap", -1)
+    assert r.exit_code == 2
+    (tmp_path / "a file").write_text("mine")
+    r = run("watch", clip, "--clips", tmp_path / "a file")
+    assert r.exit_code == 2 and "is a file" in r.stderr and (tmp_path / "a file").read_text() == "mine"
     # a missing file among good ones: one line for it, the others are watched, exit 1
     r = run("watch", tmp_path / "missing.mp4", clip, "--model", model_dir, "--window-frames", 45, "--stride-frames", 45)
     assert r.exit_code == 1
@@ -120,9 +131,10 @@ def test_usage_errors_and_bad_sources(model_dir, clip, tmp_path):
     assert r.exit_code == 1 and "camera:7" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_sigterm_winds_the_watch_down_cleanly(model_dir, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_sigterm_and_sighup_wind_the_watch_down_cleanly(model_dir, tmp_path, sig):
     """A paced ("camera-like") file is stopped midway: open windows and events close, the output is
-    complete and renamed, exit 0."""
+    complete and renamed, exit 0 (SIGHUP, a closed terminal, as SIGTERM)."""
     long = write_clip(tmp_path / "long.mp4", synthetic_frames(600, 32, 32, seed=8))
     out = tmp_path / "live.jsonl"
     proc = subprocess.Popen(
@@ -141,6 +153,8 @@ def test_sigterm_winds_the_watch_down_cleanly(model_dir, tmp_path):
             "10",
             "--threshold",
             "0",
+            "--min-duration",
+            "0",  # the stop comes after a few windows: the open event is short, and must still close
             "--output",
             str(out),
         ],
@@ -155,7 +169,7 @@ def test_sigterm_winds_the_watch_down_cleanly(model_dir, tmp_path):
             break
         time.sleep(0.2)
     assert proc.poll() is None, proc.stderr.read()
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 0, stderr
     assert "stopping" in stderr and "Traceback" not in stderr
@@ -184,7 +198,7 @@ def test_the_live_view_shows_each_stream_state_label_and_last_events():
     from rich.console import Console
 
     from fvdeploy.cli.watch import LiveView
-    from fvdeploy.watch.results import Event, Gap, StreamEnd, WindowResult
+    from fvdeploy.records import Event, Gap, StreamEnd, WindowResult
 
     view = LiveView()
     view.add(WindowResult("cam1", 0, 0, 30, 0.0, 1.2, "a", 0.91, [("a", 0.91)], False, [], "clock", 0.05))

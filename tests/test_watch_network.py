@@ -15,9 +15,9 @@ from clips import synthetic_frames
 from conftest import run_cli, save_tiny_model
 
 from fvdeploy.errors import VideoError
+from fvdeploy.records import Gap, StreamEnd, WindowResult
 from fvdeploy.runtime import Classifier
 from fvdeploy.watch import watch
-from fvdeploy.watch.results import Gap, StreamEnd, WindowResult
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,7 @@ import shutil
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -266,21 +267,11 @@ def _batchnorm_stats_frozen(modules: list[nn.Module]):
 def enable_activation_checkpointing(model: TSMResNet) -> None:
     """Checkpoint stem + layer1, the part that sees all T frames: their activations are recomputed
     in the backward pass instead of kept, so training memory no longer grows with T through them."""
-    original = model.forward_frames
     bns = [model.bn1] + [m for m in model.layer1.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-
-    def forward_frames(frames: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        if not torch.is_grad_enabled():
-            return original(frames, lengths)
-        return checkpoint(
-            original,
-            frames,
-            lengths,
-            use_reentrant=False,
-            context_fn=lambda: (nullcontext(), _batchnorm_stats_frozen(bns)),
-        )
-
-    model.forward_frames = forward_frames  # type: ignore[method-assign]
+    # the recomputation must not update the BatchNorm statistics a second time
+    model.frames_runner = partial(
+        checkpoint, use_reentrant=False, context_fn=lambda: (nullcontext(), _batchnorm_stats_frozen(bns))
+    )
 
 
 def load_init(model: TSMResNet, path: str | Path) -> str:
@@ -820,8 +811,7 @@ def evaluate_model(
 ) -> EvalResult:
     """``fvdeploy eval``: a model folder (default: the bundled one) on a list or folder of videos,
     through the same evaluation as the trainer's (whole videos, the runtime's preprocessing)."""
-    from fvdeploy.bundle import load_model
-    from fvdeploy.runtime.models import resolve_model_path
+    from fvdeploy.bundle import load_model, resolve_model_path
 
     path = resolve_model_path(model_path)
     model = load_model(path)

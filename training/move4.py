@@ -188,23 +188,31 @@ def _sparse_kinds(rng: np.random.Generator, t_total: int, action: int) -> list[s
     return kinds
 
 
-def render_video(spec: Move4Spec, seed: int, split: str, index: int, label: int | None = None) -> Move4Video:
+def render_video(
+    spec: Move4Spec, seed: int, split: str, index: int, label: int | None = None, kinds: str | None = None
+) -> Move4Video:
     """Render video ``index`` of ``split``; its class is ``index % 4`` unless ``label`` is given.
+    ``kinds`` (one letter of ``KINDS`` per frame, ``spec.frames`` of them) replaces the drawn
+    distractor layout: all-distractor videos for the recordings below.
 
-    Raises :class:`Move4Error` for invalid ``spec``."""
+    Raises :class:`Move4Error` for invalid ``spec`` or ``kinds``."""
     spec.validate()
+    if kinds is not None and (len(kinds) != spec.frames or set(kinds) - set(KINDS.values())):
+        raise Move4Error(f"kinds must be {spec.frames} letters of {''.join(KINDS.values())}, got {kinds!r}")
     images, digit_labels = load_digits()
     rng = video_rng(seed, split, index)
     t_total, s = spec.frames, spec.size
     label = index % len(CLASSES) if label is None else label
     d = max(6, int(round(s * DIGIT_FRACTION)))
 
-    kinds = (
-        _sparse_kinds(rng, t_total, spec.action_frames)
-        if spec.action_frames
-        else _chunk_kinds(rng, t_total, spec.chunk)
-    )
-    motion_frames = kinds.count("motion")
+    if kinds is not None:
+        letters = {v: k for k, v in KINDS.items()}
+        kind_list = [letters[c] for c in kinds]
+    elif spec.action_frames:
+        kind_list = _sparse_kinds(rng, t_total, spec.action_frames)
+    else:
+        kind_list = _chunk_kinds(rng, t_total, spec.chunk)
+    motion_frames = kind_list.count("motion")
 
     # The target digit's straight path: 60-100% of the free room along the axis of motion.
     pool = digit_pool(digit_labels, TARGET_DIGITS, split)
@@ -230,7 +238,7 @@ def render_video(spec: Move4Spec, seed: int, split: str, index: int, label: int 
     frames = np.zeros((t_total, s, s, 3), np.uint8)
     positions: list[tuple[float, float] | None] = []
     m = 0  # motion frames drawn so far
-    for t, kind in enumerate(kinds):
+    for t, kind in enumerate(kind_list):
         if kind == "black":
             positions.append(None)
             continue
@@ -252,7 +260,7 @@ def render_video(spec: Move4Spec, seed: int, split: str, index: int, label: int 
         if a is not None:
             frame = frame * (1 - a[..., None]) + 255.0 * a[..., None]
         frames[t] = np.clip(np.rint(frame), 0, 255).astype(np.uint8)
-    return Move4Video(frames, label, int(digit_labels[target]), "".join(KINDS[k] for k in kinds), positions)
+    return Move4Video(frames, label, int(digit_labels[target]), "".join(KINDS[k] for k in kind_list), positions)
 
 
 def write_mp4(path: Path, frames: np.ndarray, fps: float) -> None:
@@ -358,3 +366,109 @@ def sampling_coverage(out: str | Path, split: str = "test", segments: int = 8, a
     if not rows:
         raise Move4Error(f"{Path(out) / f'{split}_frames.jsonl'}: no videos")
     return sum(run_frames_sampled(r["kinds"], segments) >= at_least for r in rows) / len(rows)
+
+
+# -- long recordings of known actions (for windowed classification: ``fvdeploy watch``) ----------------
+
+
+@dataclass
+class Recording:
+    """A long generated recording and where its actions are.
+
+    ``frames`` uint8 ``[T, S, S, 3]`` BGR at ``fps``; ``actions`` the true spans, each ``(label,
+    start_frame, end_frame)`` with ``end_frame`` exclusive (frame ``t`` lies at ``t / fps`` s)."""
+
+    frames: np.ndarray
+    fps: float
+    actions: list[tuple[str, int, int]]
+    kinds: str = ""  # one letter of KINDS per frame
+
+    def spans_s(self) -> list[tuple[str, float, float]]:
+        """``actions`` in seconds."""
+        return [(label, a / self.fps, b / self.fps) for label, a, b in self.actions]
+
+
+RECORDING_INDEX = 100_000  # clip indices of recordings start here: clear of any generated dataset's
+
+
+def _distractor_kinds(rng: np.random.Generator, frames: int) -> str:
+    """Three runs (black, background alone, a jumping non-target digit) in random order, each at
+    least one frame: a Move4 distractor chunk as long as the clip, no motion frame."""
+    cuts = np.sort(rng.choice(np.arange(1, frames), 2, replace=False))
+    lengths = np.diff([0, *cuts.tolist(), frames])
+    order = rng.permutation(["black", "background", "distractor"])
+    return "".join(KINDS[str(k)] * int(n) for k, n in zip(order, lengths))
+
+
+def render_recording(
+    labels: tuple[str, ...] | list[str] = CLASSES,
+    *,
+    action_s: float = 10.0,
+    gap_s: float = 0.0,
+    fps: float = 25.0,
+    size: int = 64,
+    clip_frames: int = 32,
+    chunk: tuple[float, float] = (0.25, 0.5),
+    seed: int = 0,
+    split: str = "test",
+) -> Recording:
+    """A recording of actions back to back, one per entry of ``labels`` (class names; an empty
+    list gives a distractor-only recording of ``gap_s``), each ``action_s`` seconds long, with
+    ``gap_s`` seconds of distractor frames before the first, between each two and after the last.
+
+    An action is Move4 clips of its class one after the other, ``clip_frames`` frames each (the
+    last one cut to fit): every clip a new digit, background and path, with Move4's own distractor
+    chunk (``chunk``, a fraction of each clip) inside it, as the model saw in training. Its true
+    span is all of its frames (the unit Move4 labels is the clip, chunk included). Distractor
+    stretches are clips of only the three distractor kinds. Every frame is a function of ``seed``
+    (``split`` picks the MNIST digits: test digits were never trained on).
+
+    Raises :class:`Move4Error` for an unknown label, a non-positive length or a bad clip spec."""
+    unknown = [x for x in labels if x not in CLASSES]
+    if unknown:
+        raise Move4Error(f"unknown Move4 classes {unknown}: choose from {', '.join(CLASSES)}")
+    if action_s <= 0 or gap_s < 0 or fps <= 0 or (not labels and gap_s == 0):
+        raise Move4Error(
+            f"need action_s > 0, gap_s >= 0 (> 0 without actions) and fps > 0; got {action_s}, {gap_s}, {fps}"
+        )
+    spec = Move4Spec(frames=clip_frames, size=size, fps=fps, chunk=chunk)
+    spec.validate()
+    counter = iter(range(RECORDING_INDEX, RECORDING_INDEX + 10**6))
+
+    letters: list[str] = []
+
+    def stretch(n: int, label: int | None) -> list[np.ndarray]:
+        out, left = [], n
+        while left > 0:
+            index = next(counter)
+            kinds = None if label is not None else _distractor_kinds(video_rng(seed, split, index), clip_frames)
+            video = render_video(spec, seed, split, index, label=0 if label is None else label, kinds=kinds)
+            out.append(video.frames[:left])
+            letters.append(video.kinds[:left])
+            left -= len(out[-1])
+        return out
+
+    action_n, gap_n = round(action_s * fps), round(gap_s * fps)
+    parts: list[np.ndarray] = stretch(gap_n, None)
+    actions, pos = [], gap_n
+    for name in labels:
+        parts += stretch(action_n, CLASSES.index(name))
+        actions.append((name, pos, pos + action_n))
+        pos += action_n
+        parts += stretch(gap_n, None)
+        pos += gap_n
+    return Recording(np.concatenate(parts), fps, actions, "".join(letters))
+
+
+def write_recording(path: str | Path, recording: Recording) -> Path:
+    """Write ``recording`` as an MP4 (MPEG-4 Part 2, as the dataset's clips) and its truth beside it
+    as ``PATH.json`` (``fps``, ``frames``, ``actions`` [[label, start_frame, end_frame, start_s, end_s]])."""
+    path = Path(path)
+    write_mp4(path, recording.frames, recording.fps)
+    truth = {
+        "fps": recording.fps,
+        "frames": len(recording.frames),
+        "actions": [[lab, a, b, a / recording.fps, b / recording.fps] for lab, a, b in recording.actions],
+    }
+    path.with_suffix(path.suffix + ".json").write_text(json.dumps(truth, indent=1) + "\n")
+    return path

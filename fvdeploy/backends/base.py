@@ -13,7 +13,6 @@ Inputs and outputs are torch tensors on ``backend.device`` (a backend that runs 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol
 
 import torch
@@ -31,7 +30,6 @@ __all__ = [
     "BACKENDS",
     "PRECISIONS",
     "Backend",
-    "DeviceSpec",
     "native_bf16",
     "resolve_device",
     "resolve_precision",
@@ -53,12 +51,6 @@ class Backend(Protocol):
     def frame_features(self, frames: Tensor) -> Tensor: ...
 
     def clip_logits(self, maps: Tensor) -> Tensor: ...
-
-
-@dataclass
-class DeviceSpec:
-    device: torch.device
-    precision: str
 
 
 def resolve_device(device: str = "auto") -> torch.device:

@@ -24,6 +24,7 @@ from torch import Tensor
 
 from ..config import ModelConfig
 from ..errors import BackendError
+from ..sigstack import kept_signal_stack
 
 # No square brackets in messages: the CLI prints them with rich markup.
 OPENVINO_INSTALL = "pip install openvino (fvdeploy's openvino extra)"
@@ -60,12 +61,17 @@ HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
 def compile_graph(path: Path, device: str = "auto", threads: int | None = None, precision: str = "fp32"):
     """An OpenVINO CompiledModel of the ONNX file ``path`` on the requested device, computing in
     ``precision`` (fp32, bf16; int8 for a quantized graph)."""
+    with kept_signal_stack():  # OpenVINO's CPU plugin swaps it and unmaps its own later (sigstack.py)
+        return _compile_graph(path, device, threads, precision)
+
+
+def _compile_graph(path: Path, device: str, threads: int | None, precision: str):
     ov = openvino_module()
     core = ov.Core()
     target = openvino_device(device, list(core.available_devices))
     if precision == "bf16" and "BF16" not in core.get_property(target, "OPTIMIZATION_CAPABILITIES"):
         raise BackendError(f"--precision bf16: OpenVINO's {target} device has no bf16 support on this machine")
-    config = {"INFERENCE_PRECISION_HINT": HINTS[precision], "PERFORMANCE_HINT": "LATENCY"}
+    config: dict[str, str | int] = {"INFERENCE_PRECISION_HINT": HINTS[precision], "PERFORMANCE_HINT": "LATENCY"}
     if threads:
         config["INFERENCE_NUM_THREADS"] = int(threads)
     try:

@@ -58,8 +58,8 @@ class TorchBackend:
         if self.features_dtype != self.dtype:
             stem = prepare(model)
             stem.layer2 = stem.layer3 = stem.layer4 = stem.fc = nn.Identity()  # only stem + layer1 needed
-            self.frames_model = stem.to(device=device, dtype=self.features_dtype, memory_format=memory_format)
-        self.model = folded.to(device=device, dtype=self.dtype, memory_format=memory_format)
+            self.frames_model = stem.to(device=device, dtype=self.features_dtype, memory_format=memory_format)  # type: ignore[call-overload]
+        self.model = folded.to(device=device, dtype=self.dtype, memory_format=memory_format)  # type: ignore[call-overload]
         if self.features_dtype == self.dtype:
             self.frames_model = self.model
         self.config = model.config

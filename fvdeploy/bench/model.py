@@ -34,9 +34,9 @@ def bench_model(
     from ..backends.torch_backend import TorchBackend
     from ..bundle import load_model
     from ..config import InputSpec, ModelConfig
+    from ..engine.clusters import ClusterAccumulator
     from ..models import create_model
     from ..ops.halo import rechunk, stream_with_halo
-    from ..runtime.accumulate import ClusterAccumulator
 
     dev = resolve_device(device)
     prec = resolve_precision(precision, dev)

@@ -10,7 +10,7 @@ interleaved run by run:
 
 Ratios are PyTorch seconds / that backend's seconds: above 1, the backend is faster. Every side runs
 fp32 (the ONNX files are fp32) with the same intra-op thread count. Parity figures per backend
-against PyTorch on the same clip (DECISIONS.md's rules): same top-1, largest score difference,
+against PyTorch on the same clip (docs/design.md#equality): same top-1, largest score difference,
 largest cluster-boundary shift.
 """
 
@@ -84,7 +84,7 @@ def bench_onnx(
     from ..backends import resolve_device
     from ..backends.ort_backend import OrtBackend
     from ..backends.torch_backend import TorchBackend
-    from ..bundle import load_model
+    from ..bundle import load_model, resolve_model_path
     from ..errors import BackendError
     from ..export.exporter import Exporter, ExportOptions
     from ..export.parity import compare_results
@@ -92,7 +92,6 @@ def bench_onnx(
     from ..io.sources import read_video
     from ..io.transforms import preprocess
     from ..runtime import Classifier
-    from ..runtime.models import resolve_model_path
 
     names = ("torch",) + tuple(b for b in (backends or default_backends(str(resolve_device(device)))) if b != "torch")
     unknown = [b for b in names if b not in ("torch", *BUNDLE_BACKENDS)]

@@ -13,8 +13,8 @@ def bench_precision(
     features_precision: str | None = None,
 ) -> dict:
     """How often reduced precision (fp16, bf16, int8) changes top-1 or moves a cluster boundary by
-    more than one frame, against fp32 on the same frames (DECISIONS.md: >= 99% of videos must keep
-    top-1 and boundaries within +-1 frame, else the clustering reads fp32), and the model's
+    more than one frame, against fp32 on the same frames (docs/design.md#reduced-precision: >= 99% of videos
+    must keep top-1 and boundaries within +-1 frame, else the clustering reads fp32), and the model's
     frames/s in each (the runtime's model seconds summed over the videos). ``backend``: what runs
     the reduced precision (auto: ``backends.choice``); fp32 runs on the same backend where it can
     (int8: the bundle's fp32 pair on the same runtime). ``features_precision``: of stem + layer1

@@ -18,17 +18,19 @@ def bench_throughput(
     one the runtime uses), as end to end does; the two alternate ``repeats`` times so that a
     changing machine load touches both alike, and each figure is the best run (``runs`` lists them
     all). ``ratio`` = best end to end / best decode-only."""
-    from ..io.sources import FrameReader, open_source
+    from ..io.sources import FrameReader
     from ..runtime import Classifier
 
     clf = Classifier.load(model, device=device, decoder=decoder)
     clf.classify(np.zeros((clf.config.num_clusters + 3, 64, 64, 3), np.uint8))  # warm up
-    gpu = clf.backend.device.index or 0
-    shrunk = clf.shrink_in_decoder and clf.decoder == "opencv"
+
+    probe = clf.engine.open(video)
+    shrunk = clf.engine.shrinks(probe)  # where the runtime resizes this video's frames
+    probe.close()
 
     def decode_only() -> tuple[int, float, float]:
         cpu0, t0 = time.process_time(), time.perf_counter()
-        src = open_source(video, decoder=clf.decoder, gpu_id=gpu)
+        src = clf.engine.open(video)
         plan = clf.plan(src.frame_bytes, shrunk=shrunk)  # the batches the runtime reads
         frames = 0
         with FrameReader(src, batch_frames=plan.decode_frames, queue_frames=3 * plan.decode_frames) as reader:

@@ -8,7 +8,7 @@ registers itself from its own module, imported here (they import ``app.py``, nev
 
 from __future__ import annotations
 
-from . import bench, classify, export, import_checkpoint, info, train, watch  # noqa: F401  (registration)
+from . import bench, classify, export, import_checkpoint, info, serve, train, watch  # noqa: F401  (registration)
 from .app import app, err, guarded, main, print_error, usage_error
 
 __all__ = ["app", "err", "guarded", "main", "print_error", "usage_error"]

@@ -14,7 +14,9 @@ def check_target(path: Path, force: bool) -> None:
     from ..runtime.names import ANNOTATE_EXTENSIONS
 
     if path.suffix.lower() not in ANNOTATE_EXTENSIONS:
-        raise usage_error(f"--annotate {path}: write .mp4 or .avi")
+        raise usage_error(
+            f"--annotate {path}: write {' or '.join(ANNOTATE_EXTENSIONS)} (H.264 in MP4 or VP9 in WebM: browsers play them)"
+        )
     if path.exists() and not force:
         raise usage_error(f"{path} exists (use --force to overwrite it)")
     if path.is_dir():

@@ -36,7 +36,8 @@ def print_error(message: str, kind: str = "error", style: str = "red") -> None:
 
 
 def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn library errors into one line on stderr and exit 1 (no traceback)."""
+    """Turn library errors into one line on stderr and exit 1 (no traceback); an interrupt into
+    one ``interrupted`` line and exit 128 + its signal (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -47,9 +48,11 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
         except FvdeployError as e:
             print_error(str(e))
             raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            err.print("interrupted", highlight=False, markup=False)
-            raise typer.Exit(130) from None
+        except KeyboardInterrupt as e:  # Ctrl-C, and SIGTERM/SIGHUP under signals.interruptible
+            from .signals import describe, exit_code
+
+            err.print(describe(e), highlight=False, markup=False)
+            raise typer.Exit(exit_code(e)) from None
         except (typer.Exit, typer.Abort, SystemExit):
             raise
         except Exception as e:  # a bug, not bad input: still one line, traceback on request

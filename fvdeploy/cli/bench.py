@@ -373,6 +373,60 @@ def watch(
     typer.echo(json.dumps(out))
 
 
+@bench_app.command("serve")
+@guarded
+def serve(
+    clients: Annotated[int, typer.Option(help="Concurrent clients sending classify uploads.", min=1)] = 8,
+    requests: Annotated[int, typer.Option(help="Requests per client, one after another.", min=1)] = 4,
+    streams: Annotated[int, typer.Option(help="Streams watched meanwhile (files paced like cameras).", min=0)] = 4,
+    seconds: Annotated[float, typer.Option(help="How long each stream plays.", min=1.0)] = 60.0,
+    window: Annotated[float, typer.Option(help="Stream window in seconds.", min=0.001)] = 1.28,
+    stride: Annotated[float, typer.Option(help="Stream stride in seconds.", min=0.001)] = 0.64,
+    workers: Annotated[int, typer.Option(help="The server's classify threads.", min=1)] = 2,
+    model: Annotated[
+        Optional[Path], typer.Option("--model", "-m", help="Model folder; default: the bundled model.")
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+    quick: Annotated[
+        bool, typer.Option("--quick/--no-quick", help="A smoke-test size: 2 clients x 2 requests, 1 stream, 4 s.")
+    ] = False,
+) -> None:
+    """A real fvdeploy serve under load: N clients x M classify requests while K streams run for S
+    seconds. Prints latency p50/p95, requests/s, frames/s, peak RSS, the slowest /healthz, and
+    whether every stream's events reached its listener."""
+    from ..bench.serve import bench_serve
+
+    if quick:
+        clients, requests, streams, seconds = 2, 2, 1, 4.0
+    out = bench_serve(
+        model=str(model) if model else None,
+        device=device,
+        clients=clients,
+        requests=requests,
+        streams=streams,
+        seconds=seconds,
+        window_s=window,
+        stride_s=stride,
+        workers=workers,
+        log=_log,
+    )
+    for key in (
+        "latency_p50_s",
+        "latency_p95_s",
+        "requests_per_s",
+        "classify_frames_per_s",
+        "stream_frames_per_s",
+        "peak_rss_mib",
+        "slowest_healthz_s",
+        "events_delivered",
+        "load_avg",
+    ):
+        _log(f"{key}: {out[key]}")
+    typer.echo(json.dumps(out))
+    if not out["ok"]:
+        raise typer.Exit(1)
+
+
 def _random_model(path: Path, arch: str, crop: int) -> Path:
     from ..bundle import save_model
     from ..config import InputSpec, ModelConfig

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -9,7 +10,9 @@ import typer
 
 from .app import app, err, guarded, print_error, progress_bar, status, usage_error
 from .choices import BackendName, Decoder, Method, Mode, Precision
+from .output import open_output, still_to_do
 from .report import emit
+from .signals import interruptible
 
 
 def _visual_path(folder: Path, source: str, used: set[Path]) -> Path:
@@ -24,6 +27,7 @@ def _visual_path(folder: Path, source: str, used: set[Path]) -> Path:
 
 @app.command()
 @guarded
+@interruptible  # SIGTERM and SIGHUP behave as Ctrl-C (exit 143, 129)
 def classify(
     paths: Annotated[
         Optional[list[str]],
@@ -105,7 +109,7 @@ def classify(
     features_precision: Annotated[
         Optional[Precision], typer.Option(help="Precision of stem+layer1, whose signs the clustering reads.")
     ] = None,
-    fast_resize: Annotated[
+    fast_resize: Annotated[  # noqa: ARG001  (an old spelling that must still parse; it never did anything)
         bool,
         typer.Option(
             "--fast-resize/--no-fast-resize",
@@ -154,12 +158,31 @@ def classify(
 
     Exit status: 0 when every input was classified (a partial result, frames lost, adds one
     stderr line; --strict makes it 1), 1 when any input failed or the model could not load,
-    2 for usage errors, 130 when interrupted."""
+    2 for usage errors, 130 when interrupted (Ctrl-C), 143 on SIGTERM, 129 on SIGHUP."""
     from ..runtime.inputs import Input, expand_inputs, parse_shard, read_manifest, take_shard
-    from ..runtime.jsonl import JsonlWriter, OutputExists
+    from ..runtime.options import ClassifyOptions, OptionsError
 
-    top_k = topk_alias if topk_alias is not None else top_k
     names = list(paths or [])
+    options = ClassifyOptions(
+        model=str(model) if model is not None else None,
+        device=device,
+        backend=backend.value,
+        precision=precision.value if precision else None,
+        features_precision=features_precision.value if features_precision else None,
+        mode=mode.value if mode else None,
+        segments=segments,
+        clusters=clusters,
+        method=method.value if method else None,
+        top_k=topk_alias if topk_alias is not None else top_k,
+        max_memory=max_memory,
+        chunk_size=chunk_size,
+        decoder=decoder.value if decoder else None,
+        decode_workers=decode_workers,
+    )
+    try:
+        options.validate()
+    except OptionsError as e:
+        raise usage_error(str(e)) from None
     if as_json and output is not None:
         raise usage_error("--json and --output are alternatives; pick one")
     if resume and output is None:
@@ -168,8 +191,6 @@ def classify(
         raise usage_error("--force applies to --output and --annotate")
     if force and resume:
         raise usage_error("--force and --resume are alternatives; pick one")
-    if segments is not None and (mode is None or mode.value != "tsm"):
-        raise usage_error("--segments applies to --mode tsm (full mode uses --clusters)")
     try:
         shard_spec = parse_shard(shard) if shard is not None else None
     except ValueError as e:
@@ -206,40 +227,14 @@ def classify(
             raise usage_error(f"--annotate writes one video; got {len(inputs)} inputs")
         check_target(annotate, force)
 
-    writer = None
-    if output is not None:
-        try:
-            if output.suffix.lower() == ".parquet":
-                from ..runtime.arrow import ParquetWriter
-
-                writer = ParquetWriter(output, force=force, resume=resume)
-            else:
-                writer = JsonlWriter(output, force=force, resume=resume)
-        except OutputExists as e:
-            raise usage_error(str(e)) from None
-        except OSError as e:
-            raise usage_error(f"{output}: cannot write ({e.strerror or e})") from None
-        inputs = [i for i in inputs if i.path not in writer.done]
+    writer = open_output(output, force=force, resume=resume)  # JSONL or Parquet: one set of guarantees
+    inputs = still_to_do(inputs, writer)
     try:
         failed, partial, rows = _run(
             inputs,
             writer,
-            model=model,
-            backend=backend,
-            mode=mode,
-            segments=segments,
-            clusters=clusters,
-            method=method,
-            precision=precision,
-            max_memory=max_memory,
-            chunk_size=chunk_size,
-            top_k=top_k,
-            decoder=decoder,
-            features_precision=features_precision,
-            fast_resize=fast_resize,
-            device=device,
+            options,
             devices=devices,
-            decode_workers=decode_workers,
             visualize=visualize,
             as_json=as_json,
             quiet=quiet,
@@ -270,44 +265,18 @@ def classify(
 def _run(
     inputs,
     writer,
+    options,
     *,
-    model,
-    backend,
-    mode,
-    segments,
-    clusters,
-    method,
-    precision,
-    max_memory,
-    chunk_size,
-    top_k,
-    decoder,
-    features_precision,
-    fast_resize,
-    device,
     devices,
-    decode_workers,
     visualize,
     as_json,
     quiet,
     annotate,
     ray=None,
 ) -> tuple[int, int, list]:
-    load_kwargs = dict(
-        model=model,
-        backend=backend.value,
-        mode=mode.value if mode else None,
-        segments=segments,
-        num_clusters=clusters,
-        method=method.value if method else None,
-        precision=precision.value if precision else None,
-        max_memory_mib=max_memory,
-        chunk_size=chunk_size,
-        topk=top_k,
-        decoder=decoder.value if decoder else None,
-        features_precision=features_precision.value if features_precision else None,
-        fast_resize=fast_resize,
-    )
+    # what every process loads the model with (this one, --devices workers, Ray actors)
+    load_kwargs = {k: v for k, v in dataclasses.asdict(options).items() if k not in ("device", "decode_workers")}
+    device, decode_workers = options.device, options.decode_workers
     show_progress = not quiet and err.is_terminal
     if ray is not None:
         from .classify_ray import classify_on_ray
@@ -335,7 +304,7 @@ def _run(
         from ..runtime import Classifier
 
         with status("loading the model", show_progress):
-            clf = Classifier.load(device=device, decode_workers=decode_workers, **load_kwargs)
+            clf = Classifier.load(options=options)
     if visualize is not None:
         visualize.mkdir(parents=True, exist_ok=True)
     rows, used_png, failed, partial = [], set(), 0, 0

@@ -32,8 +32,7 @@ def info(
     from rich.console import Console
     from rich.table import Table
 
-    from ..bundle import load_model
-    from ..runtime.models import resolve_model_path
+    from ..bundle import load_model, resolve_model_path
 
     path = resolve_model_path(model)
     net = load_model(path)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import typer
 
 from .app import print_error
@@ -20,11 +18,16 @@ def emit(path: str, result, error: str | None, writer, as_json: bool, rows: list
     """Report one input, local or from Ray: an error line or a partial-result line on stderr, the
     record (an error record carries the whole schema, with nulls) to the output and/or stdout.
     Returns 1 if it failed, else 0."""
-    from ..runtime.results import VideoResult
+    from ..io.urls import redact, redact_text
+    from ..records import VideoResult, dumps
 
     if error is not None:
+        error = redact_text(error)  # a URL's password never reaches a line or a record
         print_error(error)
-        record = (result or VideoResult.failed(path, error)).to_dict()
+        record = (result or VideoResult.failed(redact(path), error)).to_dict()
+        record["error"] = error
+        if record.get("path"):
+            record["path"] = redact(record["path"])
     else:
         record = result.to_dict()
         rows.append(result)
@@ -33,5 +36,5 @@ def emit(path: str, result, error: str | None, writer, as_json: bool, rows: list
     if writer is not None:
         writer.write(record)
     if as_json:
-        typer.echo(json.dumps(record, allow_nan=False))
+        typer.echo(dumps(record))
     return int(error is not None)

@@ -3,13 +3,12 @@ cameras and network streams, several at once on one device.
 
 Output: one JSON line per window, event, gap and stream end (flushed as it happens) to ``--output``
 or, when stdout is not a terminal (or with ``--json``), to stdout. On a terminal, a live view on
-stderr shows each stream's current label and last events. Stopping with Ctrl-C or SIGTERM closes
+stderr shows each stream's current label and last events. Stopping with Ctrl-C, SIGTERM or SIGHUP closes
 the open events, finishes the output and the pictures, and exits 0 unless a source failed (1).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -21,6 +20,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..watch.rules import EventRules
 from .app import app, err, guarded, print_error, usage_error
 from .choices import BackendName, Method, Precision
 
@@ -62,10 +62,40 @@ def watch(
     stride_frames: Annotated[
         Optional[int], typer.Option(help="Frames between window starts (with --window-frames).", min=1)
     ] = None,
-    threshold: Annotated[
-        float, typer.Option(help="A window joins an event when its top score reaches this.", min=0.0, max=1.0)
-    ] = 0.5,
-    min_duration: Annotated[float, typer.Option(help="Drop events shorter than this many seconds.", min=0.0)] = 0.0,
+    enter: Annotated[
+        float,
+        typer.Option(
+            "--enter", help="An event starts at a window whose top label has this probability.", min=0.0, max=1.0
+        ),
+    ] = EventRules.enter,
+    exit_: Annotated[
+        Optional[float],
+        typer.Option(
+            "--exit",
+            help="... and goes on while the next windows give its label at least this (hysteresis; <= --enter). Default: 0.7, or --enter if lower.",
+            min=0.0,
+            max=1.0,
+            show_default=False,
+        ),
+    ] = None,
+    merge_gap: Annotated[
+        float,
+        typer.Option(
+            "--merge-gap",
+            help="Seconds: runs of one label this close join into one event (if nothing long came between).",
+            min=0.0,
+        ),
+    ] = EventRules.merge_gap_s,
+    min_duration: Annotated[
+        float, typer.Option("--min-duration", help="Drop events shorter than this many seconds.", min=0.0)
+    ] = EventRules.min_duration_s,
+    clips: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--clips",
+            help="Folder: write each event as a clip a browser plays (H.264 MP4) with a JSON sidecar.",
+        ),
+    ] = None,
     events_only: Annotated[
         bool, typer.Option("--events-only/--no-events-only", help="Report events (and stream ends), not every window.")
     ] = False,
@@ -126,9 +156,12 @@ def watch(
     ] = False,
     annotate: Annotated[
         Optional[Path],
-        typer.Option(help="One video file only: write it with each window's label and score and a timeline strip."),
+        typer.Option(
+            help="One video file only: write it (.mp4 H.264 or .webm VP9, browser-playable) with each window's label and score and a timeline strip."
+        ),
     ] = None,
     topk_alias: Annotated[Optional[int], typer.Option("--topk", hidden=True, min=1)] = None,
+    threshold_alias: Annotated[Optional[float], typer.Option("--threshold", hidden=True, min=0.0, max=1.0)] = None,
 ) -> None:
     """Watch long recordings, cameras and streams: a label per window, action events as they end."""
     from ..runtime.jsonl import JsonlWriter, OutputExists
@@ -138,6 +171,16 @@ def watch(
     if (window_frames is None) != (stride_frames is None):
         raise usage_error("--window-frames and --stride-frames go together")
     top_k = topk_alias if topk_alias is not None else top_k
+    enter = threshold_alias if threshold_alias is not None else enter
+    if exit_ is not None and exit_ > enter:
+        raise usage_error(f"--exit {exit_} exceeds --enter {enter}: an event goes on while its label keeps --exit")
+    if clips is not None:
+        if clips.exists() and not clips.is_dir():
+            raise usage_error(f"--clips {clips} is a file; name a folder")
+        try:
+            clips.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise usage_error(f"--clips {clips}: cannot create the folder ({e.strerror or e})") from None
     if force and output is None and annotate is None:
         raise usage_error("--force applies to --output and --annotate")
     if annotate is not None:
@@ -146,6 +189,8 @@ def watch(
         if len(sources) != 1 or not Path(sources[0]).is_file():
             raise usage_error("--annotate needs exactly one video file as the source")
         check_target(annotate, force)
+        if events_only:  # the annotated video labels each window: events alone would leave it unwritten
+            raise usage_error("--annotate labels every window; it cannot go with --events-only")
     if as_json and output is not None:
         raise usage_error("--json and --output are alternatives; pick one")
 
@@ -157,8 +202,11 @@ def watch(
         stride_s=stride,
         window_frames=window_frames,
         stride_frames=stride_frames,
-        threshold=threshold,
+        enter=enter,
+        exit=exit_,
+        merge_gap_s=merge_gap,
         min_duration_s=min_duration,
+        clips=clips,
         events_only=events_only,
         realtime=realtime,
         fps=fps,
@@ -216,9 +264,9 @@ def _consume(
     visualize: Path | None,
     windows: list | None = None,
 ) -> int:
-    """Write, show and draw every item; returns how many streams failed. The first Ctrl-C or
-    SIGTERM winds the watch down (open events close, outputs finish); a second one stops at once."""
-    from ..watch.results import Event, StreamEnd, WindowResult
+    """Write, show and draw every item; returns how many streams failed. The first Ctrl-C, SIGTERM
+    or SIGHUP winds the watch down (open events close, outputs finish); a second one stops at once."""
+    from ..records import Event, StreamEnd, WindowResult, dumps
     from ..watch.timeline import TimelineRecorder, write_timeline
 
     view = LiveView() if live else None
@@ -234,7 +282,7 @@ def _consume(
         err.print("stopping: finishing the open windows and events (again to stop at once)", highlight=False)
         watcher.finish()
 
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     for sig in previous:
         signal.signal(sig, on_signal)
     try:
@@ -246,7 +294,7 @@ def _consume(
                         writer.write(record)
                     if to_stdout:
                         try:
-                            sys.stdout.write(json.dumps(record) + "\n")
+                            sys.stdout.write(dumps(record) + "\n")
                             sys.stdout.flush()
                         except BrokenPipeError:  # the reader went away (| head): stop quietly
                             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -258,7 +306,7 @@ def _consume(
                         rec = recorders.get(item.stream)
                         if rec is None:
                             rec = recorders[item.stream] = TimelineRecorder(
-                                item.stream, clf.config.labels, options.threshold
+                                item.stream, clf.config.labels, options.rules().enter
                             )
                         rec.add(item)
                     if isinstance(item, Event):
@@ -328,7 +376,7 @@ class LiveView:
         return self._live
 
     def add(self, item) -> None:
-        from ..watch.results import Event, Gap, StreamEnd, WindowResult
+        from ..records import Event, Gap, StreamEnd, WindowResult
 
         row = self.rows.setdefault(
             item.stream, {"state": "watching", "label": "", "frames": 0, "events": [], "t": time.time()}

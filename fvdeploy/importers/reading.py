@@ -3,12 +3,18 @@
 ``torch.load(weights_only=True)`` accepts tensors, containers and plain Python values only. Real
 published files sometimes hold a few numpy values in their metadata (mmcv's ``hook_msgs`` keeps a
 ``numpy.float64`` best score); those numeric scalars and their dtypes are allow-listed by name, and
-nothing else: a refusal names the file and the refused type.
+nothing else: a refusal names the file and the refused global (``posix.system``), or says
+that it met a pickle opcode that loads code (``REDUCE``, ``GLOBAL``, ...) or one the safe loader
+does not read (a plain ``pickle.dump`` of protocol 4 starts with ``FRAME``: it is no
+``torch.save`` checkpoint). torch's warning about such a protocol is not printed: the refusal
+says it in one line.
 """
 
 from __future__ import annotations
 
+import pickletools
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +45,26 @@ _REFUSED = (
     re.compile(r"unsupported GLOBAL (\S+)"),
     re.compile(r"Unsupported class (\S+)"),
     re.compile(r"but got <class '([^']+)'>"),
-    re.compile(r"Unsupported operand (\S+)"),
+)
+_OPERAND = re.compile(r"Unsupported operand (\d+)")
+# opcodes that import or call something: the ways a pickle runs code
+CODE_OPCODES = {
+    "GLOBAL",
+    "STACK_GLOBAL",
+    "INST",
+    "OBJ",
+    "NEWOBJ",
+    "NEWOBJ_EX",
+    "REDUCE",
+    "BUILD",
+    "EXT1",
+    "EXT2",
+    "EXT4",
+}
+OPCODE_NAMES = {op.code.encode("latin-1")[0]: op.name for op in pickletools.opcodes}
+REFUSAL_TAIL = (
+    "only tensors, containers, plain values and numpy numeric scalars are loaded; "
+    "fvdeploy never runs code from a checkpoint"
 )
 
 
@@ -55,7 +80,9 @@ def read_checkpoint(path: str | Path) -> tuple[Any, str]:
     except OSError as e:
         raise ModelError(f"{path}: cannot read ({e.strerror or e})") from None
     try:
-        with torch.serialization.safe_globals(_numpy_allow_list()):
+        with torch.serialization.safe_globals(_numpy_allow_list()), warnings.catch_warnings():
+            # "Detected pickle protocol 4 in the checkpoint ...": a refusal below says it in one line
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch.load raises many types on corrupt input; all mean "unreadable"
         raise ModelError(_explain(path, e)) from None
@@ -67,10 +94,17 @@ def _explain(path: Path, e: Exception) -> str:
     for pattern in _REFUSED:
         m = pattern.search(text)
         if m:
-            return (
-                f"{path}: refused to unpickle {m.group(1).rstrip('.,')} (only tensors, containers, plain "
-                "values and numpy numeric scalars are loaded; fvdeploy never runs code from a checkpoint)"
-            )
+            return f"{path}: refused to unpickle {m.group(1).rstrip('.,')} ({REFUSAL_TAIL})"
+    m = _OPERAND.search(text)
+    if m:
+        code = int(m.group(1))
+        name = OPCODE_NAMES.get(code, f"#{code}")
+        if name in CODE_OPCODES:
+            return f"{path}: refused a pickle opcode that loads code ({name}) ({REFUSAL_TAIL})"
+        return (
+            f"{path}: refused pickle opcode {name} ({code}), which the safe loader does not read: a plain "
+            f"pickle, not a torch.save checkpoint? ({REFUSAL_TAIL})"
+        )
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     detail = lines[-1] if lines else ""
     if "Weights only load failed" in text:

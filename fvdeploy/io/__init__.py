@@ -1,5 +1,5 @@
 """Every way frames come in: the frame source (files, URLs, cameras, arrays, iterators), the OpenCV
-and NVDEC decoders behind it, and preprocessing.
+(files, cameras), PyAV (network URLs) and NVDEC decoders behind it, and preprocessing.
 
 Names import lazily (OpenCV and torch load with the first use); ``io.names`` is free of both."""
 
@@ -42,11 +42,13 @@ _EXPORTS = {
         )
     },
     "DECODERS": ".names",
+    "PyAVSource": ".pyav",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
     from .names import DECODERS
+    from .pyav import PyAVSource
     from .sources import (
         ArraySource,
         Dropped,
@@ -84,6 +86,7 @@ __all__ = [
     "IteratorSource",
     "NvdecSource",
     "OpenCVSource",
+    "PyAVSource",
     "Resumed",
     "VideoInfo",
     "center_crop",

@@ -2,7 +2,9 @@
 
 ``open_source(x)`` takes a path, a URL (http/https/file: a finite file; rtsp/rtmp/udp/srt/...: a
 live stream), a camera index, a ``uint8`` array or an iterator of frames, and returns a
-:class:`FrameSource`:
+:class:`FrameSource`: files and cameras decoded by OpenCV (:class:`OpenCVSource`), network URLs by
+PyAV (:class:`fvdeploy.io.pyav.PyAVSource`, each frame's own timestamp; why there, see that
+module), files on the GPU by NVDEC, arrays and iterators as they are:
 
 - ``batches(max_frames)`` yields :class:`FrameBatch`\\ es of ``uint8 [k, H, W, 3]`` frames (BGR from
   OpenCV, RGB CUDA tensors from NVDEC, arrays and iterators in the ``color`` given) with each
@@ -16,7 +18,10 @@ live stream), a camera index, a ``uint8`` array or an iterator of frames, and re
   ``seconds(i)``, the presentation time of frame ``i`` (``i == frames_read``: the end of the last
   frame, i.e. its time plus its duration).
 
-Times (``time_basis``): ``"stream"`` for a file's own timestamps (seconds from its start); for a
+Times (``time_basis``): ``"stream"`` for a file's own timestamps: seconds are presentation
+timestamps minus the container's start time (ffprobe's ``format=start_time``), the origin
+``ffmpeg -ss`` uses, so a file whose audio starts before its video has its first frame at a
+positive time; for a
 live source, its timestamps placed on this source's clock at each (re)connection, so that times
 keep increasing across drops; ``"fps"``, ``i / fps`` for arrays and iterators given a frame rate
 (and files whose container carries no timestamps, e.g. a raw ``.h264`` stream); ``"clock"``,
@@ -27,7 +32,10 @@ Damage: decoding goes on past a damaged stretch, as ffmpeg does: a failed read i
 ``DAMAGE_RETRIES`` times; frames that come after it are kept, and the frames lost are counted from
 the timestamps (the gap divided by the usual frame duration). A container's frame count is only a
 hint and never sets ``partial``. A finite source (a file, or a file behind an http(s) URL) ends at
-its end; only live sources reconnect.
+its end; only live sources reconnect. A source that ended early without damage (a server that
+stalled, a file that grew while it was read) sets ``incomplete``, hence ``partial``, with a warning.
+What is not supported says so: a DASH manifest is a one-line error naming DASH; HDR video (PQ or HLG
+transfer, BT.2020 primaries) is decoded without tone mapping, with a warning.
 
 :class:`FrameReader` runs a source in one thread behind a bounded queue (counted in frames):
 decoding overlaps compute (OpenCV and NVDEC release the GIL). A finite source waits for room; a
@@ -37,9 +45,10 @@ live one drops the frames that find the queue full, and counts them.
 from __future__ import annotations
 
 import base64
+import errno
 import logging
 import math
-import re
+import os
 import threading
 import time
 import urllib.error
@@ -56,28 +65,61 @@ import numpy as np
 
 from ..errors import FvdeployError, VideoError
 from .names import DECODERS
+from .urls import LIVE_SCHEMES, URL_PATTERN, is_live_url, is_network_url, is_url, redact  # noqa: F401 (moved; still importable here)
 from .video import check_path, frame_fingerprint, open_capture
 
 log = logging.getLogger(__name__)
 
-LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "rtp", "udp", "srt", "tcp")
-URL_PATTERN = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 DAMAGE_RETRIES = 64  # failed reads in a row before a finite source counts as ended
 SKIP_FRAMES = 4  # a jump of this many frame durations in a constant-rate stream is a damaged stretch
 TIME_BASES = ("stream", "fps", "clock")
+# FFmpeg's AVColorTransferCharacteristic / AVColorPrimaries codes (libavutil/pixfmt.h) that mark HDR video
+HDR_TRANSFERS = {16: "PQ (SMPTE 2084)", 18: "HLG (ARIB STD-B67)"}
+BT2020_PRIMARIES = 9
 
 
-def redact(url: str) -> str:
-    """A URL without its password (``rtsp://user:secret@host`` -> ``rtsp://user:***@host``)."""
-    return re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://[^/@:]*):[^/@]*@", r"\1:***@", url)
+def not_dash(target: str, shown: str) -> None:
+    """A one-line VideoError for a DASH manifest (``.mpd``): DASH is not supported."""
+    if urllib.parse.urlsplit(target).path.lower().endswith(".mpd") or (
+        not is_url(target) and target.lower().endswith(".mpd")
+    ):
+        raise VideoError(
+            f"{shown}: a DASH manifest (.mpd); DASH is not supported: give the stream's HLS playlist (.m3u8), "
+            "an RTSP URL or a video file"
+        )
 
 
-def is_url(text: str) -> bool:
-    return URL_PATTERN.match(text) is not None
+def hdr_warning(shown: str, transfer: int | None, primaries: int | None) -> str | None:
+    """The warning for HDR-tagged video (PQ or HLG transfer, or BT.2020 primaries), else None:
+    frames are converted to 8-bit BGR as tagged, with no tone mapping."""
+    tags = [HDR_TRANSFERS[transfer]] if transfer in HDR_TRANSFERS else []
+    if primaries == BT2020_PRIMARIES:
+        tags.append("BT.2020 primaries")
+    if not tags:
+        return None
+    return (
+        f"{shown}: HDR video ({', '.join(tags)}) is not tone-mapped: frames are converted to 8-bit as if SDR, "
+        "so colours and brightness differ from what an HDR display shows"
+    )
 
 
-def is_live_url(text: str) -> bool:
-    return is_url(text) and text.split("://", 1)[0].lower() in LIVE_SCHEMES
+def container_facts(path: str) -> tuple[float, str | None]:
+    """What OpenCV does not tell about a file, read from its header with PyAV: the seconds from the
+    container's start time (ffprobe's ``format=start_time``) to the video stream's start (OpenCV's
+    times count from the latter; an audio-first file's video starts later), and an HDR warning.
+    (0.0, None) where PyAV cannot open the file."""
+    try:
+        import av
+
+        with av.open(path) as container:
+            stream = container.streams.video[0]
+            shift = 0.0
+            if container.start_time is not None and stream.start_time is not None and stream.time_base:
+                shift = max(0.0, float(stream.start_time * stream.time_base) - container.start_time / 1e6)
+            cc = stream.codec_context
+            return shift, hdr_warning(path, cc.color_trc, cc.color_primaries)
+    except Exception:  # noqa: BLE001  (any file PyAV cannot parse: OpenCV's own times stand)
+        return 0.0, None
 
 
 # -- what a source hands over ----------------------------------------------------------------------
@@ -177,9 +219,13 @@ class FrameSource:
     ``VideoError`` when no frame decodes at all."""
 
     kind = ""  # file | url | camera | array | iterator
-    decoder = ""  # opencv | nvdec | array | iterator
+    decoder = ""  # opencv | nvdec | array | iterator (reported in results; consumers read the properties below)
     color = "bgr"
     rereadable = False
+    # How consumers read this source (FrameReader, the engine), so none of them switches on names:
+    threaded = False  # decoding runs in a thread of its own (it releases the GIL: OpenCV, NVDEC)
+    host_frames = True  # batches are numpy arrays in host memory (NVDEC's are CUDA tensors)
+    queue_batches = 3  # decoded batches that may wait for the model
 
     def __init__(self, name: str, *, fps: float | None = None, live: bool = False) -> None:
         self.name = name
@@ -194,6 +240,7 @@ class FrameSource:
         self.extra_decoded = 0  # frames decoded again (read_range)
         self.decode_seconds = 0.0
         self.reconnects = 0
+        self.incomplete = False  # ended early without damage (a stalled server, a file that grew): partial
         self.warnings: list[str] = []
         self.record = False  # keep every frame's time (and a checksum) for seconds(i) and read_range
         self.stopping = threading.Event()  # set by the reader: stop reading (and stop reconnecting)
@@ -206,8 +253,9 @@ class FrameSource:
 
     @property
     def partial(self) -> bool:
-        """Frames were lost (damage, or a source that ended before what it reliably announced)."""
-        return self.lost_frames > 0
+        """Frames were lost (damage, or a source that ended before what it reliably announced, or
+        stalled, or grew while it was read: ``incomplete``)."""
+        return self.lost_frames > 0 or self.incomplete
 
     def describe(self) -> str:
         return self.path or self.name
@@ -338,6 +386,7 @@ class OpenCVSource(FrameSource):
     the URL or camera cannot be opened, or the first frames do not decode."""
 
     decoder = "opencv"
+    threaded = True
 
     def __init__(
         self,
@@ -351,6 +400,7 @@ class OpenCVSource(FrameSource):
         retry_delay_s: float = 1.0,
         open_timeout_s: float = 10.0,
         loops: int = 1,
+        frame_check: Callable[[int, int, str], None] | None = None,
     ) -> None:
         if isinstance(target, int):
             kind, shown = "camera", f"camera:{target}"
@@ -358,6 +408,8 @@ class OpenCVSource(FrameSource):
             kind, shown = "url", redact(str(target))
         else:
             kind, shown = "file", str(target)
+        if kind != "camera":
+            not_dash(str(target), shown)
         is_live = kind == "camera" or (kind == "url" and is_live_url(str(target)))
         super().__init__(name or shown, live=is_live if live is None else live)
         self.kind, self.target = kind, target
@@ -372,6 +424,10 @@ class OpenCVSource(FrameSource):
         self.rereadable = kind == "file"
         self.clock0 = time.perf_counter()
         self._cap = self._open()
+        # OpenCV counts a file's times from its video stream's start: shift them to the container's
+        # start (ffmpeg -ss's origin); and what OpenCV does not say: HDR, a file still being written
+        self._shift, self._hdr = container_facts(str(target)) if kind == "file" else (0.0, None)
+        self._size0 = _size_and_mtime(str(target)) if kind == "file" else None  # None: nothing to check
         announced = self._cap.get(cv2.CAP_PROP_FPS)
         self.fps = fps or (
             float(announced) if announced and math.isfinite(announced) and 0 < announced < 1000 else None
@@ -388,12 +444,25 @@ class OpenCVSource(FrameSource):
             and _fourcc(self._cap).upper() in ("MJPG", "MJPEG")
         ):
             self.live = True  # an IP camera's endless multipart JPEG stream over http, not a file
+        if frame_check is not None and self.width and self.height:
+            try:  # before a frame is decoded: a tiny file of huge frames must not grow first
+                frame_check(self.width, self.height, self.describe())
+            except BaseException:
+                self._cap.release()
+                raise
         # Two frames decide the time basis (and prove the source decodes at all).
         self._prefetch = [f for f in (self._read() for _ in range(2)) if f is not None]
         if not self._prefetch:
             self._cap.release()
             raise VideoError(f"{self.describe()}: no frames could be decoded (zero frames, or a corrupt video)")
+        header = (self.width, self.height)
         self.height, self.width = self._prefetch[0][0].shape[:2]
+        if frame_check is not None and header != (self.width, self.height):
+            try:  # the header had no size, or not the decoded one
+                frame_check(self.width, self.height, self.describe())
+            except BaseException:
+                self._cap.release()
+                raise
         self.time_basis = self._choose_basis()
 
     def _open(self) -> cv2.VideoCapture:
@@ -414,7 +483,7 @@ class OpenCVSource(FrameSource):
         if not cap.isOpened():
             cap.release()
             raise VideoError(
-                f"{self.name}: cannot open {'the stream' if self.live else 'this URL'} ({_why_unopened(str(self.target))})"
+                f"{self.name}: cannot open {'the stream' if self.live else 'this URL'} ({why_unopened(str(self.target))})"
             )
         return cap
 
@@ -451,6 +520,7 @@ class OpenCVSource(FrameSource):
         arrival: list[float] = []
         shape = self._prefetch[0][0].shape
         failed_at: int | None = None  # frames delivered when the current run of failed reads began
+        eof_wall = 0.0  # wall-clock time of that run's first failed read (a file's end, at the last run)
         fails = 0
         last_raw = -math.inf
         damage: _Damage | None = None  # a damaged stretch whose lost frames are being counted
@@ -461,7 +531,7 @@ class OpenCVSource(FrameSource):
                 if item is None:
                     fails += 1
                     if failed_at is None:
-                        failed_at = index
+                        failed_at, eof_wall = index, time.time()
                     if fails <= (3 if self.live else DAMAGE_RETRIES):
                         continue  # damage or a passing glitch: ffmpeg reads on past it
                     if frames:
@@ -478,11 +548,12 @@ class OpenCVSource(FrameSource):
                         return
                     if self.kind == "file" and loop < self.loops:  # benchmarks: the same file again, time running on
                         loop += 1
-                        offset = clock.prev + clock.usual_step()
+                        offset = clock.prev + clock.usual_step() - self._shift
                         self._cap.release()
                         self._cap = self._open()
                         fails, failed_at, last_raw = 0, None, -math.inf
                         continue
+                    self._check_growth(index, eof_wall)
                     return
                 frame, raw, arrived = item
                 if frame.shape != shape:  # OpenCV itself rescales a size change; a camera may not
@@ -525,6 +596,27 @@ class OpenCVSource(FrameSource):
                     frames, pts, arrival = [], [], []
         finally:
             self._cap.release()
+            if self._hdr is not None and self._hdr not in self.warnings:
+                self.warn(self._hdr)
+
+    def _check_growth(self, frames: int, eof_wall: float) -> None:
+        """A file still being written when its end was read: another process has it open for
+        writing, or it was modified after its end was reached (``eof_wall``, wall-clock seconds).
+        What was read is then not the whole file: incomplete (partial), with a warning. A file that
+        grew while it was read and was finished before its end was reached was read whole (FFmpeg
+        reads on to the end there is), so it is not flagged."""
+        if self._size0 is None:
+            return
+        writing = open_for_writing(str(self.target))
+        now = _size_and_mtime(str(self.target))
+        if writing:
+            what = "the file is open for writing by another process (still being written?)"
+        elif now is not None and now[1] / 1e9 >= eof_wall:
+            what = "the file changed after its end was read (still being written?)"
+        else:
+            return
+        self.incomplete = True
+        self.warn(f"{self.describe()}: {what}: {frames} frames read, the rest is not in this result")
 
     def _time(
         self, index: int, raw: float, arrived: float, offset: float, conn_pts0: float | None, conn_at: float
@@ -532,7 +624,7 @@ class OpenCVSource(FrameSource):
         if self.time_basis == "stream":
             if self.live:
                 return conn_at + (raw - conn_pts0) if conn_pts0 is not None else arrived - self.clock0
-            return offset + raw
+            return offset + raw + self._shift
         if self.time_basis == "fps":
             return index / self.fps if self.fps else math.nan
         if self.time_basis == "clock":
@@ -680,14 +772,49 @@ def _fourcc(cap: cv2.VideoCapture) -> str:
     return "".join(chr((v >> (8 * i)) & 0xFF) for i in range(4)).strip("\x00 ")
 
 
-def _why_unopened(url: str) -> str:
-    """Why FFmpeg could not open ``url``: for http(s), ask the server (status, byte ranges)."""
+def open_for_writing(path: str) -> bool | None:
+    """Whether another process has ``path`` open for writing (a recorder still writing it), by
+    asking Linux for a read lease, which it refuses (EAGAIN) exactly then; None where that cannot be
+    asked (not Linux, a file system without leases, a file owned by another user without CAP_LEASE)."""
+    import fcntl
+
+    if not hasattr(fcntl, "F_SETLEASE"):
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+    except OSError as e:
+        return True if e.errno == errno.EAGAIN else None
+    else:
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+        return False
+    finally:
+        os.close(fd)
+
+
+def _size_and_mtime(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
+def why_unopened(url: str, error: BaseException | None = None) -> str:
+    """Why FFmpeg could not open ``url``: for http(s), ask the server (status, byte ranges); else
+    FFmpeg's reason (``error``'s strerror: never its filename, which may hold a password)."""
     scheme = url.split("://", 1)[0].lower()
     if scheme not in ("http", "https"):
-        return "unreachable, refused, or not a video stream"
+        reason = getattr(error, "strerror", None)
+        return (
+            f"unreachable or not a video stream: {reason}" if reason else "unreachable, refused, or not a video stream"
+        )
     # urllib takes no credentials in the URL: move them to a Basic header (never into a message)
     parts = urllib.parse.urlsplit(url)
-    headers = {"Range": "bytes=0-0"}
+    headers = {"Range": "bytes=0-1023"}
     if parts.username is not None:
         token = base64.b64encode(
             f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}".encode()
@@ -699,10 +826,14 @@ def _why_unopened(url: str) -> str:
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
             status, ranges = response.status, response.headers.get("Accept-Ranges", "")
+            kind = response.headers.get("Content-Type", "").lower()
+            head = response.read(1024)
     except urllib.error.HTTPError as e:
         return f"the server answered HTTP {e.code}"
     except (urllib.error.URLError, OSError, ValueError) as e:
         return f"unreachable: {getattr(e, 'reason', e)}"
+    if "dash+xml" in kind or b"<MPD" in head:  # a manifest without .mpd in its URL
+        return "it is a DASH manifest; DASH is not supported: give the stream's HLS playlist (.m3u8), an RTSP URL or a video file"
     if status != 206 and "bytes" not in ranges.lower():
         return (
             "the server does not serve byte ranges, which this file needs (its index is not at the start); "
@@ -725,6 +856,9 @@ class NvdecSource(FrameSource):
     kind = "file"
     color = "rgb"
     rereadable = True
+    threaded = True
+    host_frames = False
+    queue_batches = 2  # its batches already hold GPU memory: keep fewer waiting
 
     def __init__(self, path: str | Path, gpu_id: int) -> None:
         from .nvdec import NvdecReader
@@ -818,7 +952,13 @@ class IteratorSource(FrameSource):
         index = 0
         while not self.stopping.is_set():
             asked = time.perf_counter()
-            frame = next(self.it, None)
+            try:
+                frame = next(self.it, None)
+            except Exception as e:  # the caller's iterator failed: a VideoError saying where
+                first = str(e).splitlines()[0] if str(e) else ""
+                raise VideoError(
+                    f"{self.name}: the frame iterator raised {type(e).__name__} at frame {index}: {first}"
+                ) from e
             if frame is None:
                 break
             waited = time.perf_counter() - asked
@@ -866,10 +1006,13 @@ def open_source(
     uint8 array ``[T, H, W, 3]`` or an iterator of frames as a FrameSource.
 
     ``fps``: arrays and iterators (frame i at i / fps; None: no times); for files and streams it
-    overrides the declared rate. ``decoder`` applies to files: ``opencv``, ``nvdec`` (an error
+    overrides the declared rate; network URLs (every scheme but ``file://``) are read by PyAV
+    (``fvdeploy.io.pyav``), files and cameras by OpenCV. ``decoder`` applies to files: ``opencv``, ``nvdec`` (an error
     when NVDEC cannot decode it), or ``auto`` (NVDEC where it works, else OpenCV). ``live``: treat
     the source as live (drop when behind, reconnect) whatever its kind. ``capture_options``:
-    ``retries``, ``retry_delay_s``, ``open_timeout_s``, ``loops`` for OpenCV captures.
+    ``retries``, ``retry_delay_s``, ``open_timeout_s``, ``loops`` and ``frame_check`` (called with
+    the frame size and the source's name before any frame is decoded; it raises to refuse it) for OpenCV
+    captures and network URLs, and ``stall_timeout_s`` for network URLs.
     Raises VideoError (one line) for anything that cannot be opened or is malformed."""
     if color not in ("bgr", "rgb"):
         raise VideoError(f"color must be 'bgr' or 'rgb', got {color!r}")
@@ -888,6 +1031,10 @@ def open_source(
         text = str(source)
         if text.isdigit() and not Path(text).exists():
             return OpenCVSource(int(text), fps=fps, live=live, threads=threads, **capture_options)
+        if is_network_url(text) and not Path(text).exists():
+            from .pyav import PyAVSource
+
+            return PyAVSource(text, fps=fps, live=live, threads=threads, **capture_options)
         if not is_url(text) and decoder in ("nvdec", "auto") and not live:
             try:
                 return NvdecSource(text, gpu_id)
@@ -931,7 +1078,10 @@ class FrameReader:
     ``VideoError``, is raised here, in the consumer's thread). ``batch_frames``/``queue_frames``
     count frames; ``dropped`` and ``delivered`` count frames too. ``transform`` (frames -> frames,
     e.g. ``io.transforms.shrink``) runs on each batch in the reader thread, so the consumer
-    receives frames already made small; it must keep the frame count."""
+    receives frames already made small; it must keep the frame count.
+
+    ``threaded`` (default: ``source.threaded``): False reads the source in the consumer's thread
+    when it iterates (arrays and iterators need no thread); ``take()`` always needs the thread."""
 
     def __init__(
         self,
@@ -943,8 +1093,11 @@ class FrameReader:
         pace: bool = False,
         wake: threading.Event | None = None,
         transform: Callable[[Any], Any] | None = None,
+        threaded: bool | None = None,
     ) -> None:
         self.source, self.batch_frames, self.queue_frames = source, batch_frames, max(1, queue_frames)
+        self.threaded = source.threaded if threaded is None else threaded
+        self._inline: Iterator | None = None
         self.transform = transform
         self.drop = source.live if drop is None else drop
         self.pace = pace
@@ -959,7 +1112,7 @@ class FrameReader:
 
     # -- control ---------------------------------------------------------------------------------
     def start(self) -> "FrameReader":
-        if self._thread is None:
+        if self._thread is None and self.threaded:
             self._thread = threading.Thread(
                 target=self._run, daemon=True, name=f"fvdeploy-read:{self.source.name}"[:60]
             )
@@ -972,6 +1125,8 @@ class FrameReader:
 
     def stop(self) -> None:
         """Stop now and join the thread (queued frames are dropped)."""
+        if self._inline is not None:
+            self._inline.close()  # type: ignore[attr-defined]  # a generator
         self._stop.set()
         self.source.stopping.set()
         with self._lock:
@@ -1079,6 +1234,18 @@ class FrameReader:
         return out, marker
 
     def __iter__(self) -> Iterator[FrameBatch]:
+        if not self.threaded:
+            self._inline = self._read_inline()
+            return self._inline
+        return self._read_queue()
+
+    def _read_inline(self) -> Iterator[FrameBatch]:
+        for item in self.source.batches(self.batch_frames):
+            if isinstance(item, FrameBatch):
+                self.delivered += len(item)
+                yield item if self.transform is None else replace(item, frames=self.transform(item.frames))
+
+    def _read_queue(self) -> Iterator[FrameBatch]:
         self.start()
         while True:
             with self._lock:

@@ -134,32 +134,84 @@ def frame_fingerprint(frame: np.ndarray) -> int:
 
 @dataclass
 class FolderScan:
-    """What a folder holds: video files (by extension, case-insensitive) and what was skipped."""
+    """What a folder holds: video files (by extension, case-insensitive) and what was skipped:
+    other files, dangling links, links back to a folder already scanned (a loop), unreadable
+    folders (``describe_skipped`` tells them apart)."""
 
     videos: list[Path] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
 
 
 def scan_folder(root: str | Path) -> FolderScan:
-    """Video files under a directory (recursive, sorted) and the other files it skipped (sorted)."""
+    """Video files under a directory (recursive, sorted) and what it skipped (sorted).
+
+    Symlinked sub-folders are scanned (a dataset often links its videos in), each real folder
+    once: a link back to a folder already scanned (a loop, or a second link to one folder) is
+    skipped, so the scan ends whatever the links. A dangling link is skipped, never dropped
+    silently: ``describe_skipped`` names it."""
     root = Path(root)
     scan = FolderScan()
-    for p in sorted(root.rglob("*")):
-        if p.is_file():
-            (scan.videos if p.suffix.lower() in VIDEO_EXTENSIONS else scan.skipped).append(p)
+    seen: set[tuple[int, int]] = set()
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            st = folder.stat()
+            if (st.st_dev, st.st_ino) in seen:
+                scan.skipped.append(folder)
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            entries = list(os.scandir(folder))
+        except OSError:
+            scan.skipped.append(folder)
+            continue
+        for entry in entries:
+            path = Path(entry.path)
+            try:
+                if entry.is_dir():  # follows a symlink
+                    stack.append(path)
+                elif entry.is_file() and path.suffix.lower() in VIDEO_EXTENSIONS:
+                    scan.videos.append(path)
+                else:  # another file, a dangling link, a fifo or socket
+                    scan.skipped.append(path)
+            except OSError:
+                scan.skipped.append(path)
+    scan.videos.sort()
+    scan.skipped.sort()
     return scan
 
 
 def find_videos(root: str | Path) -> list[Path]:
-    """Video files under a directory (recursive), sorted."""
+    """Video files under a directory (recursive, symlinked folders once each), sorted."""
     return scan_folder(root).videos
 
 
+def _why_skipped(path: Path) -> str:
+    if path.is_symlink() and not path.exists():
+        return "dangling link(s)"
+    if path.is_dir():
+        return "folder(s) already scanned (a link back or a second link) or unreadable"
+    return "file(s) without a video extension"
+
+
 def describe_skipped(root: str | Path, skipped: list[Path], limit: int = 5) -> str:
-    """One line naming what a folder scan skipped (the first ``limit`` names and a count)."""
-    names = ", ".join(str(p.relative_to(root)) if p.is_relative_to(root) else str(p) for p in skipped[:limit])
-    more = f" and {len(skipped) - limit} more" if len(skipped) > limit else ""
-    return f"{root}: skipped {len(skipped)} file(s) without a video extension: {names}{more}"
+    """One line naming what a folder scan skipped, by kind (files without a video extension,
+    dangling links with their target, folders already scanned): the first ``limit`` of each and
+    a count."""
+
+    def name(p: Path) -> str:
+        shown = str(p.relative_to(root)) if p.is_relative_to(root) else str(p)
+        return f"{shown} -> {os.readlink(p)}" if p.is_symlink() and not p.exists() else shown
+
+    groups: dict[str, list[Path]] = {}
+    for p in skipped:
+        groups.setdefault(_why_skipped(p), []).append(p)
+    parts = []
+    for why, paths in groups.items():
+        names = ", ".join(name(p) for p in paths[:limit])
+        more = f" and {len(paths) - limit} more" if len(paths) > limit else ""
+        parts.append(f"skipped {len(paths)} {why}: {names}{more}")
+    return f"{root}: " + "; ".join(parts)
 
 
 def set_ffmpeg_log_level(level: int = AV_LOG_QUIET) -> bool:
@@ -170,17 +222,17 @@ def set_ffmpeg_log_level(level: int = AV_LOG_QUIET) -> bool:
     own lines (``[h264 @ 0x...] Invalid NAL unit size``) on its terminal. We report damage as one
     warning per file instead, so we call ``av_log_set_level`` of the libavutil already loaded in
     this process (found in /proc/self/maps; OpenCV has no API for it). Hand-written: False where
-    that library cannot be found (the environment variable then still applies)."""
-    path = next(
-        (line.split()[-1] for line in _maps() if "libavutil" in line and line.split()[-1].startswith("/")), None
-    )
-    if path is None:
-        return False
-    try:
-        ctypes.CDLL(path).av_log_set_level(ctypes.c_int(level))
-    except (OSError, AttributeError):
-        return False
-    return True
+    that library cannot be found (the environment variable then still applies). Every libavutil
+    loaded is set: PyAV's wheel carries its own FFmpeg (network streams), which may be loaded too."""
+    paths = {line.split()[-1] for line in _maps() if "libavutil" in line and line.split()[-1].startswith("/")}
+    done = False
+    for path in sorted(paths):
+        try:
+            ctypes.CDLL(path).av_log_set_level(ctypes.c_int(level))
+            done = True
+        except (OSError, AttributeError):
+            continue
+    return done
 
 
 def _maps() -> list[str]:

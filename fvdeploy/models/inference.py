@@ -5,7 +5,7 @@ and of each block, ``conv2/bn2``, ``conv3/bn3``, ``downsample.0/.1``). In eval m
 a per-channel affine map, so it folds exactly into that convolution's weight and bias
 (``torch.nn.utils.fusion.fuse_conv_bn_eval``); the BatchNorm becomes ``nn.Identity`` and one pass
 over each activation map disappears. Folding changes the rounding of fp32 arithmetic, not the
-function: outputs agree within DECISIONS.md's fp32 tolerances (tests/test_inference_graph.py).
+function: outputs agree within the fp32 tolerances of docs/design.md#equality (tests/test_inference_graph.py).
 
 Training never sees a folded model: :func:`fold_batchnorm` works on a deep copy.
 

@@ -17,7 +17,7 @@ applied in :func:`shifted_block` on the residual branch before ``conv1``, never 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple
 
 import torch
@@ -115,6 +115,9 @@ class TSMResNet(nn.Module):
         self.layer4: nn.Sequential = bb.layer4
         self.dropout = nn.Dropout(config.dropout)
         self.fc = nn.Linear(bb.fc.in_features, config.num_classes)
+        # How training runs the frames stage with gradients (``frames_runner(stage, frames,
+        # lengths)``), e.g. activation checkpointing: None runs it directly. Not a module, not saved.
+        self.frames_runner: Callable[..., Tensor] | None = None
 
     # -- properties ---------------------------------------------------------------------------
     @property
@@ -139,6 +142,11 @@ class TSMResNet(nn.Module):
         ``lengths`` (effective, i.e. already ``>= G`` where the caller padded) ends each video's
         shift at its own length.
         """
+        if self.frames_runner is not None and torch.is_grad_enabled():
+            return self.frames_runner(self._frames, frames, lengths)
+        return self._frames(frames, lengths)
+
+    def _frames(self, frames: Tensor, lengths: Tensor | None = None) -> Tensor:
         n, t = frames.shape[:2]
         x = self.forward_stem(frames.reshape(n * t, *frames.shape[2:]))
         return self.forward_layer1(x.reshape(n, t, *x.shape[1:]), lengths)

@@ -19,6 +19,7 @@ _EXPORTS = {
             "cluster_weights",
             "effective_lengths",
             "frame_distances",
+            "sign_changes",
         )
     },
     "rechunk": ".halo",
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
         cluster_weights,
         effective_lengths,
         frame_distances,
+        sign_changes,
     )
     from .halo import rechunk, stream_with_halo
     from .sampling import segment_bounds, tsm_indices
@@ -56,6 +58,7 @@ __all__ = [
     "cluster_weights",
     "effective_lengths",
     "frame_distances",
+    "sign_changes",
     "temporal_shift",
     "rechunk",
     "segment_bounds",

@@ -25,6 +25,7 @@ Per video, with ``L = max(length, G)`` the effective length:
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -60,29 +61,49 @@ def effective_lengths(lengths: Tensor, num_clusters: int) -> Tensor:
     return lengths.clamp(min=num_clusters)
 
 
-def frame_distances(x: Tensor) -> Tensor:
-    """Hamming distances between the sign patterns of neighbouring frames.
+def memory_rows(x: Tensor) -> Tensor:
+    """``[m, ...]`` -> ``[m, K]`` with each row's elements in memory order: a view, not a copy,
+    for a contiguous or ``channels_last`` map (its ``[m, C, h, w]`` view would be strided)."""
+    order = sorted(range(1, x.dim()), key=lambda d: (-x.stride(d), d))
+    return x.permute(0, *order).reshape(x.shape[0], math.prod(x.shape[1:]))
 
-    ``x: [N, T, ...]`` -> ``LongTensor[N, T-1]``, ``d[:, t] = #((x_t > 0) != (x_{t+1} > 0))``.
-    """
-    b = x > 0
-    return (b[:, 1:] != b[:, :-1]).flatten(2).sum(-1, dtype=torch.long)
+
+def _tracing() -> bool:
+    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()
 
 
 def sign_changes(a: Tensor, b: Tensor) -> Tensor:
-    """``#(a != b)`` per row of two bool ``[m, K]`` tensors, int64 ``[m]``.
+    """The Hamming distance of sign patterns, the one place fvdeploy computes it (paper §3.3):
+    ``a, b: bool [m, ...]`` (``x > 0`` of two maps each, same shape and layout) -> ``LongTensor[m]``,
+    ``#(a_i != b_i)``.
 
-    torch reduces bool to int64 one byte at a time (50 ms for 64 layer1 maps of resnet18, as long
-    as stem + layer1 of 8 frames). Seen as int64 words, 8 flags (bytes 0 or 1) at a time: XOR
-    marks the changes, three shift-adds sum a word's 8 bytes into its low byte (at most 8, so no
-    carry crosses a byte), and the word sums add up. Exact, ~10x faster."""
-    if a.shape[1] % 8 or not (a.is_contiguous() and b.is_contiguous()) or a.device.type != "cpu":
-        return torch.count_nonzero(a != b, dim=1)
+    Exact on every path. Traced (ONNX export) and on GPUs it is a sum of ``a != b``. On the CPU in
+    eager mode torch reduces bool to int64 one byte at a time (50 ms for 64 resnet18 ``layer1``
+    maps, as long as stem + ``layer1`` of 8 frames), so rows are read as int64 words, 8 flags
+    (bytes 0 or 1) at a time: XOR marks the changes, three shift-adds sum a word's 8 bytes into its
+    low byte (at most 8, so no carry crosses a byte), and the word sums add up: ~10x faster."""
+    if _tracing() or a.device.type != "cpu":
+        return (a != b).flatten(1).sum(1, dtype=torch.long)
+    a, b = memory_rows(a), memory_rows(b)
+    if a.shape[1] % 8 or not (a.is_contiguous() and b.is_contiguous()):
+        return (a != b).sum(1, dtype=torch.long)
     x = a.view(torch.int64) ^ b.view(torch.int64)
     x += x >> 32
     x += x >> 16
     x += x >> 8
     return x.bitwise_and_(0xFF).sum(1)
+
+
+def frame_distances(x: Tensor) -> Tensor:
+    """Hamming distances between the sign patterns of neighbouring frames.
+
+    ``x: [N, T, ...]`` -> ``LongTensor[N, T-1]``, ``d[:, t] = #((x_t > 0) != (x_{t+1} > 0))``
+    (:func:`sign_changes` per video).
+    """
+    b = x > 0
+    if _tracing() or x.shape[1] < 2:
+        return (b[:, 1:] != b[:, :-1]).flatten(2).sum(-1, dtype=torch.long)
+    return torch.stack([sign_changes(v[1:], v[:-1]) for v in b])
 
 
 def uniform_ids(positions: Tensor, eff_len: Tensor, num_clusters: int) -> Tensor:

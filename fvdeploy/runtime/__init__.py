@@ -7,11 +7,13 @@ from typing import TYPE_CHECKING
 from .._lazy import lazy_exports
 
 __getattr__, __dir__ = lazy_exports(
-    __name__, {"Classifier": ".classifier", "Segment": ".results", "VideoResult": ".results"}
+    __name__,
+    {"Classifier": ".classifier", "ClassifyOptions": ".options", "Segment": "..records", "VideoResult": "..records"},
 )
 
 if TYPE_CHECKING:
+    from ..records import Segment, VideoResult
     from .classifier import Classifier
-    from .results import Segment, VideoResult
+    from .options import ClassifyOptions
 
-__all__ = ["Classifier", "Segment", "VideoResult"]
+__all__ = ["Classifier", "ClassifyOptions", "Segment", "VideoResult"]

@@ -2,16 +2,16 @@
 score of the span it belongs to (a cluster or TSM segment of ``classify``, a window of ``watch``)
 burned in, plus a timeline strip along the bottom with a cursor at the frame.
 
-A second decoding pass after classification, streamed chunk by chunk into ``cv2.VideoWriter``:
-memory is one decode chunk plus the strip, whatever the length. The output has the input's frame
-size, rate and frame count; it is written to a temporary file beside the target and renamed at the
-end (mode 0666 less the umask), so an interrupt leaves nothing half-written.
+A second decoding pass after classification, streamed chunk by chunk into the encoder
+(``fvdeploy.io.encode``: H.264 in MP4 with the index at the front, or VP9 in WebM, which browsers
+play): memory is one decode chunk plus the strip, whatever the length. The output has the input's
+frame size (rounded to even sides, as 4:2:0 video needs), rate and frame count; it is written to a
+temporary file beside the target and renamed at the end (mode 0666 less the umask), so an interrupt
+leaves nothing half-written.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,11 +19,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..drawing import palette
 from ..errors import FvdeployError
+from ..io.encode import VideoEncoder, even_size
 from .names import ANNOTATE_EXTENSIONS
-from .visualize import palette
-
-FOURCC = dict(zip(ANNOTATE_EXTENSIONS, ("mp4v", "mp4v", "mp4v", "MJPG", "MJPG")))
 
 
 @dataclass(frozen=True)
@@ -69,12 +68,6 @@ def _strip(
     return strip
 
 
-def _umask_mode() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
 def annotate_video(
     source: str | Path,
     spans: Iterable[Span],
@@ -89,23 +82,20 @@ def annotate_video(
 
     ``spans`` cover frames (end exclusive); frames no span covers show no label. ``fps``: the
     output rate (default: the source's, else 25). ``progress(done, total)`` after each chunk.
-    Returns ``out``. Raises ``FvdeployError`` when the writer cannot open ``out`` (unknown
-    extension: use .mp4 or .avi) and ``VideoError`` when ``source`` cannot be decoded.
+    Returns ``out``. Raises ``FvdeployError`` when the encoder cannot write ``out`` (unknown
+    extension: use .mp4 or .webm; PyAV missing) and ``VideoError`` when ``source`` cannot be decoded.
     """
     out = Path(out)
-    fourcc = FOURCC.get(out.suffix.lower())
-    if fourcc is None:
+    if out.suffix.lower() not in ANNOTATE_EXTENSIONS:
         raise FvdeployError(
-            f"{out}: annotated videos are written as .mp4 or .avi, not {out.suffix or 'no extension'!r}"
+            f"{out}: annotated videos are written as {' or '.join(ANNOTATE_EXTENSIONS)} (browser-playable), "
+            f"not {out.suffix or 'no extension'!r}"
         )
     pcs = pieces(spans)
     total = total_frames or (pcs[-1].end_frame if pcs else 1)
     labels = list(dict.fromkeys(p.label for p in pcs))
     colours = dict(zip(labels, palette(max(1, len(labels)))))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=out.suffix, prefix=f".{out.stem}.", dir=out.parent)
-    os.close(fd)
-    writer = None
+    writer: VideoEncoder | None = None
     done = 0
     try:
         chunks = decode_chunks(source)
@@ -116,9 +106,7 @@ def annotate_video(
             if writer is None:
                 if fps is None or not fps > 0:
                     fps = _source_fps(source) or 25.0
-                writer = cv2.VideoWriter(tmp, cv2.VideoWriter.fourcc(*fourcc), float(fps), (w, h))
-                if not writer.isOpened():
-                    raise FvdeployError(f"{out}: OpenCV cannot write {fourcc} video here")
+                writer = VideoEncoder(out, *even_size(w, h), float(fps))
                 strip_h = max(6, h // 24)
                 strip = _strip(pcs, max(total, 1), w, strip_h, colours)
                 scale = max(0.35, min(1.2, w / 900))
@@ -142,15 +130,11 @@ def annotate_video(
                 progress(done, total)
         if writer is None:
             raise FvdeployError(f"{source}: no frames to annotate")
-        writer.release()
-        writer = None
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, out)
+        done_writer, writer = writer, None
+        done_writer.close()
     finally:
         if writer is not None:
-            writer.release()
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+            writer.abort()
     return out
 
 

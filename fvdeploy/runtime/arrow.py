@@ -19,13 +19,14 @@ import math
 import os
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
 from ..errors import BackendError
-from .results import VideoResult
+from ..records import VideoResult, dumps
+from .jsonl import JsonlWriter, OutputExists, iter_records
 
 RAY_EXTRA = "pip install 'fvdeploy[ray]'"
 
@@ -139,49 +140,55 @@ def table_to_results(table: pa.Table) -> list[VideoResult]:
     return [row_to_result(r) for r in table.to_pylist()]
 
 
-class ParquetWriter:
-    """Parquet output with the JSON Lines writer's contract (``runtime/jsonl.py``): rows go to
-    ``FILE.partial`` and it becomes FILE at ``close()``; an existing FILE is refused unless
-    ``force`` or ``resume`` (its successful rows are kept and ``done`` names their inputs).
-    ``write`` takes the same records as JsonlWriter (``VideoResult.to_dict()`` or a shorter
-    error record); rows are written in row groups of ``group_rows``."""
+class ParquetWriter(JsonlWriter):
+    """Parquet output with the JSON Lines writer's guarantees (``runtime/jsonl.py``: the lock, a
+    ``FILE.partial`` that keeps finished rows across a SIGKILL, ``--resume``, the atomic finish,
+    one-line I/O errors). ``write`` takes the same records as JsonlWriter (``VideoResult.to_dict()``
+    or an error record) or a VideoResult.
+
+    ``FILE.partial`` is a JSON Lines *spool*, one flushed line per result, and ``close()`` writes
+    FILE from it in row groups of ``group_rows`` (a temporary file synced, then renamed over FILE).
+    Why a spool rather than flushed row groups or a dataset folder: a Parquet file is readable only
+    once its footer is written, so after a SIGKILL the row groups of an unfinished file cannot be
+    read back by pyarrow; and a folder of small files, one written per row group, loses every row
+    of the group in progress, or with one file per row costs a file per video. A spool line is on
+    disk the moment its video is done, is read back with the JSON Lines code, and costs one
+    conversion at the end (in ``group_rows`` batches, so memory stays bounded). Resume reads FILE
+    (Parquet) and the spool, and keeps each input's successful record once."""
 
     def __init__(self, path: str | Path, *, force: bool = False, resume: bool = False, group_rows: int = 256) -> None:
-        from .jsonl import OutputExists
-
-        self.path = Path(path)
-        self.partial = self.path.with_name(self.path.name + ".partial")
-        self.done: set[str] = set()
         self.group_rows = group_rows
-        kept = None
-        if self.path.exists():
-            if not (force or resume):
-                raise OutputExists(f"{self.path} exists; pass --force to overwrite it or --resume to continue it")
-            if resume:
-                try:
-                    old = pq.read_table(self.path)
-                except (pa.ArrowInvalid, OSError) as e:
-                    raise OutputExists(f"{self.path}: cannot read it as Parquet ({e}); --force starts over") from None
-                rows = [r for r in old.to_pylist() if r.get("path") and not r.get("error")]
-                self.done = {r["path"] for r in rows}
-                kept = [row_to_result(r) for r in rows]
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = pq.ParquetWriter(self.partial, RESULT_SCHEMA)
-        self._rows: list[VideoResult] = []
-        if kept:
-            self._writer.write_table(results_to_table(kept))
+        super().__init__(path, force=force, resume=resume)
+
+    def _finished_records(self) -> Iterable[tuple[str, dict]]:
+        if not self.path.exists():
+            return []
+        try:
+            table = pq.read_table(self.path)
+        except (pa.ArrowInvalid, OSError) as e:
+            raise OutputExists(f"{self.path}: cannot read it as Parquet ({e}); --force starts over") from None
+        records = (row_to_result(r).to_dict() for r in table.to_pylist())
+        return [(dumps(rec), rec) for rec in records]
 
     def write(self, record: dict[str, Any] | VideoResult) -> None:
-        self._rows.append(record if isinstance(record, VideoResult) else VideoResult.from_dict(record))
-        if len(self._rows) >= self.group_rows:
-            self._flush()
+        super().write(record.to_dict() if isinstance(record, VideoResult) else record)
 
-    def _flush(self) -> None:
-        if self._rows:
-            self._writer.write_table(results_to_table(self._rows))
-            self._rows = []
-
-    def close(self) -> None:
-        self._flush()
-        self._writer.close()
-        os.replace(self.partial, self.path)
+    def _finish(self) -> None:
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        try:
+            with pq.ParquetWriter(tmp, RESULT_SCHEMA) as writer:
+                rows: list[VideoResult] = []
+                for _, record in iter_records(self.partial):
+                    rows.append(VideoResult.from_dict(record))
+                    if len(rows) >= self.group_rows:
+                        writer.write_table(results_to_table(rows))
+                        rows = []
+                if rows:
+                    writer.write_table(results_to_table(rows))
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        self.partial.unlink(missing_ok=True)

@@ -7,21 +7,21 @@
 Mode ``full`` (the method): every frame through stem + layer1 in chunks, neighbour distances,
 G clusters, cluster means through layer2..4. Mode ``tsm``: TSM's test sampling, the centre frame of
 K equal segments (``segments=0``: every frame, TSM-all). Memory is bounded by ``max_memory_mib``
-whatever the length (see ``accumulate.py``); decoding runs in a background thread.
+whatever the length (see ``engine/clusters.py``); decoding runs in a background thread.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import queue
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,121 +29,89 @@ from torch import Tensor
 
 from ..backends import create_backend, resolve_device, resolve_precision
 from ..backends.base import Backend
-from ..bundle import read_config
-from ..config import ModelConfig
-from ..errors import BackendError, FvdeployError, VideoError
-from ..io.sources import FrameBatch, FrameReader, FrameSource, open_source
-from ..io.transforms import preprocess, shrink_in_reader, to_input
-from ..malloc import bound_heap_growth
+from ..backends.names import default_features_precision
+from ..bundle import read_config, resolve_model_path
+from ..engine.clusters import ClusterAccumulator, MemoryBudgetExceeded
+from ..engine.core import Engine
+from ..engine.plan import MemoryPlan
+from ..errors import FvdeployError, InputError, ModelError, VideoError
+from ..io.sources import FrameReader, FrameSource
+from ..io.staging import HostStager
+from ..io.urls import redact
 from ..ops.clustering import cluster_segments
 from ..ops.halo import rechunk, stream_with_halo
 from ..ops.sampling import segment_bounds, tsm_indices
-from .accumulate import ClusterAccumulator, MemoryBudgetExceeded
-from .models import resolve_model_path
-from .names import DECODERS
-from .results import Segment, VideoResult
-from .staging import HostStager
+from ..records import VideoResult
+from .options import REQUEST_FIELDS as REQUEST_FIELDS_ALLOWED
+from .options import ClassifyOptions
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_MEMORY_MIB = {"cpu": 1024, "cuda": 2048}
-DECODE_QUEUE_CHUNKS = 3
-NVDEC_QUEUE_CHUNKS = 2
-MAX_CHUNK = 64
-# Reduced precision -> precision of stem + layer1 where reduced precision broke the DECISIONS.md rule
-# (same top-1, boundaries within one frame on >= 99% of videos). Measured with `fvdeploy bench
-# precision`: bf16 (8-bit mantissa, coarser than fp16's 11) on 200 held-out Move4 videos with the
-# bundled model kept top-1 on 100% and every boundary within one frame (95.5% identical), so
-# neither bf16 nor fp16 is overridden. scripts/gpu-check.sh measures fp16 on a GPU.
-# int8 (NNCF, OpenVINO; issue 25): on the same 200 videos the int8 stem + layer1 kept top-1 on 100%
-# but moved boundaries by more than one frame on 57.5% (42.5% within one): the clustering reads fp32
-# (then 100% and 100%).
-FEATURES_PRECISION_RULE: dict[str, str] = {"int8": "fp32"}
 ProgressFn = Callable[[int, int], None]  # (frames decoded so far, frames announced or 0)
-
-
-@dataclass
-class MemoryPlan:
-    """How ``max_memory_mib`` is spent: verbatim features, slot sums, model working memory, decode."""
-
-    budget: int
-    chunk_frames: int  # frames per stem + layer1 call
-    decode_frames: int  # frames per decoded chunk
-    store_bytes: int
-    slot_bytes: int
+# Classifier.load's keyword arguments before ClassifyOptions, and the option each one sets.
+LEGACY_NAMES = {"num_clusters": "clusters", "max_memory_mib": "max_memory", "topk": "top_k"}
 
 
 class Classifier:
     """A loaded model that classifies whole videos of any length in bounded memory.
 
-    Build it with :meth:`load` (a model folder, a device, a backend) or from a backend instance.
+    Build it with :meth:`load` (a model folder, a device, a backend: a :class:`ClassifyOptions`
+    or its fields as keywords) or around a loaded backend or :class:`~fvdeploy.engine.Engine`.
     Inputs: a path or URL of a finite video, a ``uint8`` array ``[T, H, W, 3]`` (or grey
     ``[T, H, W]``), or an iterator of ``[H, W, 3]`` frames; BGR by default (``color="rgb"``
     accepted). Every frame is read; frames are resized and centre-cropped to the model's
     ``input.crop`` square inside. Each call returns a :class:`VideoResult` (label, top-k softmax
     scores, segments in frames ``[start, end)`` and presentation seconds). Memory held beyond the
-    loaded model stays within ``max_memory_mib`` MiB whatever T. Live sources (cameras, rtsp...)
-    have no end: use ``fvdeploy.watch`` for them.
+    loaded model stays within ``max_memory_mib`` MiB whatever T, decoded frames included. Live
+    sources (cameras, rtsp...) have no end: use ``fvdeploy.watch`` for them.
 
+    The engine (``self.engine``) runs the frames; this driver owns the whole-video strategy: the
+    memory path (features kept verbatim, else slot sums plus recomputing the chunks that straddle
+    a boundary), TSM sampling, and several videos decoding ahead (``classify_many``).
     ``config`` is the model's :class:`ModelConfig` (labels, G, method, mode); ``last_stats`` holds
     the last call's re-decoded frames and memory path (benchmarks read it).
     """
 
     def __init__(
         self,
-        backend: Backend,
+        backend: Backend | None = None,
         *,
+        engine: Engine | None = None,
         max_memory_mib: int | None = None,
         chunk_size: int | None = None,
         topk: int = 5,
         model_path: str | None = None,
-        memory_plan: "MemoryPlan | None" = None,
+        memory_plan: MemoryPlan | None = None,
         decoder: str = "opencv",
         decode_workers: int = 1,
         concurrent_finish: bool | None = None,
-        fast_resize: bool = False,
+        fast_resize: bool | None = None,
     ) -> None:
-        """``backend``: a loaded backend (``fvdeploy.backends``). ``max_memory_mib``: MiB the
-        runtime may hold beyond the model (default 1024 on the CPU, 2048 on CUDA; at least 16).
-        ``chunk_size``: frames per stem + layer1 call (default: from the budget). ``memory_plan``
-        fixes how the budget is split (for tests and benchmarks of the bounded-memory path); by
-        default it is derived from ``max_memory_mib`` per video. ``decode_workers``: videos decoded
-        ahead (and in parallel) by ``classify_many``; ``concurrent_finish``: whether those videos
-        also compute at once (default: on CUDA); ``fast_resize``: accepted for compatibility, no
-        effect (frames are resized in uint8 everywhere now, see ``io.transforms``).
+        """``backend``: a loaded backend (``fvdeploy.backends``), or ``engine``: a loaded engine
+        (then ``max_memory_mib``, ``chunk_size``, ``topk`` and ``decoder`` are the engine's).
+        ``max_memory_mib``: MiB the runtime may hold beyond the model (default 1024 on the CPU,
+        2048 on CUDA; at least 16). ``chunk_size``: frames per stem + layer1 call (default: from
+        the budget). ``memory_plan`` fixes how the budget is split (for tests and benchmarks of
+        the bounded-memory path); by default it is derived from the budget per video.
+        ``decode_workers``: videos decoded ahead (and in parallel) by ``classify_many``;
+        ``concurrent_finish``: whether those videos also compute at once (default: on CUDA).
+        ``fast_resize`` is accepted and ignored (frames are resized in uint8 everywhere).
 
         Raises ``FvdeployError`` for an unknown decoder, ``decode_workers < 1`` or a budget under
         16 MiB, and ``BackendError`` for ``decoder="nvdec"`` where NVDEC cannot run."""
-        bound_heap_growth()
-        if decoder not in DECODERS:
-            raise FvdeployError(f"unknown decoder {decoder!r}; choose one of {', '.join(DECODERS)}")
+        if fast_resize is not None:
+            warnings.warn("fast_resize has no effect (frames are resized in uint8)", DeprecationWarning, stacklevel=2)
         if decode_workers < 1:
             raise FvdeployError(f"--decode-workers must be >= 1, got {decode_workers}")
-        if decoder == "nvdec":
-            from ..io.nvdec import probe_nvdec
-
-            missing = probe_nvdec() if backend.device.type == "cuda" else "it needs a CUDA device"
-            if missing is not None:
-                raise BackendError(f"--decoder nvdec: {missing}")
-        self.backend = backend
+        if engine is None:
+            if backend is None:
+                raise TypeError("Classifier needs a backend or an engine")
+            engine = Engine(backend, max_memory_mib=max_memory_mib, decoder=decoder, top_k=topk, chunk_size=chunk_size)
+        self.engine = engine
         self.memory_plan = memory_plan
-        self.decoder = decoder
         self.decode_workers = decode_workers
-        self.fast_resize = fast_resize  # kept so old callers keep working; resizing is uint8 always
-        # On the CPU the decode thread resizes and crops (uint8, io.transforms.shrink): the model
-        # thread then receives small frames. On CUDA the GPU resizes: the host only decodes.
-        self.shrink_in_decoder = backend.device.type == "cpu"
-        self.concurrent_finish = backend.device.type == "cuda" if concurrent_finish is None else concurrent_finish
-        # Pinned staging buffers are allocated once per concurrent video and then reused.
-        self._stagers: queue.SimpleQueue[HostStager] = queue.SimpleQueue()
-        self.config: ModelConfig = backend.config
+        self.concurrent_finish = engine.device.type == "cuda" if concurrent_finish is None else concurrent_finish
         self.model_path = model_path
-        device_type = backend.device.type
-        self.max_memory_mib = int(max_memory_mib or DEFAULT_MAX_MEMORY_MIB.get(device_type, 1024))
-        if self.max_memory_mib < 16:
-            raise FvdeployError(f"--max-memory {self.max_memory_mib} MiB is too small (at least 16)")
-        self.chunk_size = chunk_size
-        self.topk = topk
         self.last_stats: dict = {}
 
     # -- construction ---------------------------------------------------------------------------
@@ -151,85 +119,130 @@ class Classifier:
     def load(
         cls,
         model: str | Path | None = None,
-        device: str = "auto",
-        backend: str = "auto",
+        device: str | None = None,
+        backend: str | None = None,
         *,
-        mode: str | None = None,
-        segments: int | None = None,
-        num_clusters: int | None = None,
-        method: str | None = None,
-        precision: str | None = None,
-        max_memory_mib: int | None = None,
-        chunk_size: int | None = None,
-        topk: int = 5,
-        decoder: str | None = None,
-        decode_workers: int | None = None,
-        features_precision: str | None = None,
+        options: ClassifyOptions | None = None,
         concurrent_finish: bool | None = None,
-        fast_resize: bool = False,
-    ) -> "Classifier":
+        fast_resize: bool | None = None,
+        **fields: Any,
+    ) -> Classifier:
         """Load a model folder (default: the bundled model) onto a device with a backend.
 
+        ``options``: a :class:`ClassifyOptions`; its fields may also be given as keywords
+        (``device="cpu", backend="onnxruntime", precision="bf16", mode="tsm", segments=8,
+        clusters=16, method="slope", top_k=3, max_memory=512, chunk_size=32, decoder="opencv",
+        decode_workers=2, features_precision="fp32"``; the older spellings ``num_clusters``,
+        ``max_memory_mib`` and ``topk`` still work). Keywords override ``options``.
         ``device``: auto | cpu | cuda | cuda:N. ``backend``: one of ``backends.names.BACKENDS``
-        (torch, onnxruntime, tensorrt; the exported ones read ``MODEL/export/``). ``precision``: fp32 | fp16 | bf16
-        (default fp16 on CUDA, fp32 on the CPU). ``mode``/``segments``/``num_clusters``/``method``
-        override how the checkpoint was trained (the weights are the same for every mode).
-        ``max_memory_mib``, ``chunk_size``: see the constructor. ``topk``: labels per result (>= 1).
-        ``decoder``: opencv | nvdec | auto (default: auto on CUDA, opencv on the CPU).
-        ``features_precision``: the precision of stem + layer1, whose signs the clustering reads
-        (default: see ``default_features_precision``).
+        (the exported ones read ``MODEL/export/``). ``precision``: default fp16 on CUDA, fp32 on
+        the CPU. ``mode``/``segments``/``clusters``/``method`` override how the checkpoint was
+        trained (the weights are the same for every mode). ``decoder``: default auto on CUDA,
+        opencv on the CPU. ``features_precision``: the precision of stem + layer1 (default: the
+        precision). ``concurrent_finish``: see the constructor.
 
-        Raises ``ModelError`` (missing or corrupt model folder, an override the model cannot take),
-        ``BackendError`` (backend, device, provider or precision not available here, never a silent
-        fallback) and ``FvdeployError`` (a bad ``topk``, ``chunk_size`` or decoder)."""
-        path = resolve_model_path(model)
+        Raises ``OptionsError`` (a value out of range), ``ModelError`` (missing or corrupt model
+        folder, an override the model cannot take), ``BackendError`` (backend, device, provider or
+        precision not available here, never a silent fallback) and ``FvdeployError``."""
+        opts = _options(options, model=model, device=device, backend=backend, **fields)
+        path = resolve_model_path(opts.model)
         config = read_config(path)
         changes = {
             k: v
-            for k, v in dict(mode=mode, segments=segments, num_clusters=num_clusters, method=method).items()
+            for k, v in dict(
+                mode=opts.mode, segments=opts.segments, num_clusters=opts.clusters, method=opts.method
+            ).items()
             if v is not None
         }
         if changes:
-            from ..errors import ModelError
-
             try:
                 config = config.replace(**changes)
             except ModelError as e:
                 raise ModelError(f"{path}: {e}") from None
-        dev = resolve_device(device)
-        prec = resolve_precision(precision, dev)
-        if topk < 1:
-            raise FvdeployError(f"--topk must be >= 1, got {topk}")
-        if chunk_size is not None and chunk_size < 1:
-            raise FvdeployError(f"--chunk-size must be >= 1, got {chunk_size}")
+        dev = resolve_device(opts.device)
+        prec = resolve_precision(opts.precision, dev)
         feat_prec = (
-            resolve_precision(features_precision, dev) if features_precision else default_features_precision(prec)
+            resolve_precision(opts.features_precision, dev)
+            if opts.features_precision
+            else default_features_precision(prec)  # int8: fp32 (backends.names.FEATURES_PRECISION_RULE)
         )
         impl = create_backend(
-            backend,
+            opts.backend,
             path,
             dev,
             prec,
             config=config,
             features_precision=feat_prec,
-            requested_device=device,
-            requested_precision=precision,
+            requested_device=opts.device,
+            requested_precision=opts.precision,
         )
-        if decoder is None:
-            decoder = "auto" if dev.type == "cuda" else "opencv"
-        if decode_workers is None:
-            decode_workers = default_decode_workers(dev)
-        return cls(
+        engine = Engine(
             impl,
-            max_memory_mib=max_memory_mib,
-            chunk_size=chunk_size,
-            topk=topk,
+            config=config,
+            max_memory_mib=opts.max_memory,
+            decoder=opts.decoder or ("auto" if dev.type == "cuda" else "opencv"),
+            top_k=opts.top_k,
+            chunk_size=opts.chunk_size,
+        )
+        return cls(
+            engine=engine,
             model_path=str(path),
-            decoder=decoder,
-            decode_workers=decode_workers,
+            decode_workers=opts.decode_workers or default_decode_workers(dev),
             concurrent_finish=concurrent_finish,
             fast_resize=fast_resize,
         )
+
+    def with_options(self, **fields: Any) -> Classifier:
+        """This classifier with other per-request options (``ClassifyOptions.REQUEST_FIELDS``:
+        mode, segments, clusters, method, top_k), sharing the loaded model: nothing loads again.
+        Raises ``OptionsError``/``ModelError`` for values the model cannot take."""
+        data = dict(fields)
+        if data.get("segments") is not None and data.get("mode") is None:
+            data["mode"] = self.config.mode  # segments on a model already in mode tsm
+        opts = ClassifyOptions.from_mapping(data, allowed=REQUEST_FIELDS_ALLOWED)
+        changes = {
+            k: v
+            for k, v in dict(
+                mode=opts.mode, segments=opts.segments, num_clusters=opts.clusters, method=opts.method
+            ).items()
+            if v is not None
+        }
+        engine = self.engine.with_config(**changes) if changes else self.engine
+        if "top_k" in fields:
+            engine = engine.derive(top_k=opts.top_k)
+        other = Classifier(
+            engine=engine,
+            model_path=self.model_path,
+            decode_workers=self.decode_workers,
+            concurrent_finish=self.concurrent_finish,
+        )
+        other.memory_plan = self.memory_plan
+        return other
+
+    # what the engine holds, read through the driver (older callers and the watcher)
+    @property
+    def backend(self) -> Backend:
+        return self.engine.backend
+
+    @property
+    def config(self):
+        return self.engine.config
+
+    @property
+    def decoder(self) -> str:
+        return self.engine.decoder
+
+    @property
+    def max_memory_mib(self) -> int:
+        return self.engine.max_memory_mib
+
+    @property
+    def topk(self) -> int:
+        return self.engine.top_k
+
+    @property
+    def run_info(self) -> dict:
+        return self.engine.run_info
 
     # -- public API -----------------------------------------------------------------------------
     def classify(
@@ -268,17 +281,28 @@ class Classifier:
         :meth:`classify`; ``visualize`` may be a callable ``source -> png path``.
 
         A generator: one :class:`VideoResult` per source as it finishes; it never raises for a
-        bad input (the result's ``error`` holds the one-line message). Stopping early (``break``)
-        stops the decoding of what was not read."""
+        bad input (the result's ``error`` holds the one-line message; an internal error in one
+        item is that item's ``internal error ...`` record, logged in one line, with the traceback
+        at debug level only). Stopping early (``break``) stops the decoding of what was not read.
+        Raises ``InputError`` (also a ``TypeError``) at once when ``sources`` is not iterable."""
         if isinstance(sources, (str, Path)):  # one path is one input, not an iterable of characters
             sources = [sources]
+        try:
+            it = iter(sources)
+        except TypeError:
+            raise InputError(
+                f"classify_many takes an iterable of sources (paths, URLs, arrays, frame iterators), "
+                f"not a {type(sources).__name__}"
+            ) from None
+        return self._classify_many(it, decode_workers=decode_workers, **kwargs)
+
+    def _classify_many(self, it: Iterator, *, decode_workers: int | None = None, **kwargs) -> Iterator[VideoResult]:
         workers = decode_workers or self.decode_workers
         concurrent = workers if self.concurrent_finish else 1
         pending: deque = deque()  # (name, _Job | VideoResult | Future), in input order
-        it = iter(sources)
 
         def start(source):
-            name = str(source) if isinstance(source, (str, Path)) else None
+            name = redact(str(source)) if isinstance(source, (str, Path)) else None
             args = dict(kwargs)
             if callable(args.get("visualize")):
                 args["visualize"] = args["visualize"](source)
@@ -287,8 +311,7 @@ class Classifier:
             except FvdeployError as e:
                 return name, VideoResult.failed(name, str(e))
             except Exception as e:  # a bug must not stop a batch of thousands; it is logged
-                log.exception("internal error on %s", name)
-                return name, VideoResult.failed(name, f"internal error {type(e).__name__}: {e}")
+                return name, _internal_error(name, e)
 
         def finish(name, job) -> VideoResult:
             if pool is not None and self.backend.device.type == "cuda":
@@ -298,8 +321,7 @@ class Classifier:
             except FvdeployError as e:
                 return VideoResult.failed(name, str(e))
             except Exception as e:
-                log.exception("internal error on %s", name)
-                return VideoResult.failed(name, f"internal error {type(e).__name__}: {e}")
+                return _internal_error(name, e)
 
         pool = ThreadPoolExecutor(concurrent, thread_name_prefix="fvdeploy-video") if concurrent > 1 else None
         try:
@@ -332,53 +354,51 @@ class Classifier:
 
     def _start(
         self, source, *, fps=None, color="bgr", progress=None, visualize=None, parallel: int = 1, share: int = 1
-    ) -> "_Job":
+    ) -> _Job:
         """Open the source and start decoding (in a background thread for files). ``parallel``:
         videos decoding at once; ``share``: videos computing at once (each gets 1/share of the budget)."""
         t0 = time.perf_counter()
-        gpu = self.backend.device.index or 0 if self.backend.device.type == "cuda" else 0
         threads = max(1, (os.cpu_count() or 1) // parallel) if parallel > 1 else 0
-        src = open_source(source, fps=fps, color=color, decoder=self.decoder, gpu_id=gpu, threads=threads)
-        if src.live:
-            src.close()
-            raise VideoError(
-                f"{src.describe()}: a live source has no end to classify up to; watch it instead "
-                "(fvdeploy watch / Classifier.watch)"
-            )
-        src.record = True  # every frame's time (segments' seconds) and checksum (re-reading)
-        # the timeline picture wants whole frames for its thumbnails: then the model thread resizes
-        shrunk = self.shrink_in_decoder and src.decoder == "opencv" and visualize is None
-        plan = self.plan(src.frame_bytes or 3 * 1920 * 1080, parallel, share, shrunk)
-        if src.decoder in ("opencv", "nvdec"):  # NVDEC's chunks are already on the GPU: keep fewer waiting
-            chunks = DECODE_QUEUE_CHUNKS if src.decoder == "opencv" else NVDEC_QUEUE_CHUNKS
-            decoded: FrameReader | _Inline = FrameReader(
+        budget = self.engine.budget // share
+        src = self.engine.open(
+            source, budget=budget, whole_frames=visualize is not None, fps=fps, color=color, threads=threads
+        )
+        try:
+            if src.live:
+                raise VideoError(
+                    f"{src.describe()}: a live source has no end to classify up to; watch it instead "
+                    "(fvdeploy watch / fvdeploy.watch.watch)"
+                )
+            src.record = True  # every frame's time (segments' seconds) and checksum (re-reading)
+            # the timeline picture wants whole frames for its thumbnails: then the model thread resizes
+            shrunk = visualize is None and self.engine.shrinks(src)
+            self.engine.check_frames_fit(src, budget, shrunk)
+            plan = self.plan(src.frame_bytes or 3 * 1920 * 1080, parallel, share, shrunk)
+            reader = self.engine.reader(
                 src,
+                whole_frames=not shrunk,
                 batch_frames=plan.decode_frames,
-                queue_frames=chunks * plan.decode_frames,
+                queue_frames=src.queue_batches * plan.decode_frames,
                 drop=False,
-                transform=partial(shrink_in_reader, spec=self.config.input) if shrunk else None,
             )
-        else:
-            shrunk, decoded = False, _Inline(src, plan.decode_frames)
-        job = _Job(src, plan, decoded, progress, visualize, Thumbnails() if visualize is not None else None, t0)
-        job.shrunk = shrunk
-        return job
+        except BaseException:
+            src.close()
+            raise
+        thumbs = Thumbnails() if visualize is not None else None
+        return _Job(src, plan, reader, progress, visualize, thumbs, t0, shrunk=shrunk)
 
-    def _finish(self, job: "_Job") -> VideoResult:
+    def _finish(self, job: _Job) -> VideoResult:
         src = job.src
-        try:
-            job.stager = self._stagers.get_nowait()
-        except queue.Empty:
-            job.stager = HostStager(self.backend.device)
-        try:
-            with job.decoded as decoded:
-                if self.config.mode == "full":
-                    out = self._classify_full(job, decoded)
-                else:
-                    out = self._classify_tsm(job, decoded)
-        finally:
-            job.decoded.close()
-            self._stagers.put(job.stager)
+        with self.engine.staging() as stager:
+            job.stager = stager
+            try:
+                with job.decoded as decoded:
+                    if self.config.mode == "full":
+                        out = self._classify_full(job, decoded)
+                    else:
+                        out = self._classify_tsm(job, decoded)
+            finally:
+                job.decoded.close()
         result = self._result(src, *out)
         # diagnostics of the last call (benchmarks read them): re-decoded frames, memory path taken
         self.last_stats = {"extra_decoded_frames": src.extra_decoded, "memory_path": job.memory_path}
@@ -393,74 +413,40 @@ class Classifier:
             plot_timeline(result, job.thumbs, job.visualize, self.config.labels)
         return result
 
-    @property
-    def run_info(self) -> dict:
-        b = self.backend
-        return {
-            "backend": b.name,
-            "provider": b.provider,
-            "device": str(b.device),
-            "precision": b.precision,
-            "mode": self.config.mode,
-        }
-
     # -- planning -------------------------------------------------------------------------------
     def plan(self, frame_bytes: int, parallel: int = 1, share: int = 1, shrunk: bool = False) -> MemoryPlan:
-        """Split the budget. ``parallel`` videos decoding at once share the decode part; ``share``
-        videos computing at once share all of it. ``shrunk``: the decode thread shrinks each batch
-        to crop size, so only the batch being read is whole-frame."""
+        """The split of the budget for one video (``engine.plan.plan_video``), or the fixed
+        ``memory_plan``. ``parallel`` videos decoding at once share the decode part; ``share``
+        videos computing at once share all of it. ``shrunk``: the decode thread shrinks each
+        batch to crop size, so only the batch being read is whole-frame."""
         if self.memory_plan is not None:
             return self.memory_plan
-        budget = self.max_memory_mib * 2**20 // share
-        s = self.config.input.crop
-        c, h, w = self.backend.feature_shape
-        esize = 2 if self.backend.precision in ("fp16", "bf16") else 4
-        # Peak activations per frame in stem + layer1: the input, conv1/bn1 outputs, a few layer1 maps.
-        per_frame = esize * (3 * s * s + 3 * 64 * (s // 2) ** 2 + 6 * c * h * w)
-        # Each stem + layer1 call also sees `halo` frames of context on either side (the shifts).
-        chunk = max(1, min(MAX_CHUNK, int(0.2 * budget) // per_frame - 2 * self.backend.halo))
-        if self.chunk_size:
-            chunk = self.chunk_size
-        # Decoded frames wait in a queue, then become float for resizing: keep them to ~10%.
-        decode_cost = frame_bytes * (DECODE_QUEUE_CHUNKS + 2) + frame_bytes * 4 * 2
-        if shrunk:  # the reader's list of frames and their stacked batch; crops wait in the queue
-            small = 3 * s * s
-            decode_cost = frame_bytes * 2 + small * (DECODE_QUEUE_CHUNKS + 2) + small * 4 * 2
-        # ... per video decoding into this share of the budget: parallel / share of them
-        decode = max(1, min(chunk, 32, int(0.1 * budget) // max(1, decode_cost * max(1, parallel // share))))
-        return MemoryPlan(budget, chunk, decode, store_bytes=int(0.5 * budget), slot_bytes=int(0.25 * budget))
+        return self.engine.plan(frame_bytes, parallel, share, shrunk)
 
     # -- full mode ------------------------------------------------------------------------------
-    def _input(self, job: "_Job", frames, color: str, shrunk: bool) -> Tensor:
-        """Decoded uint8 frames ``[k, H, W, 3]`` (or ``[k, crop, crop, 3]`` when the decode thread
-        already shrank them) -> the model's input on its device."""
-        x = job.upload(frames)
-        return to_input(x, self.config.input, color) if shrunk else preprocess(x, self.config.input, color)
-
     def _prepared(
         self,
-        job: "_Job",
+        job: _Job,
         chunks: Iterable,
-        color: str,
-        thumbs: "Thumbnails | None",
+        thumbs: Thumbnails | None,
         progress: ProgressFn | None,
         hint: int,
         shrunk: bool = False,
     ) -> Iterator[Tensor]:
-        done = 0
+        done, color = 0, job.src.color
         for batch in chunks:
             chunk = batch.frames
             t = time.perf_counter()
             if thumbs is not None:
                 thumbs.add(done, chunk, color)
-            x = self._input(job, chunk, color, shrunk)
+            x = self.engine.prepare(job.staged, chunk, color, shrunk)
             job.model_seconds += time.perf_counter() - t
             done += len(chunk)
             if progress is not None:
                 progress(done, hint)
             yield x
 
-    def _timed(self, job: "_Job", fn: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
+    def _timed(self, job: _Job, fn: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
         def call(x: Tensor) -> Tensor:
             t = time.perf_counter()
             out = fn(x)
@@ -469,22 +455,22 @@ class Classifier:
 
         return call
 
-    def _classify_full(self, job: "_Job", decoded):
-        src, plan, thumbs = job.src, job.plan, job.thumbs
-        g, b = self.config.num_clusters, self.backend
+    def _classify_full(self, job: _Job, decoded):
+        src, plan, thumbs, engine = job.src, job.plan, job.thumbs, self.engine
+        g, halo = self.config.num_clusters, engine.halo
         acc = ClusterAccumulator(plan.store_bytes, plan.slot_bytes, can_recompute=src.rereadable)
         job.memory_path = "stored"
-        features = self._timed(job, b.frame_features)
-        prepared = self._prepared(job, decoded, src.color, thumbs, job.progress, src.frame_count_hint, job.shrunk)
-        for feats in stream_with_halo(features, rechunk(prepared, plan.chunk_frames), b.halo, min_frames=g):
+        features = self._timed(job, engine.features)
+        prepared = self._prepared(job, decoded, thumbs, job.progress, src.frame_count_hint, job.shrunk)
+        for feats in stream_with_halo(features, rechunk(prepared, plan.chunk_frames), halo, min_frames=g):
             acc.add(feats)
         num_frames = src.frames_read
 
         def recompute(start: int, stop: int) -> Iterator[Tensor]:
-            lo, hi = max(0, start - b.halo), min(num_frames, stop + b.halo)
-            prepared = self._prepared(job, src.read_range(lo, hi, plan.decode_frames), src.color, None, None, 0)
+            lo, hi = max(0, start - halo), min(num_frames, stop + halo)
+            prepared = self._prepared(job, src.read_range(lo, hi, plan.decode_frames), None, None, 0)
             pos = lo  # the halo frames on either side only give the shifts their context
-            for feats in stream_with_halo(features, rechunk(prepared, plan.chunk_frames), b.halo):
+            for feats in stream_with_halo(features, rechunk(prepared, plan.chunk_frames), halo):
                 first, last = max(pos, start), min(pos + feats.shape[0], stop)
                 if last > first:
                     yield feats[first - pos : last - pos]
@@ -494,7 +480,7 @@ class Classifier:
         if acc.streaming_sums:
             job.memory_path = f"sums ({len(acc.slots)} slots)"
         means, ids = acc.finish(g, self.config.method, recompute if src.rereadable else None)
-        cluster_logits = self.backend.clip_logits(means[None].to(b.device))[0].float().cpu()
+        cluster_logits = engine.logits(means[None])[0]
         job.model_seconds += time.perf_counter() - t
         # A video shorter than G was padded by repeating its last frame: clusters of padding alone
         # are part of the video's mean logits (as the model computes it) but not reported as segments.
@@ -504,7 +490,7 @@ class Classifier:
         return num_frames, _Units(cluster_logits.mean(0), cluster_logits[real], units), thumbs
 
     # -- tsm mode -------------------------------------------------------------------------------
-    def _classify_tsm(self, job: "_Job", decoded):
+    def _classify_tsm(self, job: _Job, decoded):
         src, plan, thumbs, progress = job.src, job.plan, job.thumbs, job.progress
         job.memory_path = "tsm"
         k = self.config.segments
@@ -521,7 +507,7 @@ class Classifier:
                 thumbs.add(index, chunk, src.color)
             for j in range(len(chunk)):
                 if wanted is None or index + j in wanted:
-                    kept[index + j] = self._prepare_one(job, chunk[j], src.color, job.shrunk)
+                    kept[index + j] = self._prepare_one(job, chunk[j], job.shrunk)
                     kept_bytes += kept[index + j].numel() * kept[index + j].element_size()
                     if wanted is None and kept_bytes > limit:
                         if not src.rereadable:
@@ -536,10 +522,10 @@ class Classifier:
         num_frames = src.frames_read
         indices = tsm_indices(num_frames, k).tolist()
         for i in sorted(set(indices) - set(kept)):  # the container's count was wrong: fetch the rest
-            kept[i] = self._prepare_one(job, next(iter(src.read_range(i, i + 1, 1))).frames[0], src.color)
+            kept[i] = self._prepare_one(job, next(iter(src.read_range(i, i + 1, 1))).frames[0])
         frames = torch.stack([kept[i] for i in indices])
         t = time.perf_counter()
-        seg_logits = self.backend.clip_logits(self.backend.frame_features(frames)[None])[0].float().cpu()
+        seg_logits = self.engine.logits(self.engine.features(frames)[None])[0]
         job.model_seconds += time.perf_counter() - t
         # Each segment's frames (a video shorter than K has segments that share a frame: one unit each)
         spans: dict[tuple[int, int], list[int]] = {}
@@ -549,13 +535,13 @@ class Classifier:
         units = torch.stack([seg_logits[rows].mean(0) for rows in spans.values()])
         return num_frames, _Units(seg_logits.mean(0), units, list(spans)), thumbs
 
-    def _prepare_one(self, job: "_Job", frame, color: str, shrunk: bool = False) -> Tensor:
+    def _prepare_one(self, job: _Job, frame, shrunk: bool = False) -> Tensor:
         t = time.perf_counter()
-        x = self._input(job, frame[None], color, shrunk)[0]
+        x = self.engine.prepare(job.staged, frame[None], job.src.color, shrunk)[0]
         job.model_seconds += time.perf_counter() - t
         return x
 
-    def _classify_tsm_all(self, job: "_Job", decoded):
+    def _classify_tsm_all(self, job: _Job, decoded):
         """TSM-all: every frame through the whole network, streamed with the whole network's halo."""
         src, plan, thumbs, progress = job.src, job.plan, job.thumbs, job.progress
         b = self.backend
@@ -564,7 +550,7 @@ class Classifier:
             return b.clip_logits(b.frame_features(x)[None])[0].float()
 
         logits = []
-        prepared = self._prepared(job, decoded, src.color, thumbs, progress, src.frame_count_hint, job.shrunk)
+        prepared = self._prepared(job, decoded, thumbs, progress, src.frame_count_hint, job.shrunk)
         for out in stream_with_halo(
             self._timed(job, per_frame_logits), rechunk(prepared, plan.chunk_frames), b.network_halo
         ):
@@ -581,34 +567,41 @@ class Classifier:
         return src.frames_read, _Units(frame_logits.mean(0), seg_logits, segments), thumbs
 
     # -- results --------------------------------------------------------------------------------
-    def _result(self, src: FrameSource, num_frames: int, units: "_Units", thumbs) -> VideoResult:
-        """Scores are softmax probabilities of the video's mean logits; seconds are presentation
+    def _result(self, src: FrameSource, num_frames: int, units: _Units, thumbs) -> VideoResult:
+        """Scores and segments from the engine (``engine.scoring``); seconds are presentation
         timestamps (``start_s`` of ``start_frame``, ``end_s`` of ``end_frame``, the last frame's end)."""
-        labels = self.config.labels
-        probs = torch.softmax(units.video.double(), 0)
-        k = min(self.topk, len(labels))
-        top = probs.topk(k)
-        unit_probs = torch.softmax(units.units.double(), 1)
-        segments = []
-        for (s, e), p in zip(units.spans, unit_probs):
-            j = int(p.argmax())
-            segments.append(Segment(int(s), int(e), src.seconds(s), src.seconds(e), labels[j], round(float(p[j]), 6)))
+        scored = self.engine.score(units.video, units.units, units.spans, lambda pos, end: (pos, src.seconds(pos)))
         start, end = src.seconds(0), src.seconds(num_frames)
-        run = {**self.run_info, "decoder": src.decoder}
         return VideoResult(
             path=src.path,
-            label=labels[int(top.indices[0])],
-            score=round(float(top.values[0]), 6),
-            topk=[(labels[int(i)], round(float(v), 6)) for v, i in zip(top.values, top.indices)],
+            label=scored.label,
+            score=scored.score,
+            topk=scored.topk,
             num_frames=num_frames,
             fps=src.fps,
             duration_s=None if start is None or end is None else round(end - start, 6),
-            segments=segments,
+            segments=scored.segments,
             partial=src.partial,
             warnings=list(src.warnings),
             error=None,
-            run=run,
+            run={**self.run_info, "decoder": src.decoder},
         )
+
+
+def _options(options: ClassifyOptions | None, **fields: Any) -> ClassifyOptions:
+    """``options`` (default: all defaults) with the keywords that are not None applied, older
+    spellings mapped (``num_clusters`` -> ``clusters``...); validated. An unknown keyword is a
+    ``TypeError``, as for any function."""
+    opts = options or ClassifyOptions()
+    names = {f for f in ClassifyOptions.__dataclass_fields__}
+    given: dict[str, Any] = {}
+    for key, value in fields.items():
+        key = LEGACY_NAMES.get(key, key)
+        if key not in names:
+            raise TypeError(f"Classifier.load() got an unexpected keyword argument {key!r}")
+        if value is not None:
+            given[key] = str(value) if key == "model" else value
+    return opts.replace(**given).validate()
 
 
 @dataclass
@@ -617,25 +610,34 @@ class _Job:
 
     src: FrameSource
     plan: MemoryPlan
-    decoded: "FrameReader | _Inline"  # a context manager that iterates decoded chunks
+    decoded: FrameReader  # iterates decoded chunks (in its own thread where the source decodes in one)
     progress: ProgressFn | None
     visualize: str | Path | None
-    thumbs: "Thumbnails | None"
+    thumbs: Thumbnails | None
     t0: float
     # per-video state, so that several videos can be finished at once (classify_many's threads)
     model_seconds: float = 0.0
     memory_path: str = ""
     shrunk: bool = False  # the decode thread resized and cropped the frames (io.transforms.shrink)
-    stager: "HostStager | None" = None
+    stager: HostStager | None = None  # from the engine's pool while the video computes
 
-    def upload(self, frames):
-        """Frames onto the backend's device through this video's staging buffers (``_finish`` sets them)."""
+    @property
+    def staged(self) -> HostStager:
         if self.stager is None:
-            raise RuntimeError("frames were uploaded before _finish gave the video its staging buffers")
-        return self.stager.upload(frames)
+            raise RuntimeError("frames were uploaded before _finish gave the video its staging buffers")  # a bug
+        return self.stager
 
 
 _DONE = object()
+
+
+def _internal_error(name: str | None, e: Exception) -> VideoResult:
+    """A bug met on one input of ``classify_many``: that input's error record and one log line;
+    the traceback only at debug level (a batch of thousands must not fill the log with them)."""
+    first = str(e).splitlines()[0] if str(e) else ""
+    log.error("internal error on %s: %s: %s", name or "an input", type(e).__name__, first)
+    log.debug("the internal error on %s", name or "an input", exc_info=True)
+    return VideoResult.failed(name, f"internal error {type(e).__name__}: {first}")
 
 
 def default_decode_workers(device: torch.device) -> int:
@@ -646,13 +648,6 @@ def default_decode_workers(device: torch.device) -> int:
     return max(1, min(8, (os.cpu_count() or 1) // 4))
 
 
-def default_features_precision(precision: str) -> str:
-    """The precision of stem + layer1, whose signs the clustering reads. See DECISIONS.md: reduced
-    precision must keep top-1 and boundaries (within one frame) on >= 99% of videos, else fp32;
-    ``fvdeploy bench precision`` measures it."""
-    return FEATURES_PRECISION_RULE.get(precision, precision)
-
-
 @dataclass
 class _Units:
     """What the model saw as units: the video's logits ``[classes]`` (mean over all units, padding
@@ -661,22 +656,6 @@ class _Units:
     video: Tensor
     units: Tensor
     spans: list[tuple[int, int]]
-
-
-class _Inline:
-    """The shape of a FrameReader, for sources that need no thread (arrays, iterators)."""
-
-    def __init__(self, source: FrameSource, batch_frames: int) -> None:
-        self.it = source.batches(batch_frames)
-
-    def __enter__(self) -> Iterator[FrameBatch]:
-        return self.it  # type: ignore[return-value]  # in-memory sources yield no markers
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self.it.close()  # type: ignore[attr-defined]  # batches() is a generator, typed as its Iterator
 
 
 class Thumbnails:

@@ -7,6 +7,7 @@ import glob
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..io.urls import is_url
 from ..io.video import describe_skipped, scan_folder
 
 
@@ -34,12 +35,16 @@ def read_manifest(path: str | Path) -> list[str]:
 
 
 def expand_inputs(paths: list[str], skipped: list[str] | None = None) -> list[Input]:
-    """Files, directories (searched recursively for every video extension, case-insensitive) and
-    globs as inputs. What a directory scan skips is described, one line per directory, in
-    ``skipped`` (the CLI prints them: nothing is skipped silently)."""
+    """Files, directories (searched recursively for every video extension, case-insensitive,
+    through symlinked sub-folders, each once) and globs as inputs; a URL as it is (its ``?`` starts
+    a query, not a pattern). What a directory scan skips (other files, dangling links, folders
+    already scanned) is described, one line per directory, in ``skipped`` (the CLI prints them:
+    nothing is skipped silently)."""
     out: list[Input] = []
     for p in paths:
-        if any(ch in p for ch in "*?[") and not Path(p).exists():
+        if is_url(p):
+            out.append(Input(p))
+        elif any(ch in p for ch in "*?[") and not Path(p).exists():
             matches = sorted(glob.glob(p, recursive=True))
             if not matches:
                 out.append(Input(p, f"{p}: no file matches this pattern"))

@@ -3,9 +3,9 @@ loading torch. Inference modes are ``fvdeploy.config.MODES``."""
 
 from __future__ import annotations
 
-from ..io.names import DECODERS
+from ..io.names import DECODERS, VIDEO_OUTPUTS
 
 __all__ = ["ANNOTATE_EXTENSIONS", "DECODERS"]
 
-# Containers ``--annotate`` writes (OpenCV's own encoders: mp4v, MJPG).
-ANNOTATE_EXTENSIONS: tuple[str, ...] = (".mp4", ".m4v", ".mov", ".avi", ".mkv")
+# Containers ``--annotate`` writes: browser-playable (H.264 in MP4, VP9 in WebM; fvdeploy.io.encode).
+ANNOTATE_EXTENSIONS: tuple[str, ...] = tuple(VIDEO_OUTPUTS)

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from ..errors import BackendError, FvdeployError
-from .results import VideoResult
+from ..records import VideoResult
 
 
 def parse_devices(text: str) -> list[str]:

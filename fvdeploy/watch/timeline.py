@@ -14,8 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..runtime.visualize import nice_step, palette, write_png
-from .results import Event, Gap, StreamEnd, WindowResult
+from ..drawing import nice_step, palette, write_png
+from ..records import Event, Gap, StreamEnd, WindowResult
 
 WIDTH = 1280
 MAX_WINDOWS = 20000
@@ -149,8 +149,8 @@ def render(rec: TimelineRecorder) -> np.ndarray:
     t = np.ceil(t0 / step) * step
     while t <= t1 + 1e-9:
         cv2.line(img, (x(t), axis_y - 14), (x(t), axis_y - 6), (120, 120, 120), 1)
-        label = f"{t:.10g}"
-        _text(img, label, (x(t) - 4 * len(label), axis_y + 6), 0.35)
+        tick = f"{t:.10g}"
+        _text(img, tick, (x(t) - 4 * len(tick), axis_y + 6), 0.35)
         t += step
     for i, name in enumerate(rec.labels):
         lx, ly = margin + (i % 6) * 205, legend_y + 20 * (i // 6)

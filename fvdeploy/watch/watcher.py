@@ -1,4 +1,5 @@
-"""Windowed classification of long recordings and live streams: ``Classifier.watch`` / ``watch_many``.
+"""Windowed classification of long recordings and live streams (:func:`watch`, :func:`watch_many`):
+the watch driver on the engine (``fvdeploy.engine``): the ring buffer, window edges and events.
 
 A window of W frames is classified by the full-video method over all its frames (G clusters), and
 windows start every S frames (the stride). Per frame, the stem and ``layer1`` run once: their
@@ -6,7 +7,7 @@ output goes into a ring buffer that holds one window (plus one device step), and
 windows share it. Per window, only the clustering and ``layer2..4`` on G cluster means run.
 
 **A window's result equals classifying that window's frames as a clip** (``Classifier.classify``
-on the same frames, within the tolerances of DECISIONS.md). The catch is the temporal shift in
+on the same frames, within the tolerances of docs/design.md#equality). The catch is the temporal shift in
 ``layer1``: in a clip the first and last frames see zero padding, in the stream they see their real
 neighbours. So a frame's stream output is used only where the two agree, at least ``halo`` frames
 (the number of ``layer1`` blocks) inside the window; for the ``halo`` frames at each edge, the
@@ -41,145 +42,30 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from functools import partial
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from ..engine.clusters import cluster_means
+from ..engine.core import Engine
 from ..errors import FvdeployError, VideoError
-from ..io.sources import Dropped, End, FrameBatch, FrameReader, FrameSource, Resumed, is_url, open_source, redact
-from ..io.transforms import preprocess, shrink_in_reader, to_input
-from ..io.video import describe_skipped, scan_folder
-from ..ops.clustering import cluster_ids_from_distances, frame_distances
-from ..runtime.staging import HostStager
+from ..io.sources import Dropped, End, FrameBatch, FrameReader, Resumed
+from ..io.staging import HostStager
+from ..ops.clustering import cluster_ids_from_distances, frame_distances, sign_changes
+from ..records import Event, Gap, StreamEnd, WatchItem, WindowResult
+from .clips import StreamClips
+from .clips import frame_bytes as clip_frame_bytes
 from .events import EventTracker, WindowSpan
-from .results import Event, Gap, StreamEnd, WatchItem, WindowResult
-from .stages import frame_stages
+from .options import TIME_WINDOW_RATE_MIN, StreamSpec, WatchOptions, resolve_sources
+from .rules import CLUSTER_VOTE
+from .windows import FrameWindows, TimedWindows
 
 log = logging.getLogger(__name__)
 
 MAX_STEP_FRAMES = 32
 FILE_BATCH = 8  # frames per queue item for sources read as fast as they decode
-# Windows in seconds on a VFR stream hold a varying number of frames; the ring that holds a window is
-# sized for this many times the declared rate (a stream that runs faster closes a window at that count).
-# The ring is sized for 4x where the memory budget allows, else 1.25x.
-TIME_WINDOW_RATE = 4.0
-TIME_WINDOW_RATE_MIN = 1.25
-
-
-@dataclass
-class StreamSpec:
-    """One source to watch: what the user named, shown as ``name``."""
-
-    name: str
-    target: Any
-    error: str | None = None  # known before opening (e.g. an empty directory)
-    loops: int = 1  # files: play this many times back to back (benchmarks)
-
-    @property
-    def is_file(self) -> bool:
-        return isinstance(self.target, (str, Path)) and not is_url(str(self.target))
-
-
-def resolve_sources(sources: Iterable[Any]) -> list[StreamSpec]:
-    """Expand what the user named into streams: a directory becomes its video files (sorted; what it
-    skips is logged as a warning), anything else one stream each (opened by ``io.sources.open_source``)."""
-    specs: list[StreamSpec] = []
-    for src in sources:
-        if isinstance(src, StreamSpec):
-            specs.append(src)
-        elif isinstance(src, np.ndarray):
-            specs.append(StreamSpec("<array>", src))
-        elif isinstance(src, bool):
-            raise FvdeployError(f"cannot watch {src!r}: pass a path, URL, camera index, array or iterator of frames")
-        elif isinstance(src, int):
-            specs.append(StreamSpec(f"camera:{src}", src))
-        elif isinstance(src, (str, Path)):
-            text = str(src)
-            if Path(text).is_dir():
-                scan = scan_folder(text)
-                if scan.skipped:
-                    log.warning("%s", describe_skipped(text, scan.skipped))
-                if not scan.videos:
-                    specs.append(StreamSpec(text, text, error=f"{text}: directory contains no video files"))
-                specs.extend(StreamSpec(str(v), str(v)) for v in scan.videos)
-            elif text.isdigit() and not Path(text).exists():
-                specs.append(StreamSpec(f"camera:{int(text)}", int(text)))
-            else:
-                specs.append(StreamSpec(redact(text) if is_url(text) else text, text))
-        elif isinstance(src, Iterable):
-            specs.append(StreamSpec("<iterator>", src))
-        else:
-            raise FvdeployError(
-                f"cannot watch a {type(src).__name__}: pass a path, URL, camera index, array or iterator of frames"
-            )
-    return specs
-
-
-@dataclass
-class WatchOptions:
-    """How to window, when to report, and how to read the sources (see ``Classifier.watch``)."""
-
-    window_s: float = 8.0
-    stride_s: float = 2.0
-    window_frames: int | None = None  # given both, frames win over seconds
-    stride_frames: int | None = None
-    threshold: float = 0.5  # a window joins an event when its top score reaches this
-    min_duration_s: float = 0.0  # shorter events are dropped
-    events_only: bool = False
-    realtime: bool = False  # pace files (and arrays, iterators) at their frame rate, like a camera
-    live: bool | None = None  # None: by kind (rtsp/rtmp/udp/srt URLs and cameras are live); True: any source
-    fps: float | None = None  # overrides the frame rate the source announces
-    color: str = "bgr"  # arrays and iterators
-    retries: int = 5
-    retry_delay_s: float = 1.0
-    open_timeout_s: float = 10.0
-    max_open_files: int = 8  # files (e.g. a directory's) watched at once; live sources always start
-    step_frames: int | None = None  # frames per stream per device step; default from the memory budget
-    live_step_s: float = 0.25  # live sources only: at most one device step per this many seconds
-
-    def validate(self) -> None:
-        if (self.window_frames is None) != (self.stride_frames is None):
-            raise FvdeployError(
-                "give the window and the stride both in frames (window_frames and stride_frames) or both in seconds"
-            )
-        if self.window_frames is not None:
-            if self.window_frames < 1 or self.stride_frames < 1:
-                raise FvdeployError(
-                    f"window and stride must be at least 1 frame, got {self.window_frames} and {self.stride_frames}"
-                )
-        elif not (self.window_s > 0 and self.stride_s > 0):
-            raise FvdeployError(f"window and stride must be positive, got {self.window_s} s and {self.stride_s} s")
-        if not 0.0 <= self.threshold <= 1.0:
-            raise FvdeployError(f"threshold must be in [0, 1], got {self.threshold}")
-        if self.min_duration_s < 0:
-            raise FvdeployError(f"min_duration must be >= 0, got {self.min_duration_s}")
-        if self.fps is not None and not self.fps > 0:
-            raise FvdeployError(f"fps must be positive, got {self.fps}")
-        if self.color not in ("bgr", "rgb"):
-            raise FvdeployError(f"color must be 'bgr' or 'rgb', got {self.color!r}")
-        if self.retries < 0 or self.retry_delay_s < 0:
-            raise FvdeployError("retries and retry_delay must be >= 0")
-        if self.live_step_s < 0:
-            raise FvdeployError(f"live_step_s must be >= 0, got {self.live_step_s}")
-        if self.step_frames is not None and self.step_frames < 1:
-            raise FvdeployError(f"step_frames must be >= 1, got {self.step_frames}")
-
-    def geometry(self, fps: float | None, name: str) -> tuple[int, int]:
-        """Window and stride in frames for a source with this frame rate. Windows in seconds are
-        placed by the frames' presentation times (see ``_Stream``); the frame counts returned then
-        bound them: a window holds at most ``TIME_WINDOW_RATE`` x the declared rate's frames."""
-        if self.window_frames is not None:
-            return self.window_frames, self.stride_frames
-        if not fps:
-            raise VideoError(
-                f"{name}: the source has no frame rate, so windows in seconds cannot be placed; "
-                "give --fps or the window and stride in frames"
-            )
-        return max(1, math.ceil(self.window_s * fps * TIME_WINDOW_RATE)), max(1, round(self.stride_s * fps))
 
 
 class _Window:
@@ -212,9 +98,12 @@ class _Stream:
         self.source = reader.source
         self.W, self.S = window, stride
         o = watcher.options
-        # windows in seconds are placed by presentation time (W and S then only bound the ring)
-        self.timed = o.window_frames is None
-        self.Wt, self.St = o.window_s, o.stride_s
+        # windows in seconds are placed by presentation time (W then only bounds the ring)
+        self.windows = (
+            FrameWindows(window, stride)
+            if o.window_frames is not None
+            else TimedWindows(o.window_s, o.stride_s, window)
+        )
         self.fps, self.basis = self.source.fps, self.source.time_basis
         self.color = self.source.color
         self.shrunk = reader.transform is not None  # frames arrive resized and cropped (io.transforms.shrink)
@@ -235,80 +124,32 @@ class _Stream:
         self.events_done = 0
         self.latency_upto = 0
         self.tracker = self._tracker()
+        clip_args = (self.tracker, self.fps, self.color, self.basis, watcher.clip_frames(self.fps, window, stride))
+        self.clips = None if o.clips is None else StreamClips(o.clips, self.name, *clip_args)
         self._new_segment(0)
 
     def _tracker(self) -> EventTracker:
         o = self.w.options
-        return EventTracker(self.name, o.threshold, o.min_duration_s, self.basis, self.boundary, self.fps)
+        return EventTracker(self.name, o.rules(), self.basis, self.boundary, self.fps, self.w.labels)
 
     def _new_segment(self, start: int) -> None:
         self.seg_start = start
-        self.t0: float | None = None  # timed: the segment's first presentation time
-        self.starts: dict[int, int] = {}  # timed: window k -> its first position ...
-        self.stops: dict[int, int] = {}  # ... and one past its last, once a later frame (or the cap) ends it
-        self.last_stop = start
+        self.windows.reset(start)
         self.prev_covered = False
         self.pending: dict[int, _Window] = {}
-        self.next_k = 0
         self.ctx: Tensor | None = None  # stem maps not yet final in the stream (halo context)
         self.ctx_first = start
         self.left = 0  # rows at the start of ctx that were already emitted
         self.prev_sign: Tensor | None = None
         self.history.clear()
 
-    # -- geometry -------------------------------------------------------------------------------
-    # Frame windows: window k covers positions [s0 + k*S, s0 + k*S + W). Windows in seconds: window k
-    # covers the frames whose presentation time is in [t0 + k*St, t0 + k*St + Wt), t0 the segment's
-    # first time; ``place`` assigns each arriving frame to its windows.
     def covered(self, pos: int) -> bool:
-        if self.timed:
-            return self._windows_at(self.seconds[pos % self.ts_cap]) != range(0)
-        return self.S <= self.W or (pos - self.seg_start) % self.S < self.W
+        return self.windows.covered(pos, self.seconds[pos % self.ts_cap])
 
-    def run_start(self, pos: int) -> bool:
-        if self.timed:
-            return pos == self.seg_start or (self.St > self.Wt and pos in self.starts.values())
-        return pos == self.seg_start or (self.S > self.W and (pos - self.seg_start) % self.S == 0)
-
-    def run_end(self, pos: int) -> bool:
-        if self.timed:  # known only when the next frame arrives: the step flushes the run then
-            return False
-        return self.S > self.W and (pos - self.seg_start) % self.S == self.W - 1
-
-    def window_start(self, k: int) -> int | None:
-        if self.timed:
-            return self.starts.get(k)
-        return self.seg_start + k * self.S
-
-    def window_stop(self, k: int) -> int | None:
-        """One past the window's last position, once known (frame windows: always)."""
-        if self.timed:
-            return self.stops.get(k)
-        return self.seg_start + k * self.S + self.W
-
-    def covers_window(self, k: int, end: int) -> bool:
-        """Timed: whether frames up to ``end`` (exclusive) reach the end of window k's time range."""
-        last_end = self.boundary(end, end=True)[0] if end > self.seg_start else None
-        return self.t0 is not None and last_end is not None and last_end >= self.t0 + k * self.St + self.Wt - 1e-6
-
-    def _windows_at(self, t: float) -> range:
-        """The windows (in seconds) whose time range holds time ``t``."""
-        if self.t0 is None or math.isnan(t):
-            return range(0)
-        x = t - self.t0 + 1e-9
-        return range(max(0, math.floor((x - self.Wt) / self.St) + 1), math.floor(x / self.St) + 1)
-
-    def place(self, pos: int, t: float) -> None:
-        """Timed: frame ``pos`` at time ``t`` starts, joins or ends windows."""
-        if self.t0 is None:
-            self.t0 = t
-        ks = self._windows_at(t)
-        for k, start in self.starts.items():
-            if k not in self.stops and (k < ks.start or pos - start >= self.W):  # its time is over, or the ring is full
-                self.stops[k] = pos
-        for k in ks:
-            if k not in self.starts and k >= self.next_k:
-                self.starts[k] = pos
+    def locate(self, pos: int, end: bool) -> tuple[int, float | None]:
+        """``boundary`` as (source frame number, seconds): how the engine's scoring reads positions."""
+        seconds, frame = self.boundary(pos, end)
+        return frame, seconds
 
     # -- times ----------------------------------------------------------------------------------
     def boundary(self, pos: int, end: bool) -> tuple[float | None, int]:
@@ -332,9 +173,8 @@ class _Stream:
     def record(self, batch: FrameBatch) -> None:
         idx = np.arange(self.pos, self.pos + len(batch.frames)) % self.ts_cap
         self.seconds[idx], self.source_index[idx], self.arrival[idx] = batch.pts, batch.index, batch.arrival
-        if self.timed:
-            for j, t in enumerate(batch.pts.tolist()):
-                self.place(self.pos + j, t)
+        for j, t in enumerate(batch.pts.tolist()):
+            self.windows.place(self.pos + j, t)
         self.pos += len(batch.frames)
 
     # -- the streamed layer1 ----------------------------------------------------------------------
@@ -368,10 +208,10 @@ class _Stream:
         idx = torch.arange(first, first + feats.shape[0], device=feats.device) % self.cap
         self.ring.index_copy_(0, idx, feats)
         signs = feats > 0
-        d = (signs[1:] != signs[:-1]).flatten(1).sum(1, dtype=torch.long)
+        d = sign_changes(signs[1:], signs[:-1])
         head = torch.zeros(1, dtype=torch.long, device=feats.device)
         if self.prev_sign is not None and not run_first:
-            head = (signs[0] != self.prev_sign).sum(dtype=torch.long).reshape(1)
+            head = sign_changes(signs[:1], self.prev_sign[None])
         self.dist.index_copy_(0, idx, torch.cat([head, d]))
         self.prev_sign = signs[-1]
 
@@ -385,33 +225,42 @@ class _Stream:
         """Ring rows of positions ``[start, stop)`` as at most two slices (the ring wraps)."""
         if stop <= start:
             return []
-        a, n = start % self.cap, stop - start
+        a, n, ring = start % self.cap, stop - start, self.filled_ring
         if a + n <= self.cap:
-            return [self.ring[a : a + n]]
-        return [self.ring[a:], self.ring[: n - (self.cap - a)]]
+            return [ring[a : a + n]]
+        return [ring[a:], ring[: n - (self.cap - a)]]
+
+    @property
+    def filled_ring(self) -> Tensor:
+        """The ring of ``layer1`` maps (allocated by the first ``emit``, when their shape is known)."""
+        if self.ring is None:
+            raise RuntimeError("a window was read before any layer1 map reached the ring")  # a bug
+        return self.ring
 
 
 class Watcher:
     """Runs the device steps for any number of streams; ``run(specs)`` yields results in order per stream."""
 
-    def __init__(self, classifier, options: WatchOptions, *, collect_latency: bool = False) -> None:
+    def __init__(self, engine: Engine | Any, options: WatchOptions, *, collect_latency: bool = False) -> None:
+        """``engine``: a loaded :class:`~fvdeploy.engine.Engine`, or a ``Classifier`` (its
+        engine is used). Raises ``FvdeployError`` for options out of range or a model loaded in
+        mode tsm."""
         options.validate()
-        cfg = classifier.config
+        engine = getattr(engine, "engine", engine)
+        cfg = engine.config
         if cfg.mode != "full":
             raise FvdeployError(
                 "watch classifies each window with the full-video method; this model is loaded in "
                 "mode tsm (load it with mode='full')"
             )
-        self.clf, self.options = classifier, options
-        b = classifier.backend
-        self.backend, self.device = b, b.device
-        self.stages = frame_stages(b)
-        self.stager = getattr(classifier, "stager", None) or HostStager(self.device)
-        self.halo, self.g, self.method, self.labels = b.halo, cfg.num_clusters, cfg.method, cfg.labels
+        self.engine, self.options = engine, options
+        self.rules = options.rules()
+        self.backend, self.device = engine.backend, engine.device
+        self.stages = engine.stages
+        self.stager: HostStager | None = None  # the engine's, while the watch runs
+        self.halo, self.g, self.method, self.labels = engine.halo, cfg.num_clusters, cfg.method, cfg.labels
         self.short = max(self.g, 4 * self.halo)  # windows shorter than this are rerun whole from stem maps
-        self.topk = min(classifier.topk, len(self.labels))
-        self.acc_dtype = torch.float64 if self.device.type == "cpu" else torch.float32
-        self.budget = classifier.max_memory_mib * 2**20
+        self.budget = engine.budget
         self.step_frames = options.step_frames or MAX_STEP_FRAMES
         self.clock0 = time.perf_counter()
         self.wake = threading.Event()
@@ -423,37 +272,34 @@ class Watcher:
         self._streams: list[_Stream] = []
         self._waiting: list[StreamSpec] = []
 
-    # -- memory -----------------------------------------------------------------------------------
-    def _per_frame_bytes(self) -> tuple[int, int]:
-        c, h, w = self.backend.feature_shape
-        esize = 2 if getattr(self.backend, "features_precision", self.backend.precision) in ("fp16", "bf16") else 4
-        s = self.clf.config.input.crop
-        feature = c * h * w * esize
-        # a step's activations per frame: the input, conv1's output, the stem map, a few layer1 maps
-        work = esize * (3 * s * s + 3 * 64 * (s // 2) ** 2) + 6 * feature
-        return feature, work
-
+    # -- memory (engine.plan's costs per frame) ---------------------------------------------------
     def _plan_steps(self, live_streams: int) -> None:
         if self.options.step_frames is not None:
             return
-        _, work = self._per_frame_bytes()
-        k = int(0.2 * self.budget) // max(1, work * max(1, live_streams))
+        k = int(0.2 * self.budget) // max(1, self.engine.costs.work * max(1, live_streams))
         self.step_frames = max(1, min(MAX_STEP_FRAMES, k))
 
-    def _reserve(self, reader: FrameSource, window: int, stride: int) -> tuple[int, int]:
-        feature, _ = self._per_frame_bytes()
-        k = self.step_frames
-        frame_bytes = max(1, reader.width * reader.height * 3)
+    def _reserve(self, source, window: int, stride: int, shrunk: bool) -> tuple[int, int]:
+        """Reserve this stream's share of the budget: its ring of ``layer1`` maps, the stem maps kept
+        for edge reruns, and its decoded frames (the batch being read whole, the queue as crops
+        where the reader shrinks them). Returns (bytes, queue frames)."""
+        costs, k = self.engine.costs, self.step_frames
+        frame_bytes = max(1, source.frame_bytes)
+        waiting = costs.crop if shrunk else frame_bytes
+        batch = 1 if source.live or self.options.realtime else FILE_BATCH
         # decoded frames waiting: a live source about a second (enough to ride out a slow step; more
         # would only add delay before it drops), a file two device steps, at most ~64 MiB of them
-        if reader.live or self.options.realtime:
-            queue = min(2 * k, max(4, round(reader.fps or 30.0)))
+        if source.live or self.options.realtime:
+            queue = min(2 * k, max(4, round(source.fps or 30.0)))
         else:
-            queue = max(4, min(2 * k, (64 << 20) // frame_bytes))
-        need = (window + k + 1) * feature + (max(self.g, 4 * self.halo) + k) * feature + queue * frame_bytes
+            queue = max(4, min(2 * k, (64 << 20) // waiting))
+        decoded = batch * frame_bytes + queue * waiting
+        need = (window + k + 1) * costs.feature + (max(self.g, 4 * self.halo) + k) * costs.feature + decoded
+        if self.options.clips is not None:  # frames kept for evidence clips (watch.clips)
+            need += self.clip_frames(source.fps, window, stride) * clip_frame_bytes(source.width, source.height)
         if self.reserved + need > self.budget:
             raise FvdeployError(
-                f"{reader.name}: a window of {window} frames needs {need / 2**20:.0f} MiB for this stream "
+                f"{source.name}: a window of {window} frames needs {need / 2**20:.0f} MiB for this stream "
                 f"({self.reserved / 2**20:.0f} MiB already held by other streams), beyond the memory budget of "
                 f"{self.budget / 2**20:.0f} MiB; shorten the window, watch fewer streams, or raise --max-memory"
             )
@@ -463,7 +309,7 @@ class Watcher:
     # -- the loop ---------------------------------------------------------------------------------
     def run(self, sources: Iterable, *, raise_errors: bool = False) -> Iterator[WatchItem]:
         """Open the sources now (with ``raise_errors`` a source that cannot be opened raises, for
-        ``Classifier.watch``; else it becomes a StreamEnd with ``error``) and return the generator
+        ``watch()``; else it becomes a StreamEnd with ``error``) and return the generator
         that watches them all until every one has ended. Closing it stops the readers."""
         specs = resolve_sources(sources)
         raise_errors = raise_errors and len(specs) == 1  # a directory's files report their errors as results
@@ -485,6 +331,21 @@ class Watcher:
             raise
         return self._loop(streams, initial)
 
+    def counters(self) -> list[dict[str, Any]]:
+        """What each stream being watched has done so far (safe to read from another thread):
+        ``stream``, ``frames`` read (delivered to the watcher or dropped), ``dropped_frames``
+        (live frames dropped before the model), ``windows`` and ``events`` reported."""
+        return [
+            {
+                "stream": s.name,
+                "frames": s.reader.delivered + s.reader.dropped,
+                "dropped_frames": s.reader.dropped,
+                "windows": s.windows_done,
+                "events": s.events_done,
+            }
+            for s in list(self._streams)
+        ]
+
     def finish(self) -> None:
         """Wind the watch down (Ctrl-C in the CLI): every source stops reading, what it delivered is
         classified, partial windows and open events close, each stream ends; waiting files never start."""
@@ -492,7 +353,11 @@ class Watcher:
         for s in self._streams:
             s.reader.finish()
 
-    def _loop(self, streams: list["_Stream"], initial: list[WatchItem]) -> Iterator[WatchItem]:
+    def _loop(self, streams: list[_Stream], initial: list[WatchItem]) -> Iterator[WatchItem]:
+        with self.engine.staging() as self.stager:
+            yield from self._watch(streams, initial)
+
+    def _watch(self, streams: list[_Stream], initial: list[WatchItem]) -> Iterator[WatchItem]:
         self._streams = streams
         try:
             for s in streams:
@@ -524,6 +389,8 @@ class Watcher:
         finally:
             for s in streams:
                 s.reader.stop()
+                if s.clips is not None:
+                    s.clips.close()
 
     def _fill(self, streams: list["_Stream"]) -> Iterator[WatchItem]:
         """Start waiting files while fewer than ``max_open_files`` are being watched."""
@@ -541,8 +408,7 @@ class Watcher:
         try:
             if spec.error:
                 raise VideoError(spec.error)
-            device = self.device
-            source = open_source(
+            source = self.engine.open(
                 spec.target,
                 fps=o.fps,
                 color=o.color,
@@ -551,18 +417,21 @@ class Watcher:
                 retry_delay_s=o.retry_delay_s,
                 open_timeout_s=o.open_timeout_s,
                 loops=spec.loops,
-                decoder=self.clf.decoder if spec.loops == 1 else "opencv",
-                gpu_id=device.index or 0 if device.type == "cuda" else 0,
+                decoder=self.engine.decoder if spec.loops == 1 else "opencv",  # benchmarks loop files through OpenCV
             )
             source.name = spec.name
+            # as in classify: on the CPU the reader thread resizes, so the model thread gets small frames
+            # (not with clips: they are cut from the frames as decoded)
+            shrunk = self.engine.shrinks(source, threaded=True) and o.clips is None
+            self.engine.check_frames_fit(source, shrunk=shrunk)
             window, stride = self.options.geometry(source.fps, spec.name)
             try:
-                need, queue = self._reserve(source, window, stride)
+                need, queue = self._reserve(source, window, stride, shrunk)
             except FvdeployError:
                 if self.options.window_frames is not None:
                     raise
-                window = max(1, math.ceil(self.options.window_s * source.fps * TIME_WINDOW_RATE_MIN))
-                need, queue = self._reserve(source, window, stride)
+                window = max(1, math.ceil(self.options.window_s * (source.fps or 0) * TIME_WINDOW_RATE_MIN))
+                need, queue = self._reserve(source, window, stride, shrunk)
         except FvdeployError as e:
             if source is not None:
                 source.close()
@@ -572,16 +441,15 @@ class Watcher:
             basis = source.time_basis if source is not None else None
             return StreamEnd(spec.name, 0, 0, 0, 0, 0, fps, None, None, basis, error=str(e))
         live = source.live or o.realtime
-        # as in classify: on the CPU the reader thread resizes, so the model thread gets small frames
-        shrunk = self.clf.shrink_in_decoder and source.decoder == "opencv"
-        reader = FrameReader(
+        reader = self.engine.reader(
             source,
+            whole_frames=not shrunk,
+            threaded=True,  # take() needs the thread, whatever the source
             batch_frames=1 if live else FILE_BATCH,
             queue_frames=queue,
             drop=live,
             pace=o.realtime,
             wake=self.wake,
-            transform=partial(shrink_in_reader, spec=self.clf.config.input) if shrunk else None,
         )
         stream = _Stream(self, spec, reader, window, stride)
         stream.reserved = need
@@ -606,13 +474,15 @@ class Watcher:
             for batch in batches:
                 first = s.pos
                 s.record(batch)
+                if s.clips is not None:
+                    s.clips.feed(first, batch.frames, batch.index, batch.pts)
                 run: list[int] = []
                 for j in range(len(batch.frames)):
                     p = first + j
                     covered = s.covered(p)
                     if covered:
                         run.append(j)
-                        if s.run_end(p):
+                        if s.windows.run_end(p):
                             pieces.append((s, first + run[0], batch.frames[run[0] : j + 1], True))
                             run = []
                     elif run:
@@ -626,14 +496,12 @@ class Watcher:
         # 2. the stem, once per frame, all streams in one batch
         stems: list[Tensor | None] = [None] * len(pieces)
         framed = [i for i, (_, _, f, _) in enumerate(pieces) if f is not None]
+        stager = self.stager
         if framed:
+            if stager is None:
+                raise RuntimeError("a step ran outside Watcher.run's staging")  # a bug, not bad input
             x = torch.cat(
-                [
-                    (to_input if pieces[i][0].shrunk else preprocess)(
-                        self.stager.upload(pieces[i][2]), self.clf.config.input, pieces[i][0].color
-                    )
-                    for i in framed
-                ]
+                [self.engine.prepare(stager, pieces[i][2], pieces[i][0].color, pieces[i][0].shrunk) for i in framed]
             )
             self.stem_frames += x.shape[0]
             for i, maps in zip(framed, self.stages.stem(x).split([len(pieces[i][2]) for i in framed])):
@@ -646,7 +514,7 @@ class Watcher:
                 if job is not None:
                     jobs.append(job)
                 continue
-            if s.run_start(first):
+            if s.windows.run_start(first):
                 s.ctx = None
             s.history.extend((first + i, maps[i]) for i in range(maps.shape[0]))
             self._open_windows(s, first, first + maps.shape[0])
@@ -660,19 +528,21 @@ class Watcher:
                 if job is not None:
                     jobs.append(job)
         for job, feats in zip(jobs, self._layer1([j.maps for j in jobs])):
-            job.stream.emit(job.first, feats[job.keep], run_first=job.stream.run_start(job.first))
+            job.stream.emit(job.first, feats[job.keep], run_first=job.stream.windows.run_start(job.first))
         # 4. windows: the edge reruns, then the windows that closed
         closing: list[tuple[_Stream, _Window, int]] = []
         edges: list[_Job] = []
         for s, _, _m in work:
             closing += self._due(s, edges, segment_end=id(s) in segment_ends)
         for job, feats in zip(edges, self._layer1([j.maps for j in edges])):
+            win = job.window
+            assert win is not None  # edge jobs always belong to a window
             if job.kind == "left":
-                job.window.left = feats[job.keep]
+                win.left = feats[job.keep]
             elif job.kind == "right":
-                job.window.right = feats[job.keep]
+                win.right = feats[job.keep]
             else:
-                job.window.right = feats  # a short window, rerun whole
+                win.right = feats  # a short window, rerun whole
         results = self._classify(closing)
         # 5. results, events, and what the markers say
         by_stream: dict[int, list] = {}
@@ -685,6 +555,8 @@ class Watcher:
                 out += self._events(s, s.tracker.add(span))
             if isinstance(m, (Dropped, End)):
                 out += self._events(s, s.tracker.close())
+                if s.clips is not None:
+                    s.clips.segment_end()
                 s._new_segment(s.pos)
                 s.drop_at = s.boundary(s.pos, end=True)[0] if s.pos else None
             if isinstance(m, Resumed):
@@ -703,8 +575,7 @@ class Watcher:
                         s.reader.dropped,
                         src.reconnects,
                         s.fps,
-                        # windows in seconds: their length at the declared rate (s.W only bounds the ring)
-                        max(1, round(s.Wt * s.fps)) if s.timed and s.fps else s.W,
+                        s.windows.nominal_frames(s.fps),
                         s.S,
                         s.basis,
                         partial=src.partial,
@@ -717,7 +588,19 @@ class Watcher:
 
     def _events(self, s: _Stream, events: list[Event]) -> list[Event]:
         s.events_done += len(events)
+        if s.clips is not None:
+            s.clips.update()
         return events
+
+    def clip_frames(self, fps: float | None, window: int, stride: int) -> int:
+        """Frames a stream's clips may hold undecided (``watch.clips``): the window, the stride and a
+        device step behind the newest frame, plus the merge gap or the minimum duration (while an
+        event may still be joined by a later run of its label). Windows in seconds: their length at
+        1.25x the declared rate (a faster stream's clips lose frames, with a warning)."""
+        o, r, rate = self.options, self.rules, fps or 30.0
+        if o.window_frames is None:
+            window = min(window, math.ceil(o.window_s * rate * TIME_WINDOW_RATE_MIN))
+        return window + stride + self.step_frames + math.ceil(max(r.merge_gap_s, r.min_duration_s) * rate) + 1
 
     def _layer1(self, rows: list[Tensor]) -> list[Tensor]:
         """``layer1`` on sequences of different lengths in one padded batch (lengths end each)."""
@@ -737,22 +620,8 @@ class Watcher:
         return [out[i, : r.shape[0]] for i, r in enumerate(rows)]
 
     def _open_windows(self, s: _Stream, start: int, stop: int) -> None:
-        if s.timed:
-            for k in sorted(k for k in s.starts if k >= s.next_k):
-                a = s.starts[k]
-                if a >= stop:
-                    return
-                if a >= start:
-                    s.pending[k] = _Window(k, a)
-                s.next_k = k + 1
-            return
-        while True:
-            a = s.window_start(s.next_k)
-            if a >= stop:
-                return
-            if a >= start:
-                s.pending[s.next_k] = _Window(s.next_k, a)
-            s.next_k += 1
+        for k, a in s.windows.opening(start, stop):
+            s.pending[k] = _Window(k, a)
 
     def _due(self, s: _Stream, edges: list[_Job], segment_end: bool) -> list[tuple[_Stream, _Window, int]]:
         """Queue the edge reruns whose stem maps have all arrived; the windows that close now."""
@@ -761,7 +630,7 @@ class Watcher:
         partial_taken = False
         for k in sorted(s.pending):
             win = s.pending[k]
-            stop = s.window_stop(k)
+            stop = s.windows.stop(k)
             if stop is None or stop > last:
                 if not segment_end:
                     if s.W >= self.short and win.left is None and win.start + 2 * h <= last:
@@ -769,13 +638,13 @@ class Watcher:
                             _Job(s, s.stem_maps(win.start, win.start + 2 * h), slice(0, h), win.start, "left", win)
                         )
                     continue
-                prev_stop = s.last_stop if s.timed else (s.window_start(k - 1) + s.W if k > 0 else s.seg_start)
-                if partial_taken or last <= prev_stop:
+                if partial_taken or last <= s.windows.previous_stop(k):
                     continue  # only the first unfinished window, and only with frames no full window had
                 partial_taken = True
                 stop = last
                 # in seconds, a last window whose time range the stream covered to its end is whole
-                win.partial = not (s.timed and s.covers_window(k, last))
+                end_s = s.boundary(last, end=True)[0] if last > s.seg_start else None
+                win.partial = not s.windows.whole(k, end_s)
             n = stop - win.start
             if n < self.short:
                 maps = s.stem_maps(win.start, stop)
@@ -791,9 +660,7 @@ class Watcher:
             closing.append((s, win, stop))
         for _, win, stop in closing:
             del s.pending[win.k]
-            s.starts.pop(win.k, None)
-            s.stops.pop(win.k, None)
-            s.last_stop = max(s.last_stop, stop)
+            s.windows.closed(win.k, stop)
         if segment_end:
             s.pending.clear()
         return closing
@@ -804,21 +671,20 @@ class Watcher:
         a, n, h, g = win.start, stop - win.start, self.halo, self.g
         if n < self.short:
             feats = win.right  # the whole window (padded to G) rerun from stem maps
+            assert feats is not None  # _due queued its rerun
             d = frame_distances(feats[None])[0]
-            parts = lambda lo, hi: [feats[lo:hi]]  # noqa: E731
+
+            def parts(lo: int, hi: int) -> list[Tensor]:
+                return [feats[lo:hi]]
+
         else:
-            left, right = win.left, win.right
-            first_inner, last_inner = s.ring[(a + h) % s.cap], s.ring[(stop - h - 1) % s.cap]
+            left, right, ring = win.left, win.right, s.filled_ring
+            assert left is not None and right is not None  # _due queued both edge reruns
+            first_inner, last_inner = ring[(a + h) % s.cap], ring[(stop - h - 1) % s.cap]
             lsig = torch.cat([left, first_inner[None]]) > 0
             rsig = torch.cat([last_inner[None], right]) > 0
             inner = s.dist[torch.arange(a + h + 1, stop - h, device=s.dist.device) % s.cap]
-            d = torch.cat(
-                [
-                    (lsig[1:] != lsig[:-1]).flatten(1).sum(1, dtype=torch.long),
-                    inner,
-                    (rsig[1:] != rsig[:-1]).flatten(1).sum(1, dtype=torch.long),
-                ]
-            )
+            d = torch.cat([sign_changes(lsig[1:], lsig[:-1]), inner, sign_changes(rsig[1:], rsig[:-1])])
 
             def parts(lo: int, hi: int) -> list[Tensor]:
                 out = []
@@ -830,83 +696,57 @@ class Watcher:
                 return out
 
         ids = cluster_ids_from_distances(d[None], g, self.method)[0]
-        counts = torch.bincount(ids, minlength=g).tolist()
-        spans, means, lo = [], [], 0
-        for c in counts:
-            hi = lo + c
-            total = sum(p.sum(0, dtype=self.acc_dtype) for p in parts(lo, hi))
-            means.append((total / c).to(torch.float32))
-            spans.append((lo, hi))
-            lo = hi
-        return torch.stack(means), spans
+        return cluster_means(ids, g, parts)
 
     def _classify(self, closing: list[tuple[_Stream, _Window, int]]) -> list[tuple[WindowResult, WindowSpan]]:
         if not closing:
             return []
         prepared = [self._window_means(s, win, stop) for s, win, stop in closing]
-        cluster_logits = self.backend.clip_logits(torch.stack([m for m, _ in prepared]).to(self.device)).float().cpu()
-        logits = cluster_logits.mean(1)
+        cluster_logits = self.engine.logits(torch.stack([m for m, _ in prepared]))
         now = time.perf_counter()
         results = []
-        for (s, win, stop), (_, spans), row, per_cluster in zip(closing, prepared, logits, cluster_logits):
-            probs = torch.softmax(row.double(), 0)
-            top = probs.topk(self.topk)
-            label = int(top.indices[0])
-            cluster_probs = torch.softmax(per_cluster.double(), 1)
+        threshold = CLUSTER_VOTE
+        for (s, win, stop), (_, spans), per_cluster in zip(closing, prepared, cluster_logits):
             n = stop - win.start
-            clusters, hits = [], []
-            for (lo, hi), p in zip(spans, cluster_probs):
-                if lo >= n:  # a cluster of padding alone (a window shorter than G): not reported, as in classify
-                    continue
-                hi = min(hi, n)
-                j = int(p.argmax())
-                clusters.append(
-                    (
-                        s.boundary(win.start + lo, end=False)[1],
-                        s.boundary(win.start + hi, end=True)[1],
-                        self.labels[j],
-                        round(float(p[j]), 6),
-                    )
-                )
-                if j == label and float(p[j]) >= self.options.threshold:
-                    hits.append((win.start + lo, win.start + hi))
-            start_s, start_frame = s.boundary(win.start, end=False)
-            end_s, end_frame = s.boundary(stop, end=True)
+            # a cluster of padding alone (a window shorter than G) is not reported, as in classify
+            real = [i for i, (lo, _) in enumerate(spans) if lo < n]
+            units = [(win.start + lo, win.start + min(hi, n)) for lo, hi in (spans[i] for i in real)]
+            row = per_cluster.mean(0)
+            scored = self.engine.score(row, per_cluster[real], units, s.locate)
+            hits = [u for u, seg in zip(units, scored.segments) if seg.label == scored.label and seg.score >= threshold]
+            start_frame, start_s = s.locate(win.start, False)
+            end_frame, end_s = s.locate(stop, True)
             arrival = s.arrival[(stop - 1) % s.ts_cap]
             if self.collect_latency:
                 first = max(s.latency_upto, win.start)
                 self.frame_latency += [now - s.arrival[p % s.ts_cap] for p in range(first, stop)]
                 s.latency_upto = max(s.latency_upto, stop)
-            topk = [(self.labels[int(i)], round(float(v), 6)) for v, i in zip(top.values, top.indices)]
             result = WindowResult(
-                s.name,
-                s.windows_done,
-                start_frame,
-                end_frame,
-                start_s,
-                end_s,
-                self.labels[label],
-                topk[0][1],
-                topk,
-                win.partial or (not s.timed and n < s.W),
-                clusters,
-                s.basis,
-                round(float(now - arrival), 4),
+                stream=s.name,
+                index=s.windows_done,
+                start_frame=start_frame,
+                end_frame=end_frame,
+                start_s=start_s,
+                end_s=end_s,
+                label=scored.label,
+                score=scored.score,
+                topk=scored.topk,
+                partial=win.partial or s.windows.partial(n),
+                segments=scored.segments,
+                time_basis=s.basis,
+                latency_s=round(float(now - arrival), 4),
                 logits=row,
             )
-            results.append(
-                (
-                    result,
-                    WindowSpan(
-                        win.start,
-                        stop,
-                        result.label,
-                        result.score,
-                        hits[0][0] if hits else None,
-                        hits[-1][1] if hits else None,
-                    ),
-                )
+            span = WindowSpan(
+                win.start,
+                stop,
+                result.label,
+                result.score,
+                hits[0][0] if hits else None,
+                hits[-1][1] if hits else None,
+                probs=tuple(scored.probs.tolist()),
             )
+            results.append((result, span))
             s.windows_done += 1
         return results
 

@@ -1,4 +1,11 @@
-"""Cluster means of a video of any length in bounded memory.
+"""Cluster means: the one sum policy, for a whole video of any length and for a window.
+
+Every cluster mean fvdeploy computes is a sum of ``layer1`` maps taken chunk by chunk in the maps'
+own precision by torch's pairwise reduction, widened to float64 between chunks, divided by the
+count and returned as float32 (:func:`chunk_sum`, :func:`cluster_means`): classify and watch give
+the same means for the same frames.
+
+Cluster means of a video of any length in bounded memory (:class:`ClusterAccumulator`).
 
 Clustering needs every neighbour distance before it can place a boundary, and only then can the
 cluster means be taken. The accumulator receives layer1 feature chunks in order and:
@@ -22,7 +29,7 @@ import torch
 from torch import Tensor
 
 from ..errors import FvdeployError
-from ..ops.clustering import cluster_ids_from_distances, sign_changes  # noqa: F401  (re-exported: it moved to ops)
+from ..ops.clustering import cluster_ids_from_distances, sign_changes
 
 # (start, stop) -> the layer1 maps of frames [start, stop) in order, in chunks: a straddling slot can
 # hold thousands of frames, so it is never materialised whole (nor in float64).
@@ -43,7 +50,8 @@ class Slot:
 def memory_order(x: Tensor) -> tuple[int, ...]:
     """The permutation of ``x``'s dims that lists them from outermost to innermost in memory
     (``(0, 2, 3, 1)`` for a channels_last map, the identity for a contiguous one)."""
-    return tuple(sorted(range(x.dim()), key=lambda d: (-x.stride(d), d)))
+    strides = x.stride()
+    return tuple(sorted(range(x.dim()), key=lambda d: (-strides[d], d)))
 
 
 class ClusterAccumulator:
@@ -77,6 +85,7 @@ class ClusterAccumulator:
 
     def _unflatten(self, flat: Tensor) -> Tensor:
         """``[G, C*h*w]`` in memory order -> ``[G, C, h, w]`` (in the maps' own layout)."""
+        assert self.order is not None and self.map_shape is not None  # set by the first add()
         shape = [self.map_shape[d - 1] for d in self.order[1:]]
         inverse = [self.order.index(d) for d in range(len(self.order))]
         return flat.reshape(flat.shape[0], *shape).permute(inverse)
@@ -105,20 +114,20 @@ class ClusterAccumulator:
                 raise MemoryBudgetExceeded(
                     "this stream is longer than the memory budget allows for whole-video classification, "
                     "and a stream cannot be read twice; use windowed classification (fvdeploy watch / "
-                    "Classifier.watch) or raise --max-memory"
+                    "fvdeploy.watch.watch) or raise --max-memory"
                 )
             self._to_slots()
-        self.slots.append(Slot(start, self.num_frames, _chunk_sum(rows)))
+        self.slots.append(Slot(start, self.num_frames, chunk_sum(rows)))
         self._merge()
 
     def _to_slots(self) -> None:
         # stored chunks are freed as they become slot sums, so the two budgets are not held at once
-        features, self.features, self.stored = self.features, None, 0
+        features, self.features, self.stored = self.features or [], None, 0
         features.reverse()
         start = 0
         while features:
             f = features.pop()
-            self.slots.append(Slot(start, start + f.shape[0], _chunk_sum(f)))
+            self.slots.append(Slot(start, start + f.shape[0], chunk_sum(f)))
             start += f.shape[0]
             del f
             self._merge()
@@ -142,7 +151,8 @@ class ClusterAccumulator:
         if self.features is None and recompute is None:
             raise MemoryBudgetExceeded("the video outgrew the memory budget and its frames cannot be recomputed")
         device = (self.features[0] if self.features is not None else self.slots[0].total).device
-        sums = torch.zeros((num_clusters, self.prev_signs.numel()), dtype=torch.float64, device=device)
+        width = self.slots[0].total.numel() if self.features is None else self.features[0].shape[1]
+        sums = torch.zeros((num_clusters, width), dtype=torch.float64, device=device)
 
         def add_runs(rows: Tensor, pos: int) -> None:
             # Clusters are runs of consecutive frames: each run in a chunk is one reduction of
@@ -150,7 +160,7 @@ class ClusterAccumulator:
             runs, lengths = torch.unique_consecutive(ids[pos : pos + rows.shape[0]], return_counts=True)
             start = 0
             for k, n in zip(runs.tolist(), lengths.tolist()):
-                sums[k] += _chunk_sum(rows[start : start + n])
+                sums[k] += chunk_sum(rows[start : start + n])
                 start += n
 
         if self.features is not None:
@@ -158,7 +168,7 @@ class ClusterAccumulator:
             for rows in self.features:
                 add_runs(rows, pos)
                 pos += rows.shape[0]
-        else:
+        elif recompute is not None:
             for slot in self.slots:
                 first, last = int(ids[slot.start]), int(ids[slot.stop - 1])
                 if first == last:
@@ -174,8 +184,27 @@ class ClusterAccumulator:
         return self._unflatten(means.to(torch.float32)), ids
 
 
-def _chunk_sum(rows: Tensor) -> Tensor:
-    """Sum of ``rows [n, K]`` over n in float64. A chunk (at most a few hundred frames) is summed in
+def chunk_sum(rows: Tensor) -> Tensor:
+    """Sum of ``rows [n, ...]`` over n (any layout), float64 ``[...]``. A chunk (at most a few hundred frames) is summed in
     its own precision by torch's pairwise reduction, then widened: converting every element to
     float64 first costs 5x the time for no accuracy that survives the float32 mean."""
     return rows.sum(0, dtype=torch.float32).to(torch.float64)  # fp16/bf16 maps: accumulated and kept in fp32
+
+
+def cluster_means(
+    ids: Tensor, num_clusters: int, rows: Callable[[int, int], Iterable[Tensor]]
+) -> tuple[Tensor, list[tuple[int, int]]]:
+    """Means ``[G, ...]`` (float32) of consecutive clusters and their spans ``[(start, stop)]``.
+
+    ``ids``: ``[T]`` non-decreasing cluster ids of T frames; ``rows(start, stop)``: the maps
+    ``[m, ...]`` of frames ``[start, stop)`` in one or more pieces (a ring buffer that wraps, edge
+    frames rerun with a window's padding). Each piece is summed by :func:`chunk_sum`."""
+    counts = torch.bincount(ids, minlength=num_clusters).tolist()
+    spans, means, lo = [], [], 0
+    for c in counts:
+        hi = lo + c
+        total = sum(chunk_sum(p) for p in rows(lo, hi))
+        means.append((total / c).to(torch.float32))
+        spans.append((lo, hi))
+        lo = hi
+    return torch.stack(means), spans

@@ -33,12 +33,14 @@ class HostStager:
         i = self._next
         self._next = (i + 1) % self.slots
         nbytes = array.nbytes
-        if self._events[i] is not None:
-            self._events[i].synchronize()  # the previous copy out of this buffer has finished
-        if self._buffers[i] is None or self._buffers[i].numel() < nbytes:
+        previous = self._events[i]
+        if previous is not None:
+            previous.synchronize()  # the previous copy out of this buffer has finished
+        buffer = self._buffers[i]
+        if buffer is None or buffer.numel() < nbytes:
             # grown only when frames get bigger: pinned allocation is slow, so never per chunk
-            self._buffers[i] = torch.empty(nbytes, dtype=torch.uint8, pin_memory=True)
-        host = self._buffers[i][:nbytes]
+            buffer = self._buffers[i] = torch.empty(nbytes, dtype=torch.uint8, pin_memory=True)
+        host = buffer[:nbytes]
         host.numpy()[:] = array.reshape(-1)
         compute = torch.cuda.current_stream(self.device)
         with torch.cuda.stream(self._stream):
@@ -46,6 +48,6 @@ class HostStager:
             event = torch.cuda.Event()
             event.record(self._stream)
             self._events[i] = event
-        compute.wait_stream(self._stream)  # compute waits for this copy only, not the reverse
+        compute.wait_stream(self._stream)  # type: ignore[arg-type]  # set when cuda; compute waits for this copy only
         dev.record_stream(compute)  # allocated on the side stream, used on the compute stream
         return dev.view(array.shape)

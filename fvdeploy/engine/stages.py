@@ -7,15 +7,14 @@ is per frame: keeping the stem output of the few frames near each window edge le
 rerun just the ``layer1`` blocks for those frames with the window's padding, and the stem still
 runs once per frame.
 
-A backend may offer ``stem_features(frames)`` and ``layer1_features(maps, lengths)`` itself; the eager
-PyTorch backend is split here through its model. Any other backend gets ``InputStages``: the cached "stem output"
-is the preprocessed frame and the edge recompute runs ``frame_features`` (stem included) again on
+The eager PyTorch backend is split here through its model. Any other backend gets ``InputStages``:
+the cached "stem output" is the preprocessed frame and the edge recompute runs ``frame_features`` (stem included) again on
 those few frames, which is exact but runs the stem a second time for 4 x halo frames per window.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
@@ -39,9 +38,10 @@ class FrameStages(Protocol):
 class TorchStages:
     stem_once = True
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Any) -> None:
+        """``backend``: the torch backend (its ``frames_model`` runs stem + layer1)."""
         # stem + layer1 may run at their own precision (the clustering reads their signs)
-        self.model = getattr(backend, "frames_model", backend.model)
+        self.model = backend.frames_model
         self.dtype = getattr(backend, "features_dtype", getattr(backend, "dtype", torch.float32))
 
     @torch.inference_mode()
@@ -73,16 +73,8 @@ class InputStages:
         return torch.stack(rows)
 
 
-class BackendStages:
-    stem_once = True
-
-    def __init__(self, backend) -> None:
-        self.stem, self.layer1 = backend.stem_features, backend.layer1_features
-
-
 def frame_stages(backend: Backend) -> FrameStages:
-    if callable(getattr(backend, "stem_features", None)) and callable(getattr(backend, "layer1_features", None)):
-        return BackendStages(backend)
+    """The split the backend allows: stem once per frame (torch), else the input as the cache."""
     from ..models.tsm_resnet import TSMResNet
 
     if isinstance(getattr(backend, "frames_model", getattr(backend, "model", None)), TSMResNet):
