@@ -1,6 +1,6 @@
 """``--backend auto``: the backend (and where the user asked for none, the precision) that runs
 fastest for a device and model folder, by a rule measured on this project's machines, never one that
-changes results beyond DECISIONS.md's equality rule.
+changes results beyond the equality rule (docs/design.md#equality).
 
 The rule (figures: issue 25's report and docs/runtime.md, R18 at 224 px on a 2-core AVX512-BF16 Zen
 CPU, every backend in one process, best of 3):

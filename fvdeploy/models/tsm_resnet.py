@@ -87,7 +87,7 @@ class TSMResNet(nn.Module):
 
     In inference (eval mode, no gradient recorded: see ``models.inference.frozen``) :meth:`forward`
     runs an inference copy of the module instead (BatchNorm folded, ``channels_last``, on CPU stem +
-    ``layer1`` a few frames at a time): the same outputs within DECISIONS.md's fp32 tolerance, made
+    ``layer1`` a few frames at a time): the same outputs within docs/design.md#equality's fp32 tolerance, made
     once and kept until a weight changes (a second set of weights in memory; set
     ``fast_inference = False`` on the instance for the plain forward). Training (train mode, or
     gradients) always runs the plain forward.
