@@ -134,7 +134,7 @@ def test_usage_errors_and_bad_sources(model_dir, clip, tmp_path):
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
 def test_sigterm_and_sighup_wind_the_watch_down_cleanly(model_dir, tmp_path, sig):
     """A paced ("camera-like") file is stopped midway: open windows and events close, the output is
-    complete and renamed, exit 0 (SIGHUP, a closed terminal, as SIGTERM)."""
+    complete and renamed, exit 128 + the signal (SIGHUP, a closed terminal, as SIGTERM)."""
     long = write_clip(tmp_path / "long.mp4", synthetic_frames(600, 32, 32, seed=8))
     out = tmp_path / "live.jsonl"
     proc = subprocess.Popen(
@@ -171,8 +171,8 @@ def test_sigterm_and_sighup_wind_the_watch_down_cleanly(model_dir, tmp_path, sig
     assert proc.poll() is None, proc.stderr.read()
     proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 0, stderr
-    assert "stopping" in stderr and "Traceback" not in stderr
+    assert proc.returncode == 128 + sig, stderr
+    assert "stopping" in stderr and f"interrupted ({signal.Signals(sig).name})" in stderr and "Traceback" not in stderr
     recs = records(out.read_text())
     end = recs[-1]
     assert end["type"] == "end" and end["error"] is None and 20 <= end["frames"] < 600

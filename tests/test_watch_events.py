@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from clips import mp4_boxes, probe_video, synthetic_frames, write_clip
 
@@ -187,13 +188,14 @@ def records(path) -> list[dict]:
 
 
 def watch_cli(tmp, sources, *extra):
-    """``fvdeploy watch`` in-process (the defaults, but G = 50), events only, clips on."""
+    """``fvdeploy watch`` in-process with the defaults (G = 50 per 8-s window: the bundled model's
+    trained.clip_frames), events only, clips on."""
     from typer.testing import CliRunner
 
     from fvdeploy.cli import app
 
     out = tmp / "events.jsonl"
-    args = ["watch", *map(str, sources), "--clusters", str(CLUSTERS), "--device", "cpu", "--events-only"]
+    args = ["watch", *map(str, sources), "--device", "cpu", "--events-only"]
     args += ["--clips", str(tmp / "clips"), "-o", str(out), "-q", *map(str, extra)]
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 0, r.output
@@ -355,3 +357,21 @@ def test_events_on_full_length_recordings(tmp_path):
         f"events on distractor-only recordings: {false_events}"
     )
     assert found == 8 and within >= 0.95 * len(errors) and false_events == 0
+
+
+def test_windows_keep_the_frames_per_cluster_the_model_was_trained_with():
+    """The bundled model learned 4-frame cluster means (32-frame clips, G = 8): an 8-s window at
+    25 fps gets G = 50, a 2-s one 12; --clusters wins; a model without clip_frames keeps its G."""
+    from fvdeploy.watch.options import clusters_for
+
+    assert clusters_for(200, 8, 32) == CLUSTERS and clusters_for(50, 8, 32) == 12
+    assert clusters_for(200, 8, 32, given=8) == 8 and clusters_for(200, 8, None) == 8
+    assert clusters_for(16, 8, 32) == 8 and clusters_for(20, 8, 2) == 20  # at least G, at most the frames
+    from fvdeploy.bundle import read_config
+    from fvdeploy.runtime import Classifier
+
+    assert read_config(bundled_model()).trained["clip_frames"] == 32
+    frames = np.zeros((100, 64, 64, 3), np.uint8)
+    items = watch(Classifier.load(device="cpu"), frames, window_frames=100, stride_frames=100, fps=25)
+    windows = [x for x in items if x.type == "window"]
+    assert len(windows[0].segments) == 25  # 100 frames at 4 a cluster

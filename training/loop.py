@@ -25,6 +25,7 @@ import logging
 import math
 import os
 import shutil
+import statistics
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -681,6 +682,8 @@ def _train(
     dist.barrier()
 
     stopped_early, last_top1 = False, None
+    # frames per training video (a sample): watch keeps as many frames per cluster in its windows
+    clip_lengths: list[int] = []
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.time()
         sampler.set_epoch(epoch)
@@ -692,6 +695,8 @@ def _train(
         sums = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, count
         for batch in loader:
             frames, labels = batch.frames.to(device, non_blocking=True), batch.labels.to(device, non_blocking=True)
+            if len(clip_lengths) < 4096:
+                clip_lengths += [int(n) for n in batch.lengths.tolist()]
             with autocast(device, precision):
                 out_ = net(frames, batch.lengths.to(device))
             loss = F.cross_entropy(out_.logits.float(), labels)
@@ -753,6 +758,10 @@ def _train(
                 "source": source,
                 "seed": cfg.seed,
                 "val": val_list.source if val_list else None,
+                # the median frames of a training video (a resumed run keeps what the first run saw)
+                "clip_frames": int(statistics.median(clip_lengths))
+                if clip_lengths
+                else model.config.trained.get("clip_frames"),
             }
             model.config = model.config.replace(trained=trained)
             train_state = {

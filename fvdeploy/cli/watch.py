@@ -4,7 +4,8 @@ cameras and network streams, several at once on one device.
 Output: one JSON line per window, event, gap and stream end (flushed as it happens) to ``--output``
 or, when stdout is not a terminal (or with ``--json``), to stdout. On a terminal, a live view on
 stderr shows each stream's current label and last events. Stopping with Ctrl-C, SIGTERM or SIGHUP closes
-the open events, finishes the output and the pictures, and exits 0 unless a source failed (1).
+the open events, finishes the output and the pictures, and exits 128 + the signal's number (130,
+143, 129: docs/design.md#signals); otherwise 0, or 1 when a source failed.
 """
 
 from __future__ import annotations
@@ -140,7 +141,14 @@ def watch(
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
     backend: Annotated[BackendName, typer.Option(help="Inference backend. No silent fallback.")] = BackendName.auto,
     precision: Annotated[Optional[Precision], typer.Option(help="Default: fp16 on CUDA, fp32 on CPU.")] = None,
-    clusters: Annotated[Optional[int], typer.Option(help="Clusters G per window (default: as trained).", min=1)] = None,
+    clusters: Annotated[
+        Optional[int],
+        typer.Option(
+            help="Clusters G per window. Default: as many as keep the frames per cluster the model was trained "
+            "with (its config's trained.clip_frames; 50 for the bundled model's 8-s windows at 25 fps), else as trained.",
+            min=1,
+        ),
+    ] = None,
     method: Annotated[Optional[Method], typer.Option(help="Clustering method (default: as trained).")] = None,
     top_k: Annotated[int, typer.Option("--top-k", help="Labels reported per window.", min=1)] = 3,
     max_memory: Annotated[
@@ -207,6 +215,7 @@ def watch(
         merge_gap_s=merge_gap,
         min_duration_s=min_duration,
         clips=clips,
+        clusters=clusters,
         events_only=events_only,
         realtime=realtime,
         fps=fps,
@@ -240,7 +249,7 @@ def watch(
         watcher = Watcher(clf, options)
         items = watcher.run(sources)
         windows: list | None = [] if annotate is not None else None
-        failed = _consume(watcher, items, clf, options, writer, to_stdout, live, visualize, windows)
+        failed, stopped_by = _consume(watcher, items, clf, options, writer, to_stdout, live, visualize, windows)
     finally:
         if writer is not None:
             writer.close()
@@ -249,6 +258,9 @@ def watch(
 
         path = annotate_windows(sources[0], windows, annotate, fps=fps, show_progress=not quiet and err.is_terminal)
         err.print(f"annotated video: {path}", highlight=False, soft_wrap=True, markup=False)
+    if stopped_by:
+        err.print(f"interrupted ({signal.Signals(stopped_by).name})", highlight=False, markup=False)
+        raise typer.Exit(128 + stopped_by)
     if failed:
         raise typer.Exit(1)
 
@@ -264,8 +276,9 @@ def _consume(
     visualize: Path | None,
     windows: list | None = None,
 ) -> int:
-    """Write, show and draw every item; returns how many streams failed. The first Ctrl-C, SIGTERM
-    or SIGHUP winds the watch down (open events close, outputs finish); a second one stops at once."""
+    """Write, show and draw every item; returns how many streams failed and the signal that stopped
+    the watch (0: none). The first Ctrl-C, SIGTERM or SIGHUP winds the watch down (open events close,
+    outputs finish); a second one stops at once."""
     from ..records import Event, StreamEnd, WindowResult, dumps
     from ..watch.timeline import TimelineRecorder, write_timeline
 
@@ -321,6 +334,7 @@ def _consume(
                             view.errors.append(item.error)
             except (KeyboardInterrupt, _Stop):
                 err.print("stopped", highlight=False)
+                stopping[:1] = stopping[:1] or [signal.SIGINT]
             finally:
                 items.close()
         if view is not None:
@@ -337,7 +351,7 @@ def _consume(
             err.print(f"timeline: {path}", highlight=False)
     if not to_stdout and sys.stdout.isatty():
         _print_events(events)
-    return failed
+    return failed, (stopping[0] if stopping else 0)
 
 
 def _print_events(events) -> None:

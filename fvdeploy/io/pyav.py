@@ -193,6 +193,12 @@ class PyAVSource(FrameSource):
             options["skip_estimate_duration_from_pts"] = "1"
         if self.hls:
             options["m3u8_hold_counters"] = str(HLS_HOLD_RELOADS)
+        # FFmpeg's own socket timeout too, in microseconds: PyAV's read timeout is an interrupt callback
+        # that FFmpeg polls, and a test of an RTSP server stopped and resumed under load once waited
+        # 240 s in FFmpeg's poll() without it firing; the socket timeout ends such a read by itself.
+        if self.live:
+            micros = str(int(self.stall_timeout_s * 1e6))
+            options["timeout" if scheme in ("rtsp", "rtsps") else "rw_timeout"] = micros
         return options
 
     def _open(self) -> None:
@@ -254,7 +260,7 @@ class PyAVSource(FrameSource):
                 errors = 0
                 for frame in frames:
                     yield self._convert(frame)
-        except av.error.ExitError:  # the read timeout: nothing arrived for stall_timeout_s
+        except (av.error.ExitError, av.error.TimeoutError):  # nothing arrived for stall_timeout_s
             yield from self._flush(stream)
             raise _Ended("stalled") from None
         except (av.error.FFmpegError, OSError) as e:

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ..config import LIMITS
 from ..errors import FvdeployError, VideoError
 from ..io.urls import is_url, redact
 from ..io.video import describe_skipped, scan_folder
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 # sized for this many times the declared rate (a stream that runs faster closes a window at that count).
 # The ring is sized for 4x where the memory budget allows, else 1.25x.
 TIME_WINDOW_RATE = 4.0
+MAX_CLUSTERS = LIMITS["num_clusters"][0]
 TIME_WINDOW_RATE_MIN = 1.25
 
 
@@ -102,6 +104,9 @@ class WatchOptions:
     step_frames: int | None = None  # frames per stream per device step; default from the memory budget
     live_step_s: float = 0.25  # live sources only: at most one device step per this many seconds
     clips: str | Path | None = None  # a folder: each event also as a browser-playable clip (watch.clips)
+    # clusters G per window; None: as many as keep the frames per cluster the model was trained with
+    # (its config's trained.clip_frames / num_clusters), at least the model's G (see clusters_for)
+    clusters: int | None = None
 
     def validate(self) -> None:
         if (self.window_frames is None) != (self.stride_frames is None):
@@ -115,6 +120,8 @@ class WatchOptions:
                 )
         elif not (self.window_s > 0 and self.stride_s > 0):
             raise FvdeployError(f"window and stride must be positive, got {self.window_s} s and {self.stride_s} s")
+        if self.clusters is not None and (isinstance(self.clusters, bool) or not 1 <= self.clusters <= MAX_CLUSTERS):
+            raise FvdeployError(f"clusters must be an integer in [1, {MAX_CLUSTERS}], got {self.clusters!r}")
         if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
             raise FvdeployError(f"threshold (now called enter) must be in [0, 1], got {self.threshold}")
         self.rules().validate()
@@ -146,3 +153,22 @@ class WatchOptions:
                 "give --fps or the window and stride in frames"
             )
         return max(1, math.ceil(self.window_s * fps * TIME_WINDOW_RATE)), max(1, round(self.stride_s * fps))
+
+
+def clusters_for(window_frames: int, num_clusters: int, clip_frames: int | None, given: int | None = None) -> int:
+    """Clusters G for a window of ``window_frames`` frames (its length at the declared rate).
+
+    ``given`` (``--clusters``) wins. Else a model that says how long its training clips were
+    (``trained.clip_frames`` in its config, e.g. 32 frames with G = 8: 4 frames a cluster) gets as
+    many clusters as keep that many frames in each: ``round(window_frames * G / clip_frames)``, at
+    least its G and at most the window's frames. A cluster is a mean of frames, so a model that
+    learned 4-frame means misreads 25-frame ones: the bundled model's 8-s windows at 25 fps with G
+    = 8 labelled a window of pure move_down move_right at 0.96, and gave 2 events on a recording of
+    4 actions; with G = 50, one event per action (docs/watch.md, Events). Without ``clip_frames``:
+    the model's G."""
+    if given is not None:
+        return given
+    if not clip_frames or clip_frames < 1:
+        return num_clusters
+    g = round(window_frames * num_clusters / clip_frames)
+    return max(num_clusters, min(g, window_frames, MAX_CLUSTERS))

@@ -58,7 +58,7 @@ from ..records import Event, Gap, StreamEnd, WatchItem, WindowResult
 from .clips import StreamClips
 from .clips import frame_bytes as clip_frame_bytes
 from .events import EventTracker, WindowSpan
-from .options import TIME_WINDOW_RATE_MIN, StreamSpec, WatchOptions, resolve_sources
+from .options import TIME_WINDOW_RATE_MIN, StreamSpec, WatchOptions, clusters_for, resolve_sources
 from .rules import CLUSTER_VOTE
 from .windows import FrameWindows, TimedWindows
 
@@ -93,10 +93,14 @@ class _Job:
 class _Stream:
     """Everything one stream needs between device steps; memory bounded by the window length."""
 
-    def __init__(self, watcher: "Watcher", spec: StreamSpec, reader: FrameReader, window: int, stride: int) -> None:
+    def __init__(
+        self, watcher: Watcher, spec: StreamSpec, reader: FrameReader, window: int, stride: int, clusters: int
+    ) -> None:
         self.w, self.spec, self.reader, self.name = watcher, spec, reader, spec.name
         self.source = reader.source
         self.W, self.S = window, stride
+        self.g = clusters  # G of this stream's windows (options.clusters_for)
+        self.short = max(clusters, 4 * watcher.halo)  # windows shorter than this are rerun whole from stem maps
         o = watcher.options
         # windows in seconds are placed by presentation time (W then only bounds the ring)
         self.windows = (
@@ -112,7 +116,7 @@ class _Stream:
         k, h = watcher.step_frames, watcher.halo
         self.cap = window + k + 1  # ring slots: the oldest frame a closing window reads .. the newest written
         self.ts_cap = window + stride + 2 * k + 4 * h + 8  # also the previous window, for event boundaries
-        self.hist_cap = max(4 * h, watcher.g) + k + 1  # stem maps kept for edge reruns and short windows
+        self.hist_cap = max(4 * h, clusters) + k + 1  # stem maps kept for edge reruns and short windows
         self.ring: Tensor | None = None
         self.dist = torch.zeros(self.cap, dtype=torch.long, device=watcher.device)
         self.seconds = np.full(self.ts_cap, np.nan)
@@ -259,7 +263,7 @@ class Watcher:
         self.stages = engine.stages
         self.stager: HostStager | None = None  # the engine's, while the watch runs
         self.halo, self.g, self.method, self.labels = engine.halo, cfg.num_clusters, cfg.method, cfg.labels
-        self.short = max(self.g, 4 * self.halo)  # windows shorter than this are rerun whole from stem maps
+        self.trained_clip_frames = _int_or_none(cfg.trained.get("clip_frames"))  # frames per training clip, if known
         self.budget = engine.budget
         self.step_frames = options.step_frames or MAX_STEP_FRAMES
         self.clock0 = time.perf_counter()
@@ -279,7 +283,7 @@ class Watcher:
         k = int(0.2 * self.budget) // max(1, self.engine.costs.work * max(1, live_streams))
         self.step_frames = max(1, min(MAX_STEP_FRAMES, k))
 
-    def _reserve(self, source, window: int, stride: int, shrunk: bool) -> tuple[int, int]:
+    def _reserve(self, source, window: int, stride: int, shrunk: bool, g: int) -> tuple[int, int]:
         """Reserve this stream's share of the budget: its ring of ``layer1`` maps, the stem maps kept
         for edge reruns, and its decoded frames (the batch being read whole, the queue as crops
         where the reader shrinks them). Returns (bytes, queue frames)."""
@@ -294,7 +298,7 @@ class Watcher:
         else:
             queue = max(4, min(2 * k, (64 << 20) // waiting))
         decoded = batch * frame_bytes + queue * waiting
-        need = (window + k + 1) * costs.feature + (max(self.g, 4 * self.halo) + k) * costs.feature + decoded
+        need = (window + k + 1) * costs.feature + (max(g, 4 * self.halo) + k) * costs.feature + decoded
         if self.options.clips is not None:  # frames kept for evidence clips (watch.clips)
             need += self.clip_frames(source.fps, window, stride) * clip_frame_bytes(source.width, source.height)
         if self.reserved + need > self.budget:
@@ -425,13 +429,15 @@ class Watcher:
             shrunk = self.engine.shrinks(source, threaded=True) and o.clips is None
             self.engine.check_frames_fit(source, shrunk=shrunk)
             window, stride = self.options.geometry(source.fps, spec.name)
+            nominal = o.window_frames or max(1, round(o.window_s * (source.fps or 0)))
+            g = clusters_for(nominal, self.g, self.trained_clip_frames, o.clusters)
             try:
-                need, queue = self._reserve(source, window, stride, shrunk)
+                need, queue = self._reserve(source, window, stride, shrunk, g)
             except FvdeployError:
                 if self.options.window_frames is not None:
                     raise
                 window = max(1, math.ceil(self.options.window_s * (source.fps or 0) * TIME_WINDOW_RATE_MIN))
-                need, queue = self._reserve(source, window, stride, shrunk)
+                need, queue = self._reserve(source, window, stride, shrunk, g)
         except FvdeployError as e:
             if source is not None:
                 source.close()
@@ -451,7 +457,7 @@ class Watcher:
             pace=o.realtime,
             wake=self.wake,
         )
-        stream = _Stream(self, spec, reader, window, stride)
+        stream = _Stream(self, spec, reader, window, stride, g)
         stream.reserved = need
         streams.append(stream)
         log.info(
@@ -633,7 +639,7 @@ class Watcher:
             stop = s.windows.stop(k)
             if stop is None or stop > last:
                 if not segment_end:
-                    if s.W >= self.short and win.left is None and win.start + 2 * h <= last:
+                    if s.W >= s.short and win.left is None and win.start + 2 * h <= last:
                         edges.append(
                             _Job(s, s.stem_maps(win.start, win.start + 2 * h), slice(0, h), win.start, "left", win)
                         )
@@ -646,10 +652,10 @@ class Watcher:
                 end_s = s.boundary(last, end=True)[0] if last > s.seg_start else None
                 win.partial = not s.windows.whole(k, end_s)
             n = stop - win.start
-            if n < self.short:
+            if n < s.short:
                 maps = s.stem_maps(win.start, stop)
-                if n < self.g:  # a clip shorter than G is padded by repeating its last frame
-                    maps = torch.cat([maps, maps[-1:].expand(self.g - n, *maps.shape[1:])])
+                if n < s.g:  # a clip shorter than G is padded by repeating its last frame
+                    maps = torch.cat([maps, maps[-1:].expand(s.g - n, *maps.shape[1:])])
                 edges.append(_Job(s, maps, slice(None), win.start, "direct", win))
             else:
                 if win.left is None:
@@ -668,8 +674,8 @@ class Watcher:
     # -- clustering and layer2..4 for the windows that closed ---------------------------------------
     def _window_means(self, s: _Stream, win: _Window, stop: int) -> tuple[Tensor, list[tuple[int, int]]]:
         """Cluster means ``[G, C, h, w]`` of a window and its cluster spans (window-relative)."""
-        a, n, h, g = win.start, stop - win.start, self.halo, self.g
-        if n < self.short:
+        a, n, h, g = win.start, stop - win.start, self.halo, s.g
+        if n < s.short:
             feats = win.right  # the whole window (padded to G) rerun from stem maps
             assert feats is not None  # _due queued its rerun
             d = frame_distances(feats[None])[0]
@@ -698,11 +704,21 @@ class Watcher:
         ids = cluster_ids_from_distances(d[None], g, self.method)[0]
         return cluster_means(ids, g, parts)
 
+    def _logits(self, means: list[Tensor]) -> list[Tensor]:
+        """``layer2..4`` + head on every closing window's cluster means ``[G, ...]``, one batch per G
+        (streams may have windows of different lengths, so different G) -> ``[G, classes]`` each."""
+        out: list[Tensor | None] = [None] * len(means)
+        for g in sorted({m.shape[0] for m in means}):
+            rows = [i for i, m in enumerate(means) if m.shape[0] == g]
+            for i, logits in zip(rows, self.engine.logits(torch.stack([means[i] for i in rows]))):
+                out[i] = logits
+        return [x for x in out if x is not None]
+
     def _classify(self, closing: list[tuple[_Stream, _Window, int]]) -> list[tuple[WindowResult, WindowSpan]]:
         if not closing:
             return []
         prepared = [self._window_means(s, win, stop) for s, win, stop in closing]
-        cluster_logits = self.engine.logits(torch.stack([m for m, _ in prepared]))
+        cluster_logits = self._logits([m for m, _ in prepared])
         now = time.perf_counter()
         results = []
         threshold = CLUSTER_VOTE
@@ -749,6 +765,10 @@ class Watcher:
             results.append((result, span))
             s.windows_done += 1
         return results
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def watch(classifier, source, options: WatchOptions | None = None, **fields: Any) -> Iterator[WatchItem]:
