@@ -36,7 +36,11 @@ def main() -> None:
     args = ap.parse_args()
     from fvdeploy.ops.halo import stream_with_halo
     from fvdeploy.runtime import Classifier
-    from fvdeploy.runtime.accumulate import ClusterAccumulator
+
+    try:
+        from fvdeploy.engine.clusters import ClusterAccumulator
+    except ImportError:  # before the engine
+        from fvdeploy.runtime.accumulate import ClusterAccumulator
 
     clf = Classifier.load(args.model, device="cpu")
     b, cfg = clf.backend, clf.config
