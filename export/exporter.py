@@ -49,7 +49,7 @@ from .parity import Check, compare_network, compare_results, torch_reference, ui
 
 log = logging.getLogger("fvdeploy.export")
 
-PRECISIONS = PRECISION_NAMES
+PRECISIONS = tuple(p for p in PRECISION_NAMES if p != "int8")  # TensorRT's; int8 is --int8 (NNCF, CPU)
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 DEFAULT_FRAMES = (1, 64, 256)  # the whole graph's T profile: min, opt, max
 TIMING_CACHE = "timing.cache"
@@ -70,6 +70,14 @@ class FormatSpec:
 FORMATS: dict[str, FormatSpec] = {
     "onnx": FormatSpec(
         "ONNX", "--onnx", "model.onnx, frontend.onnx, backend.onnx", cpu=True, gpu=True, options=frozenset()
+    ),
+    "int8": FormatSpec(
+        "int8 (NNCF)",
+        "--int8",
+        "frontend.int8.onnx, backend.int8.onnx",
+        cpu=True,
+        gpu=False,
+        options=frozenset({"calibrate", "calibration_videos", "calibration_frames"}),
     ),
     "trt": FormatSpec(
         "TensorRT",
@@ -103,6 +111,9 @@ class ExportOptions:
     clip: Path | None = None  # the real clip for validation; default: bundled, else one written here
     device: str = "cuda"  # where TensorRT engines are built and checked
     workspace_gib: float = 4.0
+    calibrate: Path | None = None  # the folder of videos the int8 format calibrates on
+    calibration_videos: int = 100
+    calibration_frames: int = 64  # the first frames of each calibration video
 
     def validate(self) -> None:
         unknown = [f for f in self.formats if f not in FORMATS]
@@ -134,6 +145,15 @@ class ExportOptions:
             raise ExportError(f"--max-batch must be >= 1, got {self.max_batch}")
         if self.workspace_gib <= 0:
             raise ExportError(f"--workspace must be > 0 GiB, got {self.workspace_gib}")
+        if self.int8 and self.calibrate is None:
+            raise ExportError("--int8 needs --calibrate DIR: a folder of videos like the ones you will classify")
+        if self.calibration_videos < 1 or self.calibration_frames < 1:
+            raise ExportError("--calibration-videos and --calibration-frames must be >= 1")
+
+    @property
+    def int8(self) -> bool:
+        """frontend/backend.int8.onnx too: NNCF post-training quantization (format ``int8``)."""
+        return "int8" in self.formats
 
     @property
     def frames(self) -> tuple[int, int, int]:
@@ -242,8 +262,12 @@ class Exporter:
 
             trt = require_tensorrt()
             self.trt_device = _cuda_device(opts.device)
+        if opts.int8:
+            from .quantize import require_nncf
+
+            require_nncf()
         # load, 3 ONNX graphs, their checks, 3 ONNX Runtime parity checks, (3 engines, 2 TensorRT checks,) record
-        self._done, self._total = 0, 1 + 7 + (5 if trt is not None else 0) + 1
+        self._done, self._total = 0, 1 + 7 + (5 if trt is not None else 0) + (2 if opts.int8 else 0) + 1
         self._stage("loading the model")
         source, target, in_place = self._plan_paths()
         model = load_model(source)
@@ -259,6 +283,9 @@ class Exporter:
             self.model_dir_for_checks = target if in_place else staging
             self.old_timing_cache = _read_if_exists(target / EXPORT_DIR / TIMING_CACHE)
             files = self.export_onnx()
+            self.int8_record: dict | None = None
+            if opts.int8:
+                files += self.export_int8()
             engines = self.export_tensorrt(trt) if trt is not None else None
             self._stage("writing export.json")
             record = self._record(source, files, engines, trt)
@@ -373,6 +400,32 @@ class Exporter:
         )
         self._validate_onnx()
         return [*paths, weights]
+
+    @reported("int8")
+    def export_int8(self) -> list[Path]:
+        from .quantize import calibration_data, export_int8, require_nncf
+
+        opts = self.options
+        assert opts.calibrate is not None
+        self._stage("reading the calibration videos")
+        calibration = calibration_data(opts.calibrate, self.model, opts.calibration_videos, opts.calibration_frames)
+        self.log(f"int8: {len(calibration.videos)} calibration videos, {calibration.total_frames} frames")
+        self._stage("quantizing frontend and backend (NNCF)")
+        paths = export_int8(self.model, self.export_dir, self.workdir, calibration, opts.opset)
+        self.int8_record = {
+            "files": {"frontend": paths[0].name, "backend": paths[1].name},
+            "tool": f"nncf {require_nncf().__version__}",
+            "scheme": "NNCF post-training quantization (preset performance: symmetric int8, weights per "
+            "output channel, activations per tensor; fast bias correction) of the folded fp32 graphs",
+            "calibration": {
+                "folder": str(opts.calibrate),
+                "videos": len(calibration.videos),
+                "frames": calibration.total_frames,
+                "frames_per_video": opts.calibration_frames,
+                "inputs": {"frontend": len(calibration.frames), "backend": len(calibration.maps)},
+            },
+        }
+        return paths
 
     @reported("trt")
     def export_tensorrt(self, trt) -> list[Path]:
@@ -593,7 +646,12 @@ class Exporter:
             },
             "config": self.config.to_dict(),
             "opset": opts.opset,
-            "precision": {"onnx": "fp32", "tensorrt": opts.precision if engines else None},
+            "precision": {
+                "onnx": "fp32",
+                "tensorrt": opts.precision if engines else None,
+                "int8": "int8" if self.int8_record else None,
+            },
+            "int8": self.int8_record,
             "profile": {"min_frames": lo, "opt_frames": mid, "max_frames": hi, "max_batch": opts.max_batch},
             "limits": {
                 "int32_max_frames": self.int32_frames,

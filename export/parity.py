@@ -141,14 +141,15 @@ def torch_reference(model, frames, lengths) -> tuple:
     n, t, s = frames.shape[0], frames.shape[1], frames.shape[2]
     x = frames.to(param.device).permute(0, 1, 4, 2, 3).to(torch.float32).reshape(n * t, 3, s, s)
     x = normalize(x, model.config.input).reshape(n, t, 3, s, s).to(param.dtype)
-    config = model.config
+    config, fast = model.config, model.fast_inference
     if config.mode != "full":  # the whole graph is the full-video network whatever mode the config runs in
         model.config = config.replace(mode="full")
+    model.fast_inference = False  # the model as trained (unfolded): the exported graphs are checked against it
     try:
         with torch.no_grad():
             out = model(x, lengths.to(device=param.device, dtype=torch.int64))
     finally:
-        model.config = config
+        model.config, model.fast_inference = config, fast
     return out.logits.float(), out.cluster_logits.float(), out.cluster_ids
 
 

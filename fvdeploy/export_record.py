@@ -66,6 +66,11 @@ class ExportBundle:
     def network_halo(self) -> int:
         return int(self.record["shapes"]["network_halo"])
 
+    def int8(self) -> dict[str, str]:
+        """Graph -> file of the int8 split pair (``{"frontend": ..., "backend": ...}``); empty
+        without ``fvdeploy export --int8``."""
+        return dict((self.record.get("int8") or {}).get("files") or {})
+
     def engines(self) -> dict[str, dict[str, Any]]:
         """Precision -> engine record (files, profiles); empty without ``--trt``."""
         trt = self.record.get("tensorrt") or {}

@@ -91,7 +91,8 @@ def test_bundle_files_and_record(exported):
     }
     assert (export_dir.stat().st_mode & 0o755) == 0o755  # readable like any folder, not mkdtemp's 0700
     record = json.loads((export_dir / "export.json").read_text())
-    assert record["opset"] == 17 and record["precision"] == {"onnx": "fp32", "tensorrt": None}
+    assert record["opset"] == 17 and record["precision"] == {"onnx": "fp32", "tensorrt": None, "int8": None}
+    assert record["int8"] is None  # no --int8
     assert record["profile"] == {"min_frames": 1, "opt_frames": 64, "max_frames": 300, "max_batch": 1}
     assert record["config"]["num_clusters"] == 6 and record["config"]["method"] == "slope"
     assert record["shapes"] == {"crop": 32, "feature_shape": [16, 8, 8], "halo": 2, "network_halo": 5}
@@ -240,10 +241,11 @@ def test_provider_requests_are_checked_not_assumed():
 
 # -- bad cases ---------------------------------------------------------------------------------------
 def test_unknown_format(fresh_model):
-    with pytest.raises(ExportError, match="unknown export format 'tflite'; choose from onnx, trt"):
+    with pytest.raises(ExportError, match="unknown export format 'tflite'; choose from onnx, int8, trt"):
         Exporter(fresh_model, ExportOptions(formats=("tflite",)))()
     one_line_error(
-        run("export", fresh_model, "--format", "tflite"), match="unknown export format 'tflite'; choose from onnx, trt"
+        run("export", fresh_model, "--format", "tflite"),
+        match="unknown export format 'tflite'; choose from onnx, int8, trt",
     )
     usage = run("export", fresh_model, "--tflite")
     assert usage.exit_code == 2 and "No such option: --tflite" in usage.output
@@ -361,7 +363,7 @@ def test_onnxruntime_refuses_reduced_precision(exported):
     model_dir, _ = exported
     from fvdeploy.backends.ort_backend import OrtBackend
 
-    with pytest.raises(BackendError, match="fp32 ONNX files; use --precision fp32"):
+    with pytest.raises(BackendError, match="fp32 or int8 ONNX files; use --precision fp32 or int8"):
         OrtBackend.open(model_dir, device="cpu", precision="fp16")
 
 

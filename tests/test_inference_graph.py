@@ -17,7 +17,15 @@ from fvdeploy.backends.torch_backend import TorchBackend, default_block_frames
 from fvdeploy.bundle import load_model
 from fvdeploy.export.parity import ATOL, MAX_ABS, RTOL, boundary_shift
 from fvdeploy.models import create_model
-from fvdeploy.models.inference import conv_bn_pairs, fold_batchnorm, frames_blocked, has_batchnorm
+from fvdeploy.models.inference import (
+    StepBuffers,
+    conv_bn_pairs,
+    drop_inference_copy,
+    fold_batchnorm,
+    frames_blocked,
+    has_batchnorm,
+    steppable,
+)
 from fvdeploy.ops.temporal_shift import _shift_traceable, temporal_shift
 from fvdeploy.runtime import Classifier
 
@@ -113,6 +121,32 @@ def test_blocked_stem_and_layer1_equal_the_whole_chunk(arch):
                 torch.testing.assert_close(got, ref, rtol=0, atol=4e-6 * scale, msg=f"T={t} step={step}")
 
 
+@pytest.mark.parametrize("arch", ["tiny", "resnet18", "resnet50"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_step_buffers_equal_the_whole_chunk(arch, dtype):
+    """StepBuffers (every step buffer reused, convolutions fused in place) gives the whole chunk's
+    maps for every length and step, call after call (the buffers carry nothing over), with a
+    downsample path (the resnet50 layout) and in bf16."""
+    if dtype == torch.bfloat16 and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        pytest.skip("this CPU has no bf16 support in oneDNN")
+    model = fold_batchnorm(with_real_statistics(create_model(tiny_config(arch=arch))))
+    model = model.to(dtype=dtype, memory_format=torch.channels_last)
+    assert steppable(model) and not steppable(with_real_statistics(create_model(tiny_config(arch=arch))))
+    gen = torch.Generator().manual_seed(1)
+    tol = 4e-6 if dtype == torch.float32 else 2e-2
+    with torch.inference_mode():
+        for t in (1, 2, 3, 7, 12):
+            x = torch.randn(t, 3, 32, 32, generator=gen).to(dtype)
+            ref = model.forward_frames(x[None])[0].float()
+            for step in (1, 2, 3, 5, t, t + 4):
+                stepper = StepBuffers(model, step)
+                for _ in range(2):
+                    got = stepper(x)
+                    assert got.is_contiguous(memory_format=torch.channels_last) and got.dtype == dtype
+                    scale = ref.abs().max().item()
+                    torch.testing.assert_close(got.float(), ref, rtol=0, atol=tol * scale, msg=f"T={t} step={step}")
+
+
 def test_block_frames_default_by_device_and_crop():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert default_block_frames(cuda, 224, torch.float32) == 0  # GPUs want whole chunks
@@ -157,15 +191,6 @@ def whole_and_blocked(reference_and_optimized):
     )
 
 
-@pytest.fixture
-def glibc_threshold(monkeypatch):
-    """The runtime fixes glibc's mmap threshold (fvdeploy/malloc.py) for the whole process, and the
-    backend then takes chunks whole: pretend it did not, so that the steps run."""
-    import fvdeploy.backends.torch_backend as tb
-
-    monkeypatch.setattr(tb, "fixed_threshold", lambda: 0)
-
-
 @pytest.fixture(scope="module")
 def test_clips(tmp_path_factory):
     cut = write_clip(tmp_path_factory.mktemp("clips") / "cuts.mp4", synthetic_frames(90, 48, 64, seed=3, cut_every=17))
@@ -184,12 +209,13 @@ def test_runtime_results_match_and_cluster_ids_are_identical_on_the_test_clips(r
 
 
 def test_blocked_stem_and_layer1_keep_scores_and_cluster_ids_on_the_test_clips(
-    reference_and_optimized, whole_and_blocked, test_clips, glibc_threshold, monkeypatch
+    reference_and_optimized, whole_and_blocked, test_clips, monkeypatch
 ):
-    import fvdeploy.backends.torch_backend as tb
+    import fvdeploy.models.inference as inference
 
     steps = []
-    monkeypatch.setattr(tb, "frames_blocked", lambda *a: steps.append(a[2]) or frames_blocked(*a))
+    real = inference.StepBuffers.__call__
+    monkeypatch.setattr(inference.StepBuffers, "__call__", lambda self, x: steps.append(self.step) or real(self, x))
     ref_clf = reference_and_optimized[0]
     whole_clf, blocked_clf = whole_and_blocked
     for clip in test_clips:
@@ -202,13 +228,18 @@ def test_blocked_stem_and_layer1_keep_scores_and_cluster_ids_on_the_test_clips(
     assert steps and set(steps) == {3}  # the steps ran, for the blocked classifier only
 
 
-def test_whole_chunks_under_the_runtimes_malloc_threshold(monkeypatch):
-    import fvdeploy.backends.torch_backend as tb
+def test_the_steps_run_under_a_fixed_mmap_threshold_too():
+    """The steps reuse their buffers, so the torch backend steps whatever glibc's threshold is."""
+    from fvdeploy.malloc import bound_heap_growth
 
+    bound_heap_growth()
     backend = TorchBackend(create_model(tiny_config()), torch.device("cpu"), "fp32", block_frames=2)
-    monkeypatch.setattr(tb, "frames_blocked", lambda *a: pytest.fail("stepped under a fixed mmap threshold"))
-    monkeypatch.setattr(tb, "fixed_threshold", lambda: 256 * 1024)
-    assert backend.frame_features(torch.randn(6, 3, 32, 32)).shape[0] == 6
+    assert backend.stepper is not None and backend.stepper.step == 2
+    x = torch.randn(6, 3, 32, 32)
+    with torch.inference_mode():
+        ref = backend.frames_model.forward_frames(x[None])[0]
+    got = backend.frame_features(x)
+    torch.testing.assert_close(got, ref, rtol=0, atol=4e-6 * ref.abs().max().item())
 
 
 def test_whole_network_ids_are_identical_on_a_real_clip(reference_and_optimized, test_clips):
@@ -240,3 +271,96 @@ def test_folded_channels_last_on_cuda_matches_the_unfolded_model(reference_and_o
             assert max(abs(a - b) for (_, a), (_, b) in zip(ref.topk, got.topk)) <= MAX_ABS, clip
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
+
+
+# -- the module's own forward in inference ------------------------------------------------------------
+def _frames(n: int, t: int, size: int = 32, seed: int = 0) -> torch.Tensor:
+    x = torch.stack([torch.from_numpy(synthetic_frames(t, size, size, seed=seed + i, cut_every=6)) for i in range(n)])
+    return (x.permute(0, 1, 4, 2, 3).float() / 255 - 0.45) / 0.225
+
+
+def _plain(model, *args):
+    model.fast_inference = False
+    try:
+        return model(*args)
+    finally:
+        model.fast_inference = True
+
+
+@pytest.mark.parametrize("arch", ["tiny", "resnet18"])
+@pytest.mark.parametrize("mode", ["full", "tsm"])
+def test_module_forward_in_inference_runs_the_fast_copy_with_the_same_outputs(arch, mode, monkeypatch):
+    import fvdeploy.models.inference as inference
+
+    config = tiny_config(arch=arch, num_clusters=4, mode=mode, segments=0 if mode == "tsm" else 8)
+    model = with_real_statistics(create_model(config)).eval()
+    stepped = []
+    real = inference.StepBuffers.__call__
+    monkeypatch.setattr(inference.StepBuffers, "__call__", lambda self, x: stepped.append(1) or real(self, x))
+    monkeypatch.setattr(inference, "default_block_frames", lambda *a: 5)  # steps at this small crop
+    x = _frames(2, 19)
+    for lengths in (None, torch.tensor([19, 11])):
+        with torch.no_grad():
+            ref = _plain(model, x, lengths)
+            got = model(x, lengths)
+        assert_within_tolerance(ref, got)
+        assert torch.equal(ref.cluster_ids, got.cluster_ids)
+    assert stepped  # the steps ran (for the batch without padding)
+    copy_ = inference.inference_copy(model)
+    assert not has_batchnorm(copy_) and copy_.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert has_batchnorm(model) and next(model.parameters()).is_contiguous()  # the module itself is untouched
+    drop_inference_copy(model)
+
+
+def test_the_inference_copy_follows_the_weights():
+    """A weight changed in place (an optimizer step, load_state_dict) or a config change is seen by
+    the next frozen forward: the copy is remade, never stale."""
+    model = with_real_statistics(create_model(tiny_config(num_clusters=4))).eval()
+    x = _frames(1, 12)
+    with torch.inference_mode():
+        first = model(x).logits
+    other = with_real_statistics(create_model(tiny_config(num_clusters=4)), seed=5)
+    model.load_state_dict(other.state_dict())
+    with torch.inference_mode():
+        got, ref = model(x), _plain(model, x)
+    assert not torch.allclose(first, got.logits)
+    assert_within_tolerance(ref, got)
+    with torch.no_grad():
+        model.fc.bias.add_(1.0)
+        assert_within_tolerance(_plain(model, x), model(x))
+    model.config = model.config.replace(num_clusters=3)
+    with torch.no_grad():
+        assert model(x).cluster_logits.shape[1] == 3
+
+
+def test_training_gradients_are_unchanged_by_the_fast_path():
+    """Train mode, and eval mode while gradients are recorded, run the plain forward: the same
+    gradients, BatchNorm's included, as with the fast path turned off."""
+    torch.manual_seed(0)
+    model = with_real_statistics(create_model(tiny_config(num_clusters=4)))
+    x = _frames(2, 10)
+    for train in (True, False):
+        model.train(train)
+        grads = []
+        for fast in (True, False):
+            model.zero_grad()
+            model.fast_inference = fast
+            torch.manual_seed(1)  # dropout
+            model(x).logits.square().sum().backward()
+            grads.append({k: p.grad.clone() for k, p in model.named_parameters()})
+        model.fast_inference = True
+        assert grads[0].keys() == grads[1].keys() and model.bn1.weight.grad is not None
+        assert all(torch.equal(grads[0][k], grads[1][k]) for k in grads[0]), train
+
+
+def test_tracing_sees_the_plain_module():
+    from fvdeploy.models.inference import frozen
+
+    model = create_model(tiny_config()).eval()
+    x = torch.randn(1, 4, 3, 32, 32)
+    with torch.no_grad():
+        assert frozen(model, x)
+        model.train()
+        assert not frozen(model, x)
+    model.eval()
+    assert not frozen(model, x)  # gradients recorded for the parameters

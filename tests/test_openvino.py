@@ -119,8 +119,10 @@ def test_openvino_runs_fp32_and_refuses_what_it_cannot(bundle):
     # the CPU plugin's default hint is bf16 on CPUs that have it; fp32 is asked for explicitly
     assert str(backend.frontend.compiled.get_property("INFERENCE_PRECISION_HINT")) in ("<Type: 'float32'>", "f32")
     assert backend.device == torch.device("cpu") and backend.precision == "fp32"
-    with pytest.raises(BackendError, match="fp32 ONNX files in fp32; use --precision fp32"):
-        OpenVinoBackend.open(model_dir, device="cpu", precision="bf16")
+    with pytest.raises(BackendError, match="runs fp32, bf16 or int8; not --precision fp16"):
+        OpenVinoBackend.open(model_dir, device="cpu", precision="fp16")
+    with pytest.raises(BackendError, match="no int8 graphs.*--int8 --calibrate"):
+        OpenVinoBackend.open(model_dir, device="cpu", precision="int8")
     with pytest.raises(BackendError, match="OpenVINO has no CUDA devices.*CPU") as e:
         OpenVinoBackend.open(model_dir, device="cuda:0")
     assert "\n" not in str(e.value)

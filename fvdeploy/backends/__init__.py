@@ -21,7 +21,15 @@ if TYPE_CHECKING:
 
 
 def create_backend(name: str, model_path: str | Path, device: torch.device, precision: str, **options) -> Backend:
-    """Open ``model_path`` with backend ``name``. ``options`` carry mode/clusters overrides."""
+    """Open ``model_path`` with backend ``name`` (``auto``: :func:`choose_backend`'s; the backend
+    then carries the reason in ``backend.choice``). ``options`` carry mode/clusters overrides."""
+    if name == "auto":
+        from .choice import choose_backend
+
+        chosen = choose_backend(device, model_path, options.get("requested_precision"))
+        backend = create_backend(chosen.backend, model_path, device, precision, **options)
+        backend.choice = chosen.reason  # type: ignore[misc]
+        return backend
     if name == "torch":
         from ..bundle import load_model
         from .torch_backend import TorchBackend
@@ -39,6 +47,7 @@ def create_backend(name: str, model_path: str | Path, device: torch.device, prec
             options.get("config"),
             device=options.get("requested_device") or str(device),
             precision=options.get("requested_precision", precision),
+            features_precision=options.get("features_precision"),
         )
     if name == "openvino":  # the same export bundle, compiled by OpenVINO for its CPU plugin
         from .openvino_backend import OpenVinoBackend
@@ -48,6 +57,7 @@ def create_backend(name: str, model_path: str | Path, device: torch.device, prec
             options.get("config"),
             device=options.get("requested_device") or str(device),
             precision=options.get("requested_precision", precision),
+            features_precision=options.get("features_precision"),
         )
     if name == "tensorrt":
         from .trt_backend import TrtBackend
@@ -63,4 +73,19 @@ def create_backend(name: str, model_path: str | Path, device: torch.device, prec
     raise BackendError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
 
 
-__all__ = ["BACKENDS", "PRECISIONS", "Backend", "create_backend", "resolve_device", "resolve_precision"]
+def choose_backend(device: torch.device, model_dir: str | Path | None = None, precision: str | None = None):
+    """What ``--backend auto`` runs: see :mod:`fvdeploy.backends.choice`."""
+    from .choice import choose_backend as choose
+
+    return choose(device, model_dir, precision)
+
+
+__all__ = [
+    "BACKENDS",
+    "PRECISIONS",
+    "Backend",
+    "choose_backend",
+    "create_backend",
+    "resolve_device",
+    "resolve_precision",
+]

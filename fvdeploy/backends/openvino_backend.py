@@ -4,9 +4,11 @@ runtime, any length, and ``model.onnx`` (the whole graph) for parity checks and 
 OpenVINO reads the bundle's ONNX files as they are (external weights included) and compiles them
 for its CPU plugin, the engine of Intel-CPU video-analytics stacks. Devices are named, never
 guessed: ``--device cpu`` (and ``auto``) is OpenVINO's ``CPU``; anything else is a one-line error
-naming the devices this OpenVINO has. Inference runs in fp32: the CPU plugin's default precision
-hint on CPUs with bf16 or fp16 units is reduced precision, so ``INFERENCE_PRECISION_HINT`` is set to
-``f32`` explicitly (the bundle's parity tolerances are fp32's).
+naming the devices this OpenVINO has. Precision is always asked for, never left to the plugin (whose
+default on CPUs with bf16 units is bf16): ``INFERENCE_PRECISION_HINT`` ``f32`` for fp32 (the bundle's
+parity tolerances are fp32's) and for the int8 pair (``fvdeploy export --int8``: int8 where NNCF
+quantized, fp32 elsewhere); ``bf16`` for ``--precision bf16``, on CPUs whose plugin lists BF16.
+Stem + layer1 (whose signs the clustering reads) run at ``features_precision``.
 
 Tensors cross as host numpy arrays; the backend's device is the CPU.
 """
@@ -53,17 +55,23 @@ def openvino_device(device: str, available: list[str]) -> str:
     raise BackendError(f"unknown device {device!r} for OpenVINO; this OpenVINO has {have}: use --device cpu")
 
 
-def compile_graph(path: Path, device: str = "auto", threads: int | None = None):
-    """An OpenVINO CompiledModel of the ONNX file ``path`` on the requested device, in fp32."""
+HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
+
+
+def compile_graph(path: Path, device: str = "auto", threads: int | None = None, precision: str = "fp32"):
+    """An OpenVINO CompiledModel of the ONNX file ``path`` on the requested device, computing in
+    ``precision`` (fp32, bf16; int8 for a quantized graph)."""
     with kept_signal_stack():  # OpenVINO's CPU plugin swaps it and unmaps its own later (sigstack.py)
-        return _compile_graph(path, device, threads)
+        return _compile_graph(path, device, threads, precision)
 
 
-def _compile_graph(path: Path, device: str, threads: int | None):
+def _compile_graph(path: Path, device: str, threads: int | None, precision: str):
     ov = openvino_module()
     core = ov.Core()
     target = openvino_device(device, list(core.available_devices))
-    config: dict[str, str | int] = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
+    if precision == "bf16" and "BF16" not in core.get_property(target, "OPTIMIZATION_CAPABILITIES"):
+        raise BackendError(f"--precision bf16: OpenVINO's {target} device has no bf16 support on this machine")
+    config: dict[str, str | int] = {"INFERENCE_PRECISION_HINT": HINTS[precision], "PERFORMANCE_HINT": "LATENCY"}
     if threads:
         config["INFERENCE_NUM_THREADS"] = int(threads)
     try:
@@ -81,8 +89,8 @@ def _compile_graph(path: Path, device: str, threads: int | None):
 class _Graph:
     """One compiled graph; one infer request per thread (a request is not thread-safe)."""
 
-    def __init__(self, path: Path, device: str, threads: int | None) -> None:
-        self.compiled, self.device = compile_graph(path, device, threads)
+    def __init__(self, path: Path, device: str, threads: int | None, precision: str = "fp32") -> None:
+        self.compiled, self.device = compile_graph(path, device, threads, precision)
         # a tensor may carry several names (an ONNX input also named by the node reading it)
         self.inputs = {name: i.get_element_type().to_dtype() for i in self.compiled.inputs for name in i.get_names()}
         self._local = threading.local()
@@ -98,6 +106,7 @@ class _Graph:
 
 class OpenVinoBackend:
     name = "openvino"
+    choice = ""  # set by create_backend("auto", ...): why auto opened it
 
     def __init__(
         self,
@@ -106,18 +115,29 @@ class OpenVinoBackend:
         device: str = "auto",
         precision: str | None = None,
         threads: int | None = None,
+        features_precision: str | None = None,
     ) -> None:
+        """``precision``: fp32 (default), bf16, or int8 (the bundle's int8 pair). ``features_precision``:
+        of stem + layer1 (default ``precision``; fp32 keeps the clustering's signs in fp32)."""
         from ..export_record import check_config_matches
+        from .ort_backend import bundle_graphs
 
         ov = openvino_module()
-        if precision not in (None, "fp32"):
-            raise BackendError("backend openvino runs the bundle's fp32 ONNX files in fp32; use --precision fp32")
+        precision = precision or "fp32"
+        if precision not in HINTS:
+            raise BackendError(f"backend openvino runs fp32, bf16 or int8; not --precision {precision}")
+        features_precision = features_precision or precision
+        if features_precision not in HINTS:
+            raise BackendError(f"backend openvino runs stem + layer1 in fp32, bf16 or int8; not {features_precision}")
         check_config_matches(bundle, config)
         self.bundle = bundle
         self.config = config
-        self.precision = self.features_precision = "fp32"
-        self.frontend = _Graph(bundle.path("frontend.onnx"), device, threads)
-        self.backend = _Graph(bundle.path("backend.onnx"), device, threads)
+        frontend, backend = bundle_graphs(bundle, precision, features_precision)
+        if precision == "int8" and frontend == "frontend.onnx":
+            features_precision = "fp32"
+        self.precision, self.features_precision = precision, features_precision
+        self.frontend = _Graph(bundle.path(frontend), device, threads, features_precision)
+        self.backend = _Graph(bundle.path(backend), device, threads, precision)
         self.provider = f"OpenVINO {ov.__version__.split('-')[0]} {self.frontend.device}"
         self.device = torch.device("cpu")
         self.halo = bundle.halo
@@ -132,12 +152,13 @@ class OpenVinoBackend:
         device: str = "auto",
         precision: str | None = None,
         threads: int | None = None,
+        features_precision: str | None = None,
     ) -> "OpenVinoBackend":
         from ..export_record import open_bundle
 
         openvino_module()  # say what to install before any path is looked at
         bundle = open_bundle(model_dir)
-        return cls(bundle, config or bundle.config, device, precision, threads)
+        return cls(bundle, config or bundle.config, device, precision, threads, features_precision)
 
     def frame_features(self, frames: Tensor) -> Tensor:
         out = self.frontend({"frames": frames.detach().to("cpu", torch.float32).numpy()})

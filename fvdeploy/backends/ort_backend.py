@@ -83,8 +83,24 @@ def open_session(path: Path, device: str = "auto", threads: int | None = None):
     return session, used
 
 
+def bundle_graphs(bundle, precision: str | None, features_precision: str | None) -> tuple[str, str]:
+    """The (frontend, backend) files of ``bundle`` for a precision: the fp32 pair, or the int8 pair
+    (with the fp32 frontend where ``features_precision`` keeps stem + layer1 in fp32)."""
+    if precision != "int8":
+        return "frontend.onnx", "backend.onnx"
+    files = bundle.int8()
+    if not files:
+        raise BackendError(
+            f"{bundle.dir} has no int8 graphs; make them with "
+            f"`fvdeploy export --model {bundle.model_dir} --int8 --calibrate VIDEO_DIR --force`"
+        )
+    frontend = "frontend.onnx" if features_precision == "fp32" else files["frontend"]
+    return frontend, files["backend"]
+
+
 class OrtBackend:
     name = "onnxruntime"
+    choice = ""  # set by create_backend("auto", ...): why auto opened it
 
     def __init__(
         self,
@@ -93,20 +109,26 @@ class OrtBackend:
         device: str = "auto",
         precision: str | None = None,
         threads: int | None = None,
+        features_precision: str | None = None,
     ) -> None:
+        """``precision`` int8: the bundle's int8 pair (``fvdeploy export --int8``); stem + layer1
+        then run its int8 frontend unless ``features_precision`` is fp32 (the fp32 frontend)."""
         from ..export_record import check_config_matches
 
-        if precision not in (None, "fp32"):
+        if precision not in (None, "fp32", "int8"):
             raise BackendError(
-                f"backend onnxruntime runs the bundle's fp32 ONNX files; use --precision fp32 "
-                f"(reduced precision: --backend tensorrt with engines from `fvdeploy export --trt --precision {precision}`)"
+                f"backend onnxruntime runs the bundle's fp32 or int8 ONNX files; use --precision fp32 or int8 "
+                f"(or --backend openvino/torch for bf16, --backend tensorrt with engines from "
+                f"`fvdeploy export --trt --precision {precision}`)"
             )
         check_config_matches(bundle, config)
         self.bundle = bundle
         self.config = config
-        self.precision = self.features_precision = "fp32"
-        self.frontend, self.provider = open_session(bundle.path("frontend.onnx"), device, threads)
-        self.backend, _ = open_session(bundle.path("backend.onnx"), device, threads)
+        frontend, backend = bundle_graphs(bundle, precision, features_precision)
+        self.precision = precision or "fp32"
+        self.features_precision = "int8" if frontend != "frontend.onnx" else "fp32"
+        self.frontend, self.provider = open_session(bundle.path(frontend), device, threads)
+        self.backend, _ = open_session(bundle.path(backend), device, threads)
         gpu = self.provider in GPU_PROVIDERS and torch.cuda.is_available()
         index = _device_index(device) if device.startswith("cuda") else 0
         self.device = torch.device(f"cuda:{index}") if gpu else torch.device("cpu")
@@ -121,11 +143,12 @@ class OrtBackend:
         config: ModelConfig | None = None,
         device: str = "auto",
         precision: str | None = None,
+        features_precision: str | None = None,
     ) -> "OrtBackend":
         from ..export_record import open_bundle
 
         bundle = open_bundle(model_dir)
-        return cls(bundle, config or bundle.config, device, precision)
+        return cls(bundle, config or bundle.config, device, precision, features_precision=features_precision)
 
     def frame_features(self, frames: Tensor) -> Tensor:
         x = np.ascontiguousarray(frames.detach().to("cpu", torch.float32).numpy())

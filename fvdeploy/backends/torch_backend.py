@@ -5,8 +5,9 @@ convolution and lives in ``channels_last`` on CPU and CUDA alike (oneDNN and cuD
 fastest convolutions on NHWC, and the temporal shift keeps that layout). The model handed in is
 left as it was (train/eval mode, device, dtype, memory format): training never sees the copy.
 
-On CPU, stem + ``layer1`` run a few frames at a time (:func:`fvdeploy.models.inference.frames_blocked`)
-so that their big maps stay in cache; ``layer2..4`` do not gain from it (measured) and run whole.
+On CPU, stem + ``layer1`` run a few frames at a time (:class:`fvdeploy.models.inference.StepBuffers`)
+so that their big maps stay in cache, in buffers reused from step to step (so the steps pay under a
+fixed mmap threshold too); ``layer2..4`` do not gain from it (measured) and run whole.
 """
 
 from __future__ import annotations
@@ -16,14 +17,15 @@ import copy
 import torch
 from torch import Tensor, nn
 
-from ..malloc import fixed_threshold
-from ..models.inference import fold_batchnorm, frames_blocked
+from ..errors import BackendError
+from ..models.inference import BLOCK_BYTES, StepBuffers, default_block_frames, fold_batchnorm, frames_blocked, steppable
 from ..models.tsm_resnet import TSMResNet
 from .base import PRECISIONS
 
 
 class TorchBackend:
     name = "torch"
+    choice = ""  # set by create_backend("auto", ...): why auto opened it
     provider = "pytorch"
 
     def __init__(
@@ -41,6 +43,11 @@ class TorchBackend:
         reference that parity tests and benchmarks compare the inference graph with.
         ``block_frames``: frames per stem + ``layer1`` step (0: the whole chunk at once); default
         :func:`default_block_frames`."""
+        if "int8" in (precision, features_precision):
+            raise BackendError(
+                "precision int8 runs an export bundle's quantized graphs: --backend openvino or onnxruntime "
+                "(make them with `fvdeploy export MODEL --int8 --calibrate DIR`)"
+            )
         self.dtype = PRECISIONS[precision]
         self.features_precision = features_precision or precision
         self.features_dtype = PRECISIONS[self.features_precision]
@@ -66,6 +73,11 @@ class TorchBackend:
             crop, width = self.config.input.crop, model.conv1.out_channels
             block_frames = default_block_frames(device, crop, self.features_dtype, width) if optimize else 0
         self.block_frames = block_frames
+        self.stepper = (
+            StepBuffers(self.frames_model, block_frames)
+            if block_frames and device.type == "cpu" and steppable(self.frames_model)
+            else None
+        )
         self.feature_shape = self._feature_shape()
 
     def _feature_shape(self) -> tuple[int, int, int]:
@@ -77,12 +89,13 @@ class TorchBackend:
     @torch.inference_mode()
     def frame_features(self, frames: Tensor) -> Tensor:
         frames = frames.to(self.features_dtype)
-        # The steps pay only when glibc hands their buffers back from its heap, step after step.
-        # Under the runtime's fixed 256 KiB mmap threshold (fvdeploy/malloc.py, which keeps RSS
-        # flat) each one is a fresh mapping, and they ran slower than whole chunks (224 px, 1
-        # thread: stem + layer1 on 128 frames 1.65 s against 1.45 s; 0.96 s with glibc's own
-        # threshold): whole chunks there.
-        if self.block_frames and frames.shape[0] > self.block_frames and not fixed_threshold():
+        if self.block_frames and frames.shape[0] > self.block_frames:
+            # StepBuffers reuses every step buffer, so the steps pay under a fixed mmap threshold
+            # too (fvdeploy/malloc.py), where frames_blocked's fresh buffers lost to whole chunks
+            # (224 px, R18, 128 frames, 1 thread, load ~5: 3.9 s against 4.7 s; page faults
+            # 50 k against 446 k).
+            if self.stepper is not None:
+                return self.stepper(frames)
             return frames_blocked(self.frames_model, frames, self.block_frames)
         return self.frames_model.forward_frames(frames[None])[0]
 
@@ -91,19 +104,4 @@ class TorchBackend:
         return self.model.forward_head(self.model.forward_clips(maps.to(self.dtype))).float()
 
 
-# Bytes of stem output per stem + layer1 step on CPU, so that a step's maps stay in L2/L3 instead of
-# RAM: 7 frames at 224 px in fp32. Measured (bench model's stem + layer1 on 128 frames, resnet18, a
-# 2-core Zen 5 with 1 MiB L2 per core and 32 MiB L3): at 224 px, 1 thread, 4/7/10/16 frames per
-# step took 0.89/0.83/0.83/0.90 s against 1.36 s whole; 2 threads, 7 frames 0.45 s, 16 frames 0.59 s,
-# whole 0.81 s; at 112 px 8..32 frames are alike (0.19-0.20 s against 0.28 s whole).
-BLOCK_BYTES = 24 << 20
-
-
-def default_block_frames(device: torch.device, crop: int, dtype: torch.dtype, stem_channels: int = 64) -> int:
-    """Frames per stem + layer1 step: 0 (whole chunks) on GPUs, which want big batches; on CPU as
-    many frames as keep one step's stem output (``stem_channels`` at half the crop) within
-    :data:`BLOCK_BYTES`."""
-    if device.type != "cpu":
-        return 0
-    stem_bytes = stem_channels * ((crop + 1) // 2) ** 2 * torch.finfo(dtype).bits // 8
-    return max(1, BLOCK_BYTES // stem_bytes)
+__all__ = ["BLOCK_BYTES", "TorchBackend", "default_block_frames"]

@@ -171,6 +171,7 @@ class TrtEngine:
 
 class TrtBackend:
     name = "tensorrt"
+    choice = ""  # set by create_backend("auto", ...): why auto opened it
 
     def __init__(
         self,

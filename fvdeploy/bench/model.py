@@ -24,9 +24,8 @@ def bench_model(
     """Model-only frames/s of the full-video model (G clusters) vs TSM-all on the same weights and
     precision, on synthetic preprocessed frames already on the device; plus images/s of a plain
     torchvision ResNet of the same arch at ``batch`` as the yardstick. ``block_frames``: the torch
-    backend's frames per stem + layer1 step (None: its default, 0: whole chunks), for both models.
-    This process leaves glibc's mmap threshold to glibc (no Classifier fixes it), so the steps run
-    on CPU; the JSON's ``block_frames`` is the step that ran (0: whole chunks)."""
+    backend's frames per stem + layer1 step (None: its default, 0: whole chunks), for both models;
+    the JSON's ``block_frames`` is the step that ran (0: whole chunks)."""
     import torch
     import torchvision
 
@@ -36,7 +35,6 @@ def bench_model(
     from ..bundle import load_model
     from ..config import InputSpec, ModelConfig
     from ..engine.clusters import ClusterAccumulator
-    from ..malloc import fixed_threshold
     from ..models import create_model
     from ..ops.halo import rechunk, stream_with_halo
 
@@ -128,11 +126,25 @@ def bench_model(
         "plain_images_per_s": round(batch / t_plain, 1),
         "plain_batch": batch,
         "compiled": compile,
-        "block_frames": 0 if fixed_threshold() else backend.block_frames,
+        "block_frames": backend.block_frames,
         "threads": torch.get_num_threads(),
+        # what --backend auto runs for this device and precision (this benchmark runs torch)
+        "auto": _auto(dev, prec),
     }
+    log(f"auto on {dev} {prec}: {out['auto']}")
     log(
         f"{out['arch']} {prec} on {dev}: full-video G={clusters} {out['full_fps']} frames/s, TSM-all "
         f"{out['tsm_all_fps']} frames/s ({out['speedup_vs_tsm_all']}x); stem + layer1 {out['stem_layer1_s']} s; plain {arch} {out['plain_images_per_s']} images/s"
     )
     return out
+
+
+def _auto(device, precision: str) -> str:
+    from ..backends import choose_backend
+    from ..errors import FvdeployError
+
+    try:
+        chosen = choose_backend(device, None, precision)
+    except FvdeployError as e:
+        return str(e)
+    return f"{chosen.backend} {precision}: {chosen.reason}"

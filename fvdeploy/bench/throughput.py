@@ -64,6 +64,8 @@ def bench_throughput(
         "video": str(video),
         "frames": frames,
         "device": str(clf.backend.device),
+        "backend": clf.backend.name,
+        "choice": clf.backend.choice,  # why --backend auto (the default) ran it
         "precision": clf.backend.precision,
         "decoder": result.run["decoder"],
         "arch": clf.config.arch,
@@ -75,7 +77,7 @@ def bench_throughput(
         "runs": runs,
     }
     log(
-        f"{frames} frames: decode-only {best_decode} fps, end to end {best_e2e} fps (best of {len(runs)} each), "
+        f"{out['backend']} {out['precision']} ({out['choice'] or 'named'}): {frames} frames: decode-only {best_decode} fps, end to end {best_e2e} fps (best of {len(runs)} each), "
         f"end to end / decode-only {out['ratio']}"
     )
     return out

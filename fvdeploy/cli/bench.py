@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from .app import app, err, guarded, usage_error
-from .choices import Arch, Decoder, Precision
+from .choices import Arch, BackendName, Decoder, Precision
 
 bench_app = typer.Typer(help="Benchmarks: each prints one JSON object as its last line.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
@@ -214,13 +214,29 @@ def precision_agreement(
     ] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
     precision: Annotated[Precision, typer.Option(help="The reduced precision to compare with fp32.")] = Precision.fp16,
+    backend: Annotated[
+        BackendName, typer.Option(help="What runs it (auto: the rule in fvdeploy.backends.choice).")
+    ] = BackendName.auto,
+    features_precision: Annotated[
+        Optional[Precision],
+        typer.Option(help="Precision of stem + layer1, whose signs the clustering reads (default: --precision)."),
+    ] = None,
 ) -> None:
-    """Reduced vs fp32 stem+layer1: top-1 agreement and cluster-boundary shifts over many clips."""
+    """Reduced precision vs fp32: model frames/s, top-1 agreement and cluster-boundary shifts over many clips."""
     from ..bench.precision import bench_precision
     from ..io.video import find_videos
 
     paths = [str(p) for p in find_videos(folder)] if folder.is_dir() else [str(folder)]
-    typer.echo(json.dumps(bench_precision(paths, str(model) if model else None, device, precision.value, log=_log)))
+    out = bench_precision(
+        paths,
+        str(model) if model else None,
+        device,
+        precision.value,
+        log=_log,
+        backend=backend.value,
+        features_precision=features_precision.value if features_precision else None,
+    )
+    typer.echo(json.dumps(out))
 
 
 @bench_app.command("onnx")

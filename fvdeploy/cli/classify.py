@@ -40,7 +40,7 @@ def classify(
     ] = None,
     top_k: Annotated[int, typer.Option("--top-k", help="How many labels to report.", min=1)] = 5,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
-    backend: Annotated[BackendName, typer.Option(help="Inference backend. No silent fallback.")] = BackendName.torch,
+    backend: Annotated[BackendName, typer.Option(help="Inference backend. No silent fallback.")] = BackendName.auto,
     precision: Annotated[Optional[Precision], typer.Option(help="Default: fp16 on CUDA, fp32 on CPU.")] = None,
     mode: Annotated[
         Optional[Mode], typer.Option(help="full: every frame, G clusters; tsm: K sampled frames. Default: as trained.")

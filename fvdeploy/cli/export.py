@@ -33,7 +33,8 @@ def export(
         typer.Option(
             "--format",
             "-f",
-            help="Formats (repeatable or comma-separated): onnx (default), trt (needs tensorrt 10.x/11.x and a GPU).",
+            help="Formats (repeatable or comma-separated): onnx (default), int8 (NNCF, needs --calibrate), "
+            "trt (needs tensorrt 10.x/11.x and a GPU).",
         ),
     ] = None,
     precision: Annotated[
@@ -77,6 +78,23 @@ def export(
         typer.Option(help="trt: the CUDA device that builds and checks the engines (auto: cuda:0 when there is one)."),
     ] = "auto",
     workspace: Annotated[float, typer.Option(help="trt: builder workspace in GiB.")] = 4.0,
+    int8: Annotated[
+        bool,
+        typer.Option(
+            "--int8/--no-int8",
+            help="Also int8 graphs for --precision int8 on the CPU (NNCF post-training quantization; = --format int8).",
+        ),
+    ] = False,
+    calibrate: Annotated[
+        Optional[Path],
+        typer.Option(help="int8: a folder of videos like the ones you will classify, to calibrate on."),
+    ] = None,
+    calibration_videos: Annotated[
+        int, typer.Option("--calibration-videos", help="int8: at most this many videos of --calibrate.", min=1)
+    ] = 100,
+    calibration_frames: Annotated[
+        int, typer.Option("--calibration-frames", help="int8: the first frames of each calibration video.", min=1)
+    ] = 64,
     as_json: Annotated[
         bool, typer.Option("--json/--no-json", help="Print the export record (export.json) on stdout.")
     ] = False,
@@ -113,7 +131,7 @@ def export(
     if device == "auto":
         device = "cuda"  # only a TensorRT build uses it, and that needs CUDA (a one-line error without)
     named = [f.strip().lower() for item in (formats or []) for f in item.split(",") if f.strip()]
-    chosen = [f for f, on in (("onnx", onnx), ("trt", trt)) if on] + named
+    chosen = [f for f, on in (("onnx", onnx), ("int8", int8), ("trt", trt)) if on] + named
     formats = tuple(dict.fromkeys(chosen or ["onnx"]))
     options = ExportOptions(
         formats=formats,
@@ -128,6 +146,9 @@ def export(
         clip=clip,
         device=device,
         workspace_gib=workspace,
+        calibrate=calibrate,
+        calibration_videos=calibration_videos,
+        calibration_frames=calibration_frames,
     )
 
     def log(message: str) -> None:

@@ -47,7 +47,7 @@ def serve(
     ] = 16,
     workers: Annotated[int, typer.Option(help="Threads that classify (streams have one each).", min=1)] = 2,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
-    backend: Annotated[BackendName, typer.Option(help="Inference backend. No silent fallback.")] = BackendName.torch,
+    backend: Annotated[BackendName, typer.Option(help="Inference backend. No silent fallback.")] = BackendName.auto,
     precision: Annotated[Optional[Precision], typer.Option(help="Default: fp16 on CUDA, fp32 on CPU.")] = None,
     max_memory: Annotated[
         Optional[int],

@@ -139,7 +139,7 @@ def watch(
         Optional[Path], typer.Option("--model", "-m", help="Model folder; default: the bundled model.")
     ] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
-    backend: Annotated[BackendName, typer.Option(help="Inference backend. No silent fallback.")] = BackendName.torch,
+    backend: Annotated[BackendName, typer.Option(help="Inference backend. No silent fallback.")] = BackendName.auto,
     precision: Annotated[Optional[Precision], typer.Option(help="Default: fp16 on CUDA, fp32 on CPU.")] = None,
     clusters: Annotated[
         Optional[int],

@@ -85,10 +85,21 @@ class TSMResNet(nn.Module):
     logits ``[N, G, classes]`` and cluster ids ``[N, max(T, G)]`` (-1 on padding). The stages
     below are what the runtime and the exported split pair call.
 
+    In inference (eval mode, no gradient recorded: see ``models.inference.frozen``) :meth:`forward`
+    runs an inference copy of the module instead (BatchNorm folded, ``channels_last``, on CPU stem +
+    ``layer1`` a few frames at a time): the same outputs within docs/design.md#equality's fp32 tolerance, made
+    once and kept until a weight changes (a second set of weights in memory; set
+    ``fast_inference = False`` on the instance for the plain forward). Training (train mode, or
+    gradients) always runs the plain forward.
+
     No input validation here (the runtime and the bundle loader give the one-line errors): a wrong
     shape or dtype is torch's ``RuntimeError``; ``forward_frames_chunked`` raises ``ValueError``
     for a chunk size below 1.
     """
+
+    fast_inference: bool = True  # forward runs the inference copy where the module is frozen
+    _is_inference_copy: bool = False
+    _stepper: Any = None  # an inference copy's models.inference.StepBuffers (CPU)
 
     def __init__(self, backbone: nn.Module, config: ModelConfig) -> None:
         super().__init__()
@@ -157,6 +168,10 @@ class TSMResNet(nn.Module):
         """Cluster means ``[N, G, C, h, w]`` (with gradient) and cluster ids ``[N, T]`` (int64, no
         gradient, -1 beyond ``lengths``) of layer1 features ``[N, T, C, h, w]``; T >= G."""
         g = self.config.num_clusters
+        if self._is_inference_copy and lengths is None and features.device.type == "cpu":
+            from .inference import flat_cluster
+
+            return flat_cluster(features, g, self.config.method)
         with torch.no_grad():
             ids = cluster_ids(features.detach(), g, self.config.method, lengths)
         return aggregate_clusters(features, ids, g, lengths), ids
@@ -181,7 +196,13 @@ class TSMResNet(nn.Module):
 
         Mode ``full``: every frame, G clusters (a video shorter than G is padded by repeating its
         last frame). Mode ``tsm``: the frames given are the sampled segments (K, or all).
+        Frozen (eval, no gradient), it runs the inference copy (see the class docstring).
         """
+        if self.fast_inference and not self._is_inference_copy:
+            from .inference import frozen, inference_copy
+
+            if frozen(self, frames):
+                return inference_copy(self)(frames, lengths)
         if self.config.mode == "tsm":
             return self.forward_tsm(frames, lengths)
         g = self.config.num_clusters
@@ -189,7 +210,7 @@ class TSMResNet(nn.Module):
         if lengths is not None:
             frames = repeat_last_valid(frames, lengths)
             lengths = effective_lengths(lengths.to(frames.device), g)
-        means, ids = self.cluster(self.forward_frames(frames, lengths), lengths)
+        means, ids = self.cluster(self._frame_features(frames, lengths), lengths)
         cluster_logits = self.forward_head(self.forward_clips(means))
         return ModelOutput(cluster_logits.mean(1), cluster_logits, ids)
 
@@ -199,7 +220,7 @@ class TSMResNet(nn.Module):
         positions = torch.arange(t, device=frames.device)
         if lengths is not None:
             frames = repeat_last_valid(frames, lengths)
-        x = self.forward_frames(frames, lengths)
+        x = self._frame_features(frames, lengths)
         seg_logits = self.forward_head(self.forward_clips(x, lengths))
         if lengths is None:
             return ModelOutput(seg_logits.mean(1), seg_logits, positions.expand(n, t))
@@ -207,6 +228,16 @@ class TSMResNet(nn.Module):
         w = valid.to(seg_logits.dtype)
         logits = (seg_logits * w[:, :, None]).sum(1) / w.sum(1, keepdim=True)
         return ModelOutput(logits, seg_logits, torch.where(valid, positions, -1))
+
+    def _frame_features(self, frames: Tensor, lengths: Tensor | None) -> Tensor:
+        """``forward_frames``; an inference copy on CPU runs it in steps, video by video (where no
+        video of the batch ends early: a padded batch runs whole)."""
+        t = frames.shape[1]
+        if self._stepper is None or (lengths is not None and bool((lengths < t).any())):
+            return self.forward_frames(frames, lengths)
+        if frames.shape[0] == 1:
+            return self._stepper(frames[0])[None]
+        return torch.stack([self._stepper(video) for video in frames])
 
     # -- bounded-memory stem + layer1 -----------------------------------------------------------
     def iter_frame_features(self, chunks: Iterable[Tensor], min_frames: int = 1) -> Iterator[Tensor]:

@@ -21,10 +21,13 @@ from torch import Tensor
 FOLD_DIV = 8
 
 
-def temporal_shift(x: Tensor, num_frames: int, lengths: Tensor | None = None, fold_div: int = FOLD_DIV) -> Tensor:
+def temporal_shift(
+    x: Tensor, num_frames: int, lengths: Tensor | None = None, fold_div: int = FOLD_DIV, out: Tensor | None = None
+) -> Tensor:
     """Shift ``x: [N*T, C, H, W]`` (T = ``num_frames`` consecutive frames per video) along time.
 
-    Returns a new ``[N*T, C, H, W]`` tensor in ``x``'s memory format. With ``lengths``
+    Returns a new ``[N*T, C, H, W]`` tensor in ``x``'s memory format, or writes into ``out`` (same
+    shape, dtype and memory format as ``x``, not overlapping it) and returns that. With ``lengths``
     (``LongTensor[N]``) a video ends at its own length: position ``length - 1`` receives zeros from
     the future instead of the first padding frame, so a video inside a padded batch gives the same
     activations as the video alone.
@@ -33,7 +36,8 @@ def temporal_shift(x: Tensor, num_frames: int, lengths: Tensor | None = None, fo
         return _shift_traceable(x, num_frames, lengths, fold_div)
     nt, c, h, w = x.shape
     fold = c // fold_div
-    out = torch.empty_like(x)  # keeps channels_last
+    if out is None:
+        out = torch.empty_like(x)  # keeps channels_last
     if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
         # An NHWC map seen as [N, T, H, W, C]: each copy below runs over rows of channels in
         # memory order (seen as [N, T, C, H, W] it would step through 8 floats at a time).

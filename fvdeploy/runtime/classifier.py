@@ -29,6 +29,7 @@ from torch import Tensor
 
 from ..backends import create_backend, resolve_device, resolve_precision
 from ..backends.base import Backend
+from ..backends.names import default_features_precision
 from ..bundle import read_config, resolve_model_path
 from ..engine.clusters import ClusterAccumulator, MemoryBudgetExceeded
 from ..engine.core import Engine
@@ -160,7 +161,11 @@ class Classifier:
                 raise ModelError(f"{path}: {e}") from None
         dev = resolve_device(opts.device)
         prec = resolve_precision(opts.precision, dev)
-        feat_prec = resolve_precision(opts.features_precision, dev) if opts.features_precision else prec
+        feat_prec = (
+            resolve_precision(opts.features_precision, dev)
+            if opts.features_precision
+            else default_features_precision(prec)  # int8: fp32 (backends.names.FEATURES_PRECISION_RULE)
+        )
         impl = create_backend(
             opts.backend,
             path,

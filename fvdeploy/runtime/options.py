@@ -43,7 +43,7 @@ class ClassifyOptions:
 
     model: str | None = None
     device: str = "auto"
-    backend: str = "torch"
+    backend: str = "auto"  # backends.choice: the measured rule (docs/design.md#backend-default)
     precision: str | None = None
     features_precision: str | None = None
     mode: str | None = None
