@@ -32,7 +32,7 @@ def memory_child(video: str, model: str | None, device: str, max_memory_mib: int
 
     from ..runtime import Classifier
 
-    clf = Classifier.load(model, device=device, max_memory_mib=max_memory_mib)
+    clf = Classifier.load(model, device=device, max_memory_mib=max_memory_mib, bound_heap=True)  # as the CLI runs
     cap = cv2.VideoCapture(video)
     size = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)) or 64, int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)) or 64
     cap.release()

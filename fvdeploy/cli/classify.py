@@ -304,7 +304,7 @@ def _run(
         from ..runtime import Classifier
 
         with status("loading the model", show_progress):
-            clf = Classifier.load(options=options)
+            clf = Classifier.load(options=options, bound_heap=True)  # flat RSS over long videos (docs/runtime.md)
     if visualize is not None:
         visualize.mkdir(parents=True, exist_ok=True)
     rows, used_png, failed, partial = [], set(), 0, 0

@@ -149,9 +149,11 @@ def _serve_here(settings) -> None:
     import logging
     import signal
 
+    from ..malloc import bound_heap_growth
     from ..serve.server import build_server
     from ..serve.service import Service
 
+    bound_heap_growth()  # a long-running process: flat RSS (docs/runtime.md), as classify and watch
     with status("loading the model", err.is_terminal):
         service = Service.load(settings)
     level = logging.getLogger("fvdeploy").getEffectiveLevel()

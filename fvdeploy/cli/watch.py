@@ -245,6 +245,7 @@ def watch(
             max_memory_mib=max_memory,
             topk=top_k,
             mode="full",
+            bound_heap=True,  # flat RSS over hours of stream (docs/runtime.md)
         )
         watcher = Watcher(clf, options)
         items = watcher.run(sources)

@@ -33,7 +33,6 @@ from ..io.names import DECODERS
 from ..io.sources import FrameReader, FrameSource, open_source
 from ..io.staging import HostStager
 from ..io.transforms import preprocess, shrink_in_reader, to_input
-from ..malloc import bound_heap_growth
 from .plan import FrameCosts, MemoryPlan, check_frame_fits, frame_costs, plan_video
 from .scoring import Locate, Scored, score
 from .stages import FrameStages, frame_stages
@@ -64,7 +63,6 @@ class Engine:
         top_k: int = 5,
         chunk_size: int | None = None,
     ) -> None:
-        bound_heap_growth()
         if decoder not in DECODERS:
             raise FvdeployError(f"unknown decoder {decoder!r}; choose one of {', '.join(DECODERS)}")
         if decoder == "nvdec":
@@ -92,7 +90,8 @@ class Engine:
         self._stagers: queue.SimpleQueue[HostStager] = queue.SimpleQueue()
         self._stages: FrameStages | None = None
         precision = getattr(backend, "features_precision", backend.precision)
-        self.costs: FrameCosts = frame_costs(backend.feature_shape, self.config.input.crop, precision)
+        stepped = getattr(backend, "stepper", None) is not None
+        self.costs: FrameCosts = frame_costs(backend.feature_shape, self.config.input.crop, precision, stepped)
 
     def derive(self, **changes: Any) -> Engine:
         """The same loaded backend (and staging buffers) with other settings: ``config`` (mode, G,

@@ -37,13 +37,23 @@ class FrameCosts:
     crop: int
 
 
-def frame_costs(feature_shape: tuple[int, int, int], crop: int, features_precision: str) -> FrameCosts:
+def frame_costs(
+    feature_shape: tuple[int, int, int], crop: int, features_precision: str, stepped: bool = False
+) -> FrameCosts:
     """The costs of one frame for a model whose ``layer1`` maps are ``feature_shape`` ``(C, h, w)``,
-    on ``crop`` x ``crop`` inputs, with stem + ``layer1`` in ``features_precision``."""
+    on ``crop`` x ``crop`` inputs, with stem + ``layer1`` in ``features_precision``. ``stepped``:
+    the backend runs stem + ``layer1`` a few frames at a time in buffers it keeps (the torch
+    backend on the CPU, ``models.inference.StepBuffers``, counted with the model), so a chunk's
+    frames hold only their input, their ``layer1`` output and one map in flight: chunks can then be
+    as long as ``MAX_CHUNK`` (at 224 px the whole-activation count gave 10-frame chunks, whose
+    2 x halo recomputed frames cost 0.9 s of 3.4 on 300 frames)."""
     esize = _ELEMENT_BYTES.get(features_precision, 4)
     c, h, w = feature_shape
     feature = esize * c * h * w
-    work = esize * (3 * crop * crop + 3 * STEM_CHANNELS * (crop // 2) ** 2) + 6 * feature
+    if stepped:
+        work = esize * 3 * crop * crop + 2 * feature
+    else:
+        work = esize * (3 * crop * crop + 3 * STEM_CHANNELS * (crop // 2) ** 2) + 6 * feature
     return FrameCosts(feature=feature, work=work, crop=3 * crop * crop)
 
 

@@ -38,6 +38,7 @@ from ..errors import FvdeployError, InputError, ModelError, VideoError
 from ..io.sources import FrameReader, FrameSource
 from ..io.staging import HostStager
 from ..io.urls import redact
+from ..malloc import bound_heap_growth
 from ..ops.clustering import cluster_segments
 from ..ops.halo import rechunk, stream_with_halo
 from ..ops.sampling import segment_bounds, tsm_indices
@@ -125,6 +126,7 @@ class Classifier:
         options: ClassifyOptions | None = None,
         concurrent_finish: bool | None = None,
         fast_resize: bool | None = None,
+        bound_heap: bool = False,
         **fields: Any,
     ) -> Classifier:
         """Load a model folder (default: the bundled model) onto a device with a backend.
@@ -139,12 +141,17 @@ class Classifier:
         the CPU. ``mode``/``segments``/``clusters``/``method`` override how the checkpoint was
         trained (the weights are the same for every mode). ``decoder``: default auto on CUDA,
         opencv on the CPU. ``features_precision``: the precision of stem + layer1 (default: the
-        precision). ``concurrent_finish``: see the constructor.
+        precision). ``concurrent_finish``: see the constructor. ``bound_heap``: fix glibc's mmap
+        threshold for this process (``fvdeploy.malloc``: peak RSS stays flat over long videos, at a
+        cost in page faults; a process-wide change, so the library makes it only when asked; the
+        CLI asks).
 
         Raises ``OptionsError`` (a value out of range), ``ModelError`` (missing or corrupt model
         folder, an override the model cannot take), ``BackendError`` (backend, device, provider or
         precision not available here, never a silent fallback) and ``FvdeployError``."""
         opts = _options(options, model=model, device=device, backend=backend, **fields)
+        if bound_heap:
+            bound_heap_growth()
         path = resolve_model_path(opts.model)
         config = read_config(path)
         changes = {
@@ -476,12 +483,13 @@ class Classifier:
                     yield feats[first - pos : last - pos]
                 pos += feats.shape[0]
 
-        t = time.perf_counter()
+        t, before = time.perf_counter(), job.model_seconds
         if acc.streaming_sums:
             job.memory_path = f"sums ({len(acc.slots)} slots)"
         means, ids = acc.finish(g, self.config.method, recompute if src.rereadable else None)
         cluster_logits = engine.logits(means[None])[0]
-        job.model_seconds += time.perf_counter() - t
+        # the recomputed chunks were timed inside finish: count its whole time once
+        job.model_seconds = before + time.perf_counter() - t
         # A video shorter than G was padded by repeating its last frame: clusters of padding alone
         # are part of the video's mean logits (as the model computes it) but not reported as segments.
         spans = cluster_segments(ids[None])[0]

@@ -49,7 +49,7 @@ def _worker(wid: int, device: str, load_kwargs: dict, tasks, conn) -> None:
 
     crash_on = os.environ.get("FVDEPLOY_TEST_WORKER_CRASH_ON")
     try:
-        clf = Classifier.load(device=device, **load_kwargs)
+        clf = Classifier.load(device=device, bound_heap=True, **load_kwargs)  # a CLI worker, as the CLI
     except FvdeployError as e:
         conn.send(("fatal", str(e)))
         return
