@@ -375,3 +375,6 @@ def test_windows_keep_the_frames_per_cluster_the_model_was_trained_with():
     items = watch(Classifier.load(device="cpu"), frames, window_frames=100, stride_frames=100, fps=25)
     windows = [x for x in items if x.type == "window"]
     assert len(windows[0].segments) == 25  # 100 frames at 4 a cluster
+    # a G chosen when loading (--clusters, or the service's clusters) is kept as it is
+    items = watch(Classifier.load(device="cpu", clusters=10), frames, window_frames=100, stride_frames=100, fps=25)
+    assert len([x for x in items if x.type == "window"][0].segments) == 10

@@ -48,7 +48,8 @@ class Engine:
     drivers follow (mode, G, method may differ from the backend's: the weights are the same);
     ``max_memory_mib``: MiB held beyond the model, decoded frames included (default 1024 on the
     CPU, 2048 on CUDA; at least 16); ``decoder``: opencv | nvdec | auto for files; ``top_k``:
-    labels per result.
+    labels per result; ``clusters_given``: ``config.num_clusters`` was chosen for this load
+    (``--clusters``), so drivers keep it as it is (see ``watch.options.clusters_for``).
 
     Raises ``FvdeployError`` for an unknown decoder, a budget under 16 MiB or ``top_k < 1``, and
     ``BackendError`` for ``decoder="nvdec"`` where NVDEC cannot run."""
@@ -62,6 +63,7 @@ class Engine:
         decoder: str = "opencv",
         top_k: int = 5,
         chunk_size: int | None = None,
+        clusters_given: bool = False,
     ) -> None:
         if decoder not in DECODERS:
             raise FvdeployError(f"unknown decoder {decoder!r}; choose one of {', '.join(DECODERS)}")
@@ -81,6 +83,8 @@ class Engine:
         self.decoder = decoder
         self.top_k = top_k
         self.chunk_size = chunk_size
+        # G was chosen for this load (--clusters), not trained: drivers must not rescale it
+        self.clusters_given = clusters_given
         self.max_memory_mib = int(max_memory_mib or DEFAULT_MAX_MEMORY_MIB.get(self.device.type, 1024))
         if self.max_memory_mib < MIN_MEMORY_MIB:
             raise FvdeployError(f"--max-memory {self.max_memory_mib} MiB is too small (at least {MIN_MEMORY_MIB})")
@@ -99,7 +103,7 @@ class Engine:
         other = object.__new__(Engine)
         other.__dict__.update(self.__dict__)
         for name, value in changes.items():
-            if name not in ("config", "top_k", "max_memory_mib", "chunk_size"):
+            if name not in ("config", "top_k", "max_memory_mib", "chunk_size", "clusters_given"):
                 raise TypeError(f"derive() got an unexpected setting {name!r}")
             setattr(other, name, value)
         if other.top_k < 1:
@@ -237,4 +241,7 @@ class Engine:
 
     def with_config(self, **changes: Any) -> Engine:
         """:meth:`derive` with ``config.replace(**changes)`` (mode, num_clusters, method, segments)."""
-        return self.derive(config=self.config.replace(**changes)) if changes else self
+        if not changes:
+            return self
+        given = self.clusters_given or "num_clusters" in changes
+        return self.derive(config=self.config.replace(**changes), clusters_given=given)

@@ -190,6 +190,7 @@ class Classifier:
             decoder=opts.decoder or ("auto" if dev.type == "cuda" else "opencv"),
             top_k=opts.top_k,
             chunk_size=opts.chunk_size,
+            clusters_given=opts.clusters is not None,
         )
         return cls(
             engine=engine,

@@ -430,7 +430,8 @@ class Watcher:
             self.engine.check_frames_fit(source, shrunk=shrunk)
             window, stride = self.options.geometry(source.fps, spec.name)
             nominal = o.window_frames or max(1, round(o.window_s * (source.fps or 0)))
-            g = clusters_for(nominal, self.g, self.trained_clip_frames, o.clusters)
+            given = o.clusters if o.clusters is not None else (self.g if self.engine.clusters_given else None)
+            g = clusters_for(nominal, self.g, self.trained_clip_frames, given)
             try:
                 need, queue = self._reserve(source, window, stride, shrunk, g)
             except FvdeployError:
