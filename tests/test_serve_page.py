@@ -37,6 +37,7 @@ def recording(tmp_path_factory) -> Path:
 
 
 def test_page_adds_a_stream_shows_its_events_plays_a_clip_and_removes_it(browser, recording, tmp_path):
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
@@ -47,7 +48,17 @@ def test_page_adds_a_stream_shows_its_events_plays_a_clip_and_removes_it(browser
         allow_root=[str(recording.parent)],
         clips_dir=str(tmp_path / "clips"),
     )
-    wait = WebDriverWait(browser, 90, poll_frequency=0.2)
+    # The page re-renders a stream's row and the event list as records arrive, so an element found
+    # a moment ago may be gone: attributes are read in the page in one step, and waits retry.
+    wait = WebDriverWait(browser, 90, poll_frequency=0.2, ignored_exceptions=(StaleElementReferenceException,))
+
+    def attr(selector: str, name: str) -> str | None:
+        return browser.execute_script(
+            "const e = document.querySelector(arguments[0]); return e ? e.getAttribute(arguments[1]) : null;",
+            selector,
+            name,
+        )
+
     with ServiceThread(settings) as server:
         browser.get(server.url + "/?token=page-token")  # sets the cookie, then the page
         wait.until(lambda d: d.find_element(By.ID, "ready").text.startswith("ready"))
@@ -55,15 +66,13 @@ def test_page_adds_a_stream_shows_its_events_plays_a_clip_and_removes_it(browser
         browser.find_element(By.ID, "source").send_keys(str(recording))  # the form's own window and stride
         browser.find_element(By.ID, "add-button").click()
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#streams tbody tr"))
-        row = browser.find_element(By.CSS_SELECTOR, "#streams tbody tr")
-        sid = row.get_attribute("id").removeprefix("stream-")
+        sid = attr("#streams tbody tr", "id").removeprefix("stream-")
         assert browser.find_element(By.ID, "message").text == ""
 
         # events arrive over SSE and are listed as they come
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#events li.event"))
-        event = browser.find_element(By.CSS_SELECTOR, "#events li.event")
-        assert event.get_attribute("data-stream") == sid and event.get_attribute("data-label") == "move_left"
-        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, f"#stream-{sid}").get_attribute("data-state") == "ended")
+        assert attr("#events li.event", "data-stream") == sid and attr("#events li.event", "data-label") == "move_left"
+        wait.until(lambda d: attr(f"#stream-{sid}", "data-state") == "ended")
 
         # the event's evidence clip (watch --clips, in the stream's folder) is listed and plays in the page
         assert list((Path(settings.clips_dir) / sid).glob("*.mp4"))
@@ -73,7 +82,7 @@ def test_page_adds_a_stream_shows_its_events_plays_a_clip_and_removes_it(browser
                 "const v = document.querySelector('video.clip'); return v.readyState >= 2 && v.currentTime > 0;"
             )
         )
-        caption = browser.find_element(By.CSS_SELECTOR, "#clips figcaption").text
+        caption = browser.execute_script("return document.querySelector('#clips figcaption').innerText;")
         assert "move_left" in caption and ".mp4" in caption
         time.sleep(0.5)
         shot = tmp_path / "page.png"
