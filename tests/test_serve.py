@@ -447,6 +447,23 @@ def test_paths_outside_the_root_and_private_urls_are_forbidden(secured):
         assert c.post("/v1/classify", json={"url": "file:///etc/passwd"}).status_code == 403
 
 
+def test_a_playlist_below_the_root_reaches_nothing_outside_it(secured):
+    """A playlist or concat list inside the root would make FFmpeg read what it lists: refused as
+    text before any decoding, whatever its name (a newcomer read a file outside the root this way)."""
+    secret = secured.outside / "secret.mp4"
+    (secured.root / "list.m3u8").write_text(
+        f"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\n{secret}\n#EXT-X-ENDLIST\n"
+    )
+    (secured.root / "list.mp4").write_text(f"ffconcat version 1.0\nfile '{secret}'\n")
+    with secured.client(headers={"Authorization": "Bearer s3cret"}) as c:
+        for name in ("list.m3u8", "list.mp4"):
+            for route in ("/v1/classify", "/v1/jobs", "/v1/streams"):
+                r = c.post(route, json={"path": name})
+                assert r.status_code == 422 and "not a video" in r.json()["error"], (name, route, r.text)
+        assert c.get("/v1/streams").json()["streams"] == []
+        assert c.post("/v1/classify", json={"path": "ok.mp4"}).status_code == 200
+
+
 def test_upload_limit_and_read_timeout(secured):
     with secured.client(headers={"Authorization": "Bearer s3cret"}) as c:
         big = SAMPLES[0].read_bytes() * (2 * 2**20 // SAMPLES[0].stat().st_size + 1)

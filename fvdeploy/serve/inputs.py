@@ -118,6 +118,14 @@ async def checked_source(key: str, value: Any, settings: ServeSettings) -> Video
     real = check_path(value, settings.allow_root)
     if not os.path.isfile(real):
         raise Unprocessable(f"{value}: no such file" if not os.path.exists(real) else f"{value}: not a file")
+    # A playlist, concat or SDP file below the root would make FFmpeg open whatever it lists, files
+    # outside the root and loopback URLs included: a path must be a video itself.
+    with open(real, "rb") as f:
+        head = f.read(TEXT_SNIFF_BYTES)
+    if looks_like_text(head):
+        raise Unprocessable(
+            f"{value}: a text file (a playlist, concat list or SDP?), not a video: a path must name a video file"
+        )
     return VideoInput(target=real, name=value)
 
 
