@@ -157,6 +157,17 @@ def test_segments_without_mode_tsm_is_a_usage_error(model_dir, clips):
     assert run("classify", clips["a"], "-m", model_dir, "--segments", 4, "--mode", "tsm", "-q").exit_code == 0
 
 
+def test_too_many_clusters_or_segments_is_the_options_usage_error(model_dir, clips):
+    """Past the model folder's own bounds (config.LIMITS) a flag is a usage error naming the flag,
+    not a broken model folder with exit 1 (a newcomer got the latter)."""
+    r = run("classify", clips["a"], "-m", model_dir, "--clusters", 100000)
+    assert r.exit_code == 2 and "clusters must be at most 1024, got 100000" in r.output, r.output
+    r = run("classify", clips["a"], "-m", model_dir, "--mode", "tsm", "--segments", 5000)
+    assert r.exit_code == 2 and "segments must be at most 1024" in r.output, r.output
+    r = run("watch", clips["a"], "-m", model_dir, "--clusters", 5000)
+    assert r.exit_code == 2 and "--clusters must be at most 1024" in r.output, r.output
+
+
 def test_partial_result_one_stderr_line_and_strict(model_dir, clips):
     r = run("classify", clips["truncated"], "-m", model_dir, "--json")
     assert r.exit_code == 0, r.output

@@ -21,9 +21,12 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..config import LIMITS
 from ..watch.rules import EventRules
 from .app import app, err, guarded, print_error, usage_error
 from .choices import BackendName, Method, Precision
+
+MAX_CLUSTERS = LIMITS["num_clusters"][0]
 
 
 def _png_path(folder: Path, stream: str, used: set[Path]) -> Path:
@@ -180,6 +183,8 @@ def watch(
         raise usage_error("--window-frames and --stride-frames go together")
     top_k = topk_alias if topk_alias is not None else top_k
     enter = threshold_alias if threshold_alias is not None else enter
+    if clusters is not None and clusters > MAX_CLUSTERS:
+        raise usage_error(f"--clusters must be at most {MAX_CLUSTERS}, got {clusters}")
     if exit_ is not None and exit_ > enter:
         raise usage_error(f"--exit {exit_} exceeds --enter {enter}: an event goes on while its label keeps --exit")
     if clips is not None:

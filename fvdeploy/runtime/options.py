@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..backends.names import BACKENDS, PRECISION_NAMES
-from ..config import MODES
+from ..config import LIMITS, MODES
 from ..errors import FvdeployError
 from ..io.names import DECODERS
 from ..ops.names import METHODS
@@ -72,6 +72,12 @@ class ClassifyOptions:
         _int("top_k", self.top_k, 1)
         for name, low in (("segments", 0), ("clusters", 1), ("max_memory", 16), ("chunk_size", 1)):
             _int(name, getattr(self, name), low, optional=True)
+        # the model folder's own bounds (config.LIMITS), checked here so that a too-large request is
+        # the option's usage error (exit 2, 400), not a broken model folder
+        for name, limit in (("clusters", "num_clusters"), ("segments", "segments")):
+            value, (top, why) = getattr(self, name), LIMITS[limit]
+            if value is not None and value > top:
+                raise OptionsError(f"{name} must be at most {top}, got {value} ({why})")
         _int("decode_workers", self.decode_workers, 1, optional=True)
         if self.segments is not None and self.mode != "tsm":
             raise OptionsError("segments applies to mode tsm (full mode uses clusters)")
