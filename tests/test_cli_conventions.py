@@ -168,6 +168,22 @@ def test_too_many_clusters_or_segments_is_the_options_usage_error(model_dir, cli
     assert r.exit_code == 2 and "--clusters must be at most 1024" in r.output, r.output
 
 
+def test_output_messages_offer_only_what_the_command_has(model_dir, clips, tmp_path):
+    """A folder as --output is refused before any work, --force or not, leaving nothing behind;
+    watch (which has no --resume) does not suggest it."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    for extra in ((), ("--force",)):
+        r = run("classify", clips["a"], "-m", model_dir, "--output", folder, "-q", *extra)
+        assert r.exit_code == 1 and "is a folder; name a file" in r.output, r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    out = tmp_path / "w.jsonl"
+    out.write_text("mine\n")
+    r = run("watch", clips["a"], "-m", model_dir, "--output", out, "-q")
+    assert r.exit_code == 2 and "pass --force to overwrite it" in r.output and "--resume" not in r.output, r.output
+    assert out.read_text() == "mine\n"
+
+
 def test_partial_result_one_stderr_line_and_strict(model_dir, clips):
     r = run("classify", clips["truncated"], "-m", model_dir, "--json")
     assert r.exit_code == 0, r.output

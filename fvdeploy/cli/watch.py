@@ -232,7 +232,7 @@ def watch(
     writer = None
     if output is not None:
         try:
-            writer = JsonlWriter(output, force=force)
+            writer = JsonlWriter(output, force=force, resumable=False)  # a watch has no --resume
         except OutputExists as e:
             raise usage_error(str(e)) from None
         except OSError as e:

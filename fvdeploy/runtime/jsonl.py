@@ -147,15 +147,19 @@ class OutputLock:
 
 class JsonlWriter:
     """``path``: the output file. Raises ``OutputExists`` (FILE exists, neither ``force`` nor
-    ``resume``), ``OutputLocked`` (another live run writes it), ``OutputError`` (cannot write)."""
+    ``resume``; its message offers ``--resume`` only when ``resumable``), ``OutputLocked`` (another
+    live run writes it), ``OutputError`` (cannot write, or ``path`` is a folder)."""
 
-    def __init__(self, path: str | Path, *, force: bool = False, resume: bool = False) -> None:
+    def __init__(self, path: str | Path, *, force: bool = False, resume: bool = False, resumable: bool = True) -> None:
         self.path = Path(path)
         self.partial = self.path.with_name(self.path.name + ".partial")
         self.done: set[str] = set()
         self.notes: list[str] = []
+        if self.path.is_dir():  # before any work: --force cannot replace a folder by the result
+            raise OutputError(f"{self.path}: is a folder; name a file for the output")
         if self.path.exists() and not (force or resume):
-            raise OutputExists(f"{self.path} exists; pass --force to overwrite it or --resume to continue it")
+            how = " or --resume to continue it" if resumable else ""
+            raise OutputExists(f"{self.path} exists; pass --force to overwrite it{how}")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._lock = OutputLock(self.path)
@@ -166,10 +170,12 @@ class JsonlWriter:
         try:
             # an interrupted run's results (checked under the lock, so not a live run's): never dropped silently
             if not (force or resume) and next(iter_records(self.partial), None) is not None:
-                raise OutputExists(
-                    f"{self.partial} holds an interrupted run's results; pass --resume to continue it "
-                    "or --force to start over"
+                how = (
+                    "pass --resume to continue it or --force to start over"
+                    if resumable
+                    else "pass --force to start over"
                 )
+                raise OutputExists(f"{self.partial} holds an interrupted run's results; {how}")
             kept: list[str] = []
             if resume:  # FILE first, then what an interrupted run left in FILE.partial
                 for line, rec in itertools.chain(self._finished_records(), iter_records(self.partial)):
