@@ -103,6 +103,22 @@ def test_a_wrong_header_count_is_not_damage(clf):
     assert r.num_frames == 50 and r.partial is False and r.warnings == []
 
 
+@pytest.mark.parametrize("keep", [0.3, 0.5, 0.8])
+def test_an_mp4_cut_short_is_partial_and_says_so(clf, tmp_path, keep):
+    """A faststart MP4 whose data stops part-way (an interrupted copy or upload): its index still
+    announces 150 frames. Partial, one warning saying the file is cut short, never "decoding
+    resumed" (a newcomer's half file said "1 frame(s) lost, decoding resumed" for 82 missing)."""
+    data = (ASSETS / "faststart.mp4").read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: int(len(data) * keep)])
+    r = clf.classify(cut)
+    assert 0 < r.num_frames < 150 and r.partial is True, (r.num_frames, r.warnings)
+    assert len(r.warnings) == 1 and "the file is cut short" in r.warnings[0], r.warnings
+    assert f"after {r.num_frames} frames; 150 announced" in r.warnings[0] and "resumed" not in r.warnings[0]
+    whole = clf.classify(ASSETS / "faststart.mp4")
+    assert whole.num_frames == 150 and whole.partial is False and whole.warnings == []
+
+
 @pytest.mark.parametrize("name,at_least,at", [("corrupt_middle.mp4", 110, 50), ("damaged.ts", 85, 49)])
 def test_decoding_goes_on_past_damage_and_says_where(clf, name, at_least, at):
     r = clf.classify(ASSETS / name)

@@ -31,7 +31,8 @@ arrival time (a live source without timestamps, e.g. MJPEG over HTTP); ``None``,
 Damage: decoding goes on past a damaged stretch, as ffmpeg does: a failed read is retried up to
 ``DAMAGE_RETRIES`` times; frames that come after it are kept, and the frames lost are counted from
 the timestamps (the gap divided by the usual frame duration). A container's frame count is only a
-hint and never sets ``partial``. A finite source (a file, or a file behind an http(s) URL) ends at
+hint and never sets ``partial`` (an MP4/MOV whose boxes run past the file's end is cut short: that
+does). A finite source (a file, or a file behind an http(s) URL) ends at
 its end; only live sources reconnect. A source that ended early without damage (a server that
 stalled, a file that grew while it was read) sets ``incomplete``, hence ``partial``, with a warning.
 What is not supported says so: a DASH manifest is a one-line error naming DASH; HDR video (PQ or HLG
@@ -49,6 +50,7 @@ import errno
 import logging
 import math
 import os
+import struct
 import threading
 import time
 import urllib.error
@@ -537,9 +539,11 @@ class OpenCVSource(FrameSource):
                     if frames:
                         yield self._batch(frames, index, pts, arrival)
                         frames, pts, arrival = [], [], []
-                    if damage is not None:
+                    last = not self.live and not (self.kind == "file" and loop < self.loops)
+                    cut = last and self.kind == "file" and iso_bmff_missing_bytes(str(self.target)) > 0
+                    if damage is not None and not cut:  # a cut file's last damage is its cut: said once, below
                         self._lost(damage)
-                        damage = None
+                    damage = None
                     skip = None
                     if self.live:
                         if (yield from self._reconnect(index)):
@@ -554,6 +558,7 @@ class OpenCVSource(FrameSource):
                         fails, failed_at, last_raw = 0, None, -math.inf
                         continue
                     self._check_growth(index, eof_wall)
+                    self._check_cut_short(index, clock)
                     return
                 frame, raw, arrived = item
                 if frame.shape != shape:  # OpenCV itself rescales a size change; a camera may not
@@ -617,6 +622,27 @@ class OpenCVSource(FrameSource):
             return
         self.incomplete = True
         self.warn(f"{self.describe()}: {what}: {frames} frames read, the rest is not in this result")
+
+    def _check_cut_short(self, frames: int, clock: "_Clock") -> None:
+        """An MP4/MOV whose boxes run past the end of the file was cut short (a copy or an upload
+        that stopped, a recorder that died with its index written first): what was read is not the
+        whole video, and the frames its index announces past that are lost. An edit list that trims
+        frames (announced > presented) leaves the boxes whole and is not flagged."""
+        if self.kind != "file":
+            return
+        missing = iso_bmff_missing_bytes(str(self.target))
+        if not missing:
+            return
+        self.incomplete = True
+        lost = max(0, self.frame_count_hint - frames)
+        self.lost_frames += lost
+        end = clock.prev + clock.usual_step() if math.isfinite(clock.prev) else math.nan
+        at = f" at {end:.2f} s" if math.isfinite(end) else ""
+        announced = f"; {self.frame_count_hint} announced" if self.frame_count_hint else ""
+        self.warn(
+            f"{self.describe()}: the file is cut short ({missing} bytes of its last box are missing): it ends"
+            f"{at} after {frames} frames{announced}"
+        )
 
     def _time(
         self, index: int, raw: float, arrived: float, offset: float, conn_pts0: float | None, conn_at: float
@@ -793,6 +819,38 @@ def open_for_writing(path: str) -> bool | None:
         return False
     finally:
         os.close(fd)
+
+
+def iso_bmff_missing_bytes(path: str, max_boxes: int = 100_000) -> int:
+    """Bytes that the top-level boxes of an ISO BMFF file (MP4, MOV, M4V, 3GP: ``ftyp`` at byte 4)
+    declare beyond the file's end; 0 for a whole file, a box that runs to the end (size 0), or
+    another format. Box layout: ISO/IEC 14496-12, 4.2 (32-bit size, type; size 1: a 64-bit size
+    follows). Hand-written: reading box headers needs no library, and PyAV/OpenCV do not expose it."""
+    try:
+        with open(path, "rb") as f:
+            total = os.fstat(f.fileno()).st_size
+            head = f.read(8)
+            if len(head) < 8 or head[4:8] not in (b"ftyp", b"styp"):
+                return 0
+            pos = 0
+            for _ in range(max_boxes):
+                if pos + 8 > total:
+                    return 0
+                f.seek(pos)
+                (size,) = struct.unpack(">I", f.read(4))
+                f.read(4)
+                if size == 1:
+                    (size,) = struct.unpack(">Q", f.read(8))
+                elif size == 0:
+                    return 0
+                if size < 8:
+                    return 0  # not a box layout we can follow: say nothing
+                if pos + size > total:
+                    return pos + size - total
+                pos += size
+    except OSError:
+        return 0
+    return 0
 
 
 def _size_and_mtime(path: str) -> tuple[int, int] | None:
