@@ -184,6 +184,11 @@ def test_output_messages_offer_only_what_the_command_has(model_dir, clips, tmp_p
     assert out.read_text() == "mine\n"
 
 
+def test_a_manifest_that_cannot_be_read_is_a_usage_error(model_dir, clips, tmp_path):
+    r = run("classify", clips["a"], "-m", model_dir, "--manifest", tmp_path / "nolist.txt")
+    assert r.exit_code == 2 and "--manifest" in r.output and "nolist.txt" in r.output, r.output
+
+
 def test_partial_result_one_stderr_line_and_strict(model_dir, clips):
     r = run("classify", clips["truncated"], "-m", model_dir, "--json")
     assert r.exit_code == 0, r.output

@@ -159,7 +159,7 @@ def classify(
     Exit status: 0 when every input was classified (a partial result, frames lost, adds one
     stderr line; --strict makes it 1), 1 when any input failed or the model could not load,
     2 for usage errors, 130 when interrupted (Ctrl-C), 143 on SIGTERM, 129 on SIGHUP."""
-    from ..runtime.inputs import Input, expand_inputs, parse_shard, read_manifest, take_shard
+    from ..runtime.inputs import expand_inputs, parse_shard, read_manifest, take_shard
     from ..runtime.options import ClassifyOptions, OptionsError
 
     names = list(paths or [])
@@ -195,15 +195,12 @@ def classify(
         shard_spec = parse_shard(shard) if shard is not None else None
     except ValueError as e:
         raise usage_error(str(e)) from None
-    failures: list[Input] = []
     if manifest is not None:
         try:
             names += read_manifest(manifest)
-        except (OSError, UnicodeDecodeError) as e:
-            failures.append(
-                Input(str(manifest), f"{manifest}: cannot read manifest ({getattr(e, 'strerror', None) or e})")
-            )
-    if not names and not failures:
+        except (OSError, UnicodeDecodeError) as e:  # the list of work itself: nothing to do without it
+            raise usage_error(f"--manifest {manifest}: cannot read it ({getattr(e, 'strerror', None) or e})") from None
+    if not names:
         raise usage_error("no inputs: name video files, directories or globs, or --manifest FILE")
     if devices is not None and device != "auto":
         raise usage_error("--device and --devices are alternatives; pick one")
@@ -213,9 +210,9 @@ def classify(
     if ray is not None:
         from ..distributed import expand_paths  # also lists object-storage folders (s3://bucket/prefix/)
 
-        inputs = failures + take_shard(expand_paths(names), shard_spec)
+        inputs = take_shard(expand_paths(names), shard_spec)
     else:
-        inputs = failures + take_shard(expand_inputs(names, skipped), shard_spec)
+        inputs = take_shard(expand_inputs(names, skipped), shard_spec)
     for line in skipped:  # a folder scan never drops a file silently
         print_error(line, "warning", "yellow")
     if annotate is not None:
