@@ -316,6 +316,11 @@ def test_bad_stream_requests(client, body, words):
     assert r.status_code == 400 and words in r.json()["error"], r.text
 
 
+def test_a_stream_from_a_videos_bytes_is_told_what_a_stream_takes(client):
+    r = client.post("/v1/streams", content=SAMPLES[0].read_bytes()[:4096], headers={"Content-Type": "video/mp4"})
+    assert r.status_code == 400 and 'a stream takes JSON {"url": ...} or {"path": ...}' in r.json()["error"], r.text
+
+
 def test_job_and_stream_answers_match_their_schemas(client):
     """docs/schemas/serve: the service's own records, on real answers (a job's result is a
     video record, checked against docs/schemas/video.schema.json through the reference)."""

@@ -220,7 +220,9 @@ def create_app(settings: ServeSettings, service: Service | None = None) -> _Mete
     )
     async def create_stream(request: Request) -> Response:
         s = svc(request)
-        data = await read_json(request, settings)
+        data = await read_json(
+            request, settings, 'a stream takes JSON {"url": ...} or {"path": ...}, not a video\'s bytes'
+        )
         given = [k for k in SOURCE_KEYS if k in data]
         if len(given) != 1:
             raise BadRequest('a stream needs exactly one of "url" and "path"')

@@ -77,11 +77,15 @@ async def receive_body(request: Request, settings: ServeSettings, limit: int, si
             return b"".join(chunks)
 
 
-async def read_json(request: Request, settings: ServeSettings) -> dict[str, Any]:
+async def read_json(request: Request, settings: ServeSettings, what: str = "") -> dict[str, Any]:
+    """The body as a JSON object; ``what`` (e.g. 'a stream takes JSON {"url": ...} or {"path": ...}')
+    is said when the body is not JSON at all (a video's bytes sent where only JSON goes)."""
     body = await receive_body(request, settings, JSON_LIMIT)
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as e:
+        if what and isinstance(e, UnicodeDecodeError):
+            raise BadRequest(f"the body is not JSON: {what}") from None
         raise BadRequest(f"the body is not valid JSON ({e})") from None
     if not isinstance(data, dict):
         raise BadRequest("the JSON body must be an object")
