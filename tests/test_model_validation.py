@@ -131,9 +131,12 @@ def test_upper_bounds_say_why():
 
 def test_a_config_overridden_at_load_time_is_checked_too(good):
     from fvdeploy.runtime import Classifier
+    from fvdeploy.runtime.options import OptionsError
 
-    with pytest.raises(ModelError, match="num_clusters: must be at most 1024"):
-        Classifier.load(good, device="cpu", num_clusters=1_000_000_000)
+    # refused as the option it is, before anything is built (the old keyword and the new one)
+    for kwargs in ({"num_clusters": 1_000_000_000}, {"clusters": 1025}):
+        with pytest.raises(OptionsError, match="clusters must be at most 1024"):
+            Classifier.load(good, device="cpu", **kwargs)
 
 
 def test_a_100000_deep_config_is_one_line_naming_the_file(good, tmp_path, clip):
