@@ -177,6 +177,18 @@ def test_output_messages_offer_only_what_the_command_has(model_dir, clips, tmp_p
         r = run("classify", clips["a"], "-m", model_dir, "--output", folder, "-q", *extra)
         assert r.exit_code == 1 and "is a folder; name a file" in r.output, r.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    # a pipe (or a device: /dev/null as root) is never replaced by the finished file
+    fifo = tmp_path / "pipe.jsonl"
+    os.mkfifo(fifo)
+    for command in ("classify", "watch"):
+        r = run(command, clips["a"], "-m", model_dir, "--output", fifo, "--force", "-q")
+        assert r.exit_code == 1 and "not a regular file" in r.output, r.output
+        assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    os.mkfifo(tmp_path / "v.mp4")
+    r = run("classify", clips["a"], "-m", model_dir, "--annotate", tmp_path / "v.mp4", "--force")
+    assert r.exit_code == 2 and "not a regular file" in r.output and stat.S_ISFIFO(os.lstat(tmp_path / "v.mp4").st_mode)
+    fifo.unlink()
+    (tmp_path / "v.mp4").unlink()
     out = tmp_path / "w.jsonl"
     out.write_text("mine\n")
     r = run("watch", clips["a"], "-m", model_dir, "--output", out, "-q")

@@ -316,6 +316,12 @@ def test_bad_stream_requests(client, body, words):
     assert r.status_code == 400 and words in r.json()["error"], r.text
 
 
+def test_a_multipart_form_upload_is_told_to_send_the_bytes(client):
+    for route in ("/v1/classify", "/v1/jobs"):
+        r = client.post(route, files={"file": ("a.mp4", SAMPLES[0].read_bytes(), "video/mp4")})
+        assert r.status_code == 400 and "--data-binary" in r.json()["error"], (route, r.text)
+
+
 def test_a_stream_from_a_videos_bytes_is_told_what_a_stream_takes(client):
     r = client.post("/v1/streams", content=SAMPLES[0].read_bytes()[:4096], headers={"Content-Type": "video/mp4"})
     assert r.status_code == 400 and 'a stream takes JSON {"url": ...} or {"path": ...}' in r.json()["error"], r.text

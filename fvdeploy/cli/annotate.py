@@ -21,6 +21,8 @@ def check_target(path: Path, force: bool) -> None:
         raise usage_error(f"{path} exists (use --force to overwrite it)")
     if path.is_dir():
         raise usage_error(f"--annotate {path} is a folder; name a video file")
+    if path.exists() and not path.is_file():  # the finished video replaces it: never a device or pipe
+        raise usage_error(f"--annotate {path} is not a regular file (a device, pipe or socket); name a video file")
 
 
 def _write(source: str, spans, out: Path, fps, title: str, total: int, show_progress: bool) -> Path:

@@ -155,8 +155,15 @@ class JsonlWriter:
         self.partial = self.path.with_name(self.path.name + ".partial")
         self.done: set[str] = set()
         self.notes: list[str] = []
-        if self.path.is_dir():  # before any work: --force cannot replace a folder by the result
+        # before any work: the result replaces FILE at the end (an atomic rename), which must
+        # never turn a folder, a device (/dev/null as root) or a pipe into a plain file
+        if self.path.is_dir():
             raise OutputError(f"{self.path}: is a folder; name a file for the output")
+        if self.path.exists() and not self.path.is_file():
+            raise OutputError(
+                f"{self.path}: not a regular file (a device, pipe or socket); --output writes a file and replaces "
+                "it when done: name a regular file"
+            )
         if self.path.exists() and not (force or resume):
             how = " or --resume to continue it" if resumable else ""
             raise OutputExists(f"{self.path} exists; pass --force to overwrite it{how}")

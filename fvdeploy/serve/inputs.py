@@ -108,6 +108,12 @@ async def read_video_request(
         options.pop("name", None)
         options = validate(options)
         return await checked_source(given[0], data[given[0]], settings), options
+    if request.headers.get("content-type", "").split(";")[0].strip().lower().startswith("multipart/"):
+        # a form's boundaries and headers around the file would be taken for a corrupt video
+        raise BadRequest(
+            "multipart form uploads are not taken: send the video's bytes as the body "
+            "(curl --data-binary @FILE -H 'Content-Type: video/mp4')"
+        )
     name = query.pop("name", None) or "upload"
     options = validate(query)
     return await receive_upload(request, settings, name), options
