@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from ..errors import BackendError, VideoError
+from .video import declared_fps
 
 INSTALL_HINT = "pip install 'fvdeploy[nvdec]' (PyNvVideoCodec)"
 
@@ -83,8 +84,7 @@ class NvdecReader:
                 f"{path}: NVDEC cannot decode this file ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
             ) from None
         self.width, self.height = int(meta.width), int(meta.height)
-        fps = float(getattr(meta, "average_fps", 0) or 0)
-        self.fps = fps if 0 < fps < 1000 else None
+        self.fps = declared_fps(getattr(meta, "average_fps", 0) or 0)
         self.frame_count_hint = int(getattr(meta, "num_frames", 0) or 0)
 
     def _to_rgb(self, frames) -> Tensor:

@@ -54,6 +54,7 @@ from .sources import (
     why_unopened,
 )
 from .urls import is_live_url, redact
+from .video import declared_fps
 
 log = logging.getLogger(__name__)
 
@@ -131,8 +132,7 @@ class PyAVSource(FrameSource):
         if container.format.name == "dash" or "dash" in container.format.name.split(","):
             self.close()
             not_dash(url + ".mpd", shown)
-        announced = float(stream.average_rate or stream.guessed_rate or 0) if stream else 0.0
-        self.fps = fps or (announced if math.isfinite(announced) and 0 < announced < 1000 else None)
+        self.fps = fps or declared_fps((stream.average_rate or stream.guessed_rate or 0) if stream else 0)
         self.frame_count_hint = max(0, int(stream.frames or 0))
         self.no_pts = container.format.name in NO_PTS_FORMATS
         if live is None and not self.live:

@@ -68,7 +68,7 @@ import numpy as np
 from ..errors import FvdeployError, VideoError
 from .names import DECODERS
 from .urls import LIVE_SCHEMES, URL_PATTERN, is_live_url, is_network_url, is_url, redact  # noqa: F401 (moved; still importable here)
-from .video import check_path, frame_fingerprint, open_capture
+from .video import check_path, declared_fps, frame_fingerprint, open_capture
 
 log = logging.getLogger(__name__)
 
@@ -430,10 +430,7 @@ class OpenCVSource(FrameSource):
         # start (ffmpeg -ss's origin); and what OpenCV does not say: HDR, a file still being written
         self._shift, self._hdr = container_facts(str(target)) if kind == "file" else (0.0, None)
         self._size0 = _size_and_mtime(str(target)) if kind == "file" else None  # None: nothing to check
-        announced = self._cap.get(cv2.CAP_PROP_FPS)
-        self.fps = fps or (
-            float(announced) if announced and math.isfinite(announced) and 0 < announced < 1000 else None
-        )
+        self.fps = fps or declared_fps(self._cap.get(cv2.CAP_PROP_FPS))
         self.frame_count_hint = max(0, int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT))) if kind != "camera" else 0
         self.width, self.height = (
             int(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH)),

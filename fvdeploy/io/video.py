@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import math
 import os
 import zlib
 from dataclasses import dataclass, field
@@ -99,6 +100,15 @@ def check_path(path: Path) -> None:
         raise VideoError(f"{path}: empty file (0 bytes)")
 
 
+def declared_fps(value: float | None) -> float | None:
+    """A container's declared frame rate when it is plausible (finite, 0 < fps < 1000), else None:
+    FFmpeg reports 0, NaN or a time base (90000) for streams that declare none."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) and 0 < value < 1000 else None
+
+
 def open_capture(path: str | Path, threads: int = 0) -> tuple[cv2.VideoCapture, VideoInfo]:
     """Open a video file (one-line VideoError for missing, unreadable, or not-a-video files).
     ``threads``: FFmpeg decoding threads (0 = FFmpeg's default, one per core); several videos
@@ -113,7 +123,7 @@ def open_capture(path: str | Path, threads: int = 0) -> tuple[cv2.VideoCapture, 
     fps = cap.get(cv2.CAP_PROP_FPS)
     info = VideoInfo(
         path=str(path),
-        fps=float(fps) if fps and np.isfinite(fps) and 0 < fps < 1000 else None,
+        fps=declared_fps(fps),
         width=int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
         height=int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
         frame_count_hint=max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT))),
