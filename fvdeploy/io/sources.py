@@ -536,9 +536,9 @@ class OpenCVSource(FrameSource):
                     if frames:
                         yield self._batch(frames, index, pts, arrival)
                         frames, pts, arrival = [], [], []
-                    last = not self.live and not (self.kind == "file" and loop < self.loops)
-                    cut = last and self.kind == "file" and iso_bmff_missing_bytes(str(self.target)) > 0
-                    if damage is not None and not cut:  # a cut file's last damage is its cut: said once, below
+                    at_end = self.kind == "file" and not self.live and loop >= self.loops
+                    missing = iso_bmff_missing_bytes(str(self.target)) if at_end else 0
+                    if damage is not None and not missing:  # a cut file's last damage is its cut: said once, below
                         self._lost(damage)
                     damage = None
                     skip = None
@@ -555,7 +555,8 @@ class OpenCVSource(FrameSource):
                         fails, failed_at, last_raw = 0, None, -math.inf
                         continue
                     self._check_growth(index, eof_wall)
-                    self._check_cut_short(index, clock)
+                    if missing:
+                        self._cut_short(index, clock, missing)
                     return
                 frame, raw, arrived = item
                 if frame.shape != shape:  # OpenCV itself rescales a size change; a camera may not
@@ -620,16 +621,11 @@ class OpenCVSource(FrameSource):
         self.incomplete = True
         self.warn(f"{self.describe()}: {what}: {frames} frames read, the rest is not in this result")
 
-    def _check_cut_short(self, frames: int, clock: "_Clock") -> None:
-        """An MP4/MOV whose boxes run past the end of the file was cut short (a copy or an upload
-        that stopped, a recorder that died with its index written first): what was read is not the
-        whole video, and the frames its index announces past that are lost. An edit list that trims
-        frames (announced > presented) leaves the boxes whole and is not flagged."""
-        if self.kind != "file":
-            return
-        missing = iso_bmff_missing_bytes(str(self.target))
-        if not missing:
-            return
+    def _cut_short(self, frames: int, clock: "_Clock", missing: int) -> None:
+        """An MP4/MOV whose boxes run ``missing`` bytes past the end of the file was cut short (a copy
+        or an upload that stopped, a recorder that died with its index written first): what was read
+        is not the whole video, and the frames its index announces past that are lost. An edit list
+        that trims frames (announced > presented) leaves the boxes whole and is never flagged."""
         self.incomplete = True
         lost = max(0, self.frame_count_hint - frames)
         self.lost_frames += lost
