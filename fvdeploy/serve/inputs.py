@@ -18,7 +18,7 @@ from typing import Any
 from starlette.requests import ClientDisconnect, Request
 
 from .errors import BadRequest, RequestTimeout, TooLarge, Unprocessable
-from .security import TEXT_SNIFF_BYTES, check_path, check_url, looks_like_text
+from .security import check_path, check_url, file_is_text
 from .settings import URL_SCHEMES, ServeSettings
 
 JSON_LIMIT = 1 << 20  # a JSON request body (url or path and options) is small
@@ -40,8 +40,13 @@ class VideoInput:
             self.upload.unlink(missing_ok=True)
 
 
+def media_type(request: Request) -> str:
+    """The request's Content-Type without parameters, lower case ("" when absent)."""
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
 def is_json(request: Request) -> bool:
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    ctype = media_type(request)
     return ctype == "application/json" or ctype.endswith("+json")
 
 
@@ -108,7 +113,7 @@ async def read_video_request(
         options.pop("name", None)
         options = validate(options)
         return await checked_source(given[0], data[given[0]], settings), options
-    if request.headers.get("content-type", "").split(";")[0].strip().lower().startswith("multipart/"):
+    if media_type(request).startswith("multipart/"):
         # a form's boundaries and headers around the file would be taken for a corrupt video
         raise BadRequest(
             "multipart form uploads are not taken: send the video's bytes as the body "
@@ -130,9 +135,7 @@ async def checked_source(key: str, value: Any, settings: ServeSettings) -> Video
         raise Unprocessable(f"{value}: no such file" if not os.path.exists(real) else f"{value}: not a file")
     # A playlist, concat or SDP file below the root would make FFmpeg open whatever it lists, files
     # outside the root and loopback URLs included: a path must be a video itself.
-    with open(real, "rb") as f:
-        head = f.read(TEXT_SNIFF_BYTES)
-    if looks_like_text(head):
+    if file_is_text(real):
         raise Unprocessable(
             f"{value}: a text file (a playlist, concat list or SDP?), not a video: a path must name a video file"
         )
@@ -152,9 +155,7 @@ async def receive_upload(request: Request, settings: ServeSettings, name: str) -
         size = path.stat().st_size
         if size == 0:
             raise BadRequest('the body is empty: send the video\'s bytes, or JSON {"url": ...} or {"path": ...}')
-        with open(path, "rb") as f:
-            head = f.read(TEXT_SNIFF_BYTES)
-        if looks_like_text(head):
+        if file_is_text(path):
             raise Unprocessable(
                 f"{name}: the upload is text, not a video (send JSON with Content-Type: application/json "
                 "for a URL or a path)"

@@ -89,6 +89,13 @@ def is_public(address: str) -> bool:
     return ip.is_global and not ip.is_multicast
 
 
+def file_is_text(path: str | Path) -> bool:
+    """:func:`looks_like_text` of the first ``TEXT_SNIFF_BYTES`` of a file (an upload, or a path
+    below an allowed root)."""
+    with open(path, "rb") as f:
+        return looks_like_text(f.read(TEXT_SNIFF_BYTES))
+
+
 def looks_like_text(head: bytes) -> bool:
     """Whether the first bytes of an upload are text (a playlist, an SDP or concat file, a page),
     which FFmpeg would follow to other files and hosts: every character printable or
