@@ -139,12 +139,7 @@ class PyAVSource(FrameSource):
             # an IP camera's endless multipart JPEG stream, or a live playlist (no end, no duration)
             self.live = self.no_pts or (self.hls and container.duration is None)
         self.width, self.height = stream.codec_context.width, stream.codec_context.height
-        if frame_check is not None and self.width and self.height:
-            try:  # before a frame is decoded: a stream of huge frames is refused from its header
-                frame_check(self.width, self.height, self.describe())
-            except BaseException:
-                self.close()
-                raise
+        self._ask_size(frame_check)  # before a frame is decoded: a stream of huge frames is refused from its header
         self.origin = container.start_time / 1e6 if container.start_time is not None else None
         self._hdr = hdr_warning(self.describe(), stream.codec_context.color_trc, stream.codec_context.color_primaries)
         # The first frames prove the source decodes and decide the time basis.
@@ -166,12 +161,8 @@ class PyAVSource(FrameSource):
             raise VideoError(f"{self.describe()}: no frames could be decoded (zero frames, or a corrupt video)")
         header = (self.width, self.height)
         self.height, self.width = self._prefetch[0][0].shape[:2]
-        if frame_check is not None and header != (self.width, self.height):
-            try:  # the header had no size, or not the displayed one (rotation)
-                frame_check(self.width, self.height, self.describe())
-            except BaseException:
-                self.close()
-                raise
+        if header != (self.width, self.height):  # the header had no size, or not the displayed one (rotation)
+            self._ask_size(frame_check)
         has_pts = any(math.isfinite(p[1]) for p in self._prefetch) and not self.no_pts
         if has_pts:
             self.time_basis = "stream"

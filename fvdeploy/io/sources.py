@@ -300,6 +300,17 @@ class FrameSource:
     def close(self) -> None:
         """Release what the source holds (also done when ``batches`` ends)."""
 
+    def _ask_size(self, frame_check: Callable[[int, int, str], None] | None) -> None:
+        """Let ``frame_check`` refuse this source's ``width`` x ``height`` (when both are known);
+        the source is closed before its refusal goes up."""
+        if frame_check is None or not (self.width and self.height):
+            return
+        try:
+            frame_check(self.width, self.height, self.describe())
+        except BaseException:
+            self.close()
+            raise
+
     # -- times -------------------------------------------------------------------------------------
     def seconds(self, frame: int) -> float | None:
         """Presentation time of frame ``frame`` in seconds (``record`` must be on); for
@@ -443,12 +454,7 @@ class OpenCVSource(FrameSource):
             and _fourcc(self._cap).upper() in ("MJPG", "MJPEG")
         ):
             self.live = True  # an IP camera's endless multipart JPEG stream over http, not a file
-        if frame_check is not None and self.width and self.height:
-            try:  # before a frame is decoded: a tiny file of huge frames must not grow first
-                frame_check(self.width, self.height, self.describe())
-            except BaseException:
-                self._cap.release()
-                raise
+        self._ask_size(frame_check)  # before a frame is decoded: a tiny file of huge frames must not grow first
         # Two frames decide the time basis (and prove the source decodes at all).
         self._prefetch = [f for f in (self._read() for _ in range(2)) if f is not None]
         if not self._prefetch:
@@ -456,12 +462,8 @@ class OpenCVSource(FrameSource):
             raise VideoError(f"{self.describe()}: no frames could be decoded (zero frames, or a corrupt video)")
         header = (self.width, self.height)
         self.height, self.width = self._prefetch[0][0].shape[:2]
-        if frame_check is not None and header != (self.width, self.height):
-            try:  # the header had no size, or not the decoded one
-                frame_check(self.width, self.height, self.describe())
-            except BaseException:
-                self._cap.release()
-                raise
+        if header != (self.width, self.height):  # the header had no size, or not the decoded one
+            self._ask_size(frame_check)
         self.time_basis = self._choose_basis()
 
     def _open(self) -> cv2.VideoCapture:
