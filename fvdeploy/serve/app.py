@@ -29,7 +29,9 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import __version__
+from ..config import MODES
 from ..records import SCHEMA_VERSION, dumps
+from ..runtime.options import INT_FIELDS, REQUEST_FIELDS
 from .errors import ApiError, BadRequest, Forbidden, NotFound, Unavailable, Unprocessable, one_line
 from .inputs import SOURCE_KEYS, checked_source, read_json, read_video_request
 from .jobs import Job
@@ -46,6 +48,16 @@ COOKIE = "fvdeploy_token"
 REPLICA = {"X-Fvdeploy-Replica": f"{socket.gethostname()}:{os.getpid()}"}
 OPEN_PATHS = frozenset({"/healthz"})
 
+
+def _request_field(name: str) -> dict[str, Any]:
+    """The OpenAPI schema of a per-request classify option (runtime.options.REQUEST_FIELDS)."""
+    if name in INT_FIELDS:
+        return {"type": "integer"}
+    if name == "mode":
+        return {"type": "string", "enum": list(MODES)}
+    return {"type": "string"}
+
+
 VIDEO_BODY = {
     "requestBody": {
         "required": True,
@@ -56,11 +68,7 @@ VIDEO_BODY = {
                     "properties": {
                         "url": {"type": "string", "description": "http(s), rtsp, rtmp or srt URL"},
                         "path": {"type": "string", "description": "a file below --allow-root"},
-                        "mode": {"type": "string", "enum": ["full", "tsm"]},
-                        "segments": {"type": "integer"},
-                        "clusters": {"type": "integer"},
-                        "method": {"type": "string"},
-                        "top_k": {"type": "integer"},
+                        **{n: _request_field(n) for n in REQUEST_FIELDS},
                     },
                 }
             },
@@ -69,14 +77,7 @@ VIDEO_BODY = {
     },
     "parameters": [
         {"name": n, "in": "query", "required": False, "schema": {"type": t}}
-        for n, t in (
-            ("name", "string"),
-            ("mode", "string"),
-            ("segments", "integer"),
-            ("clusters", "integer"),
-            ("method", "string"),
-            ("top_k", "integer"),
-        )
+        for n, t in (("name", "string"), *((n, _request_field(n)["type"]) for n in REQUEST_FIELDS))
     ],
 }
 STREAM_BODY = {
